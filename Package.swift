@@ -1,0 +1,39 @@
+// swift-tools-version: 6.1
+// csmr: composed, parallel state machine replication, and a harness to measure it.
+//
+// Dependencies point toward pure code (see docs/architecture.md): `Primitives` and `Services`
+// touch no clock, disk, socket or random source; only the `csmr` executable does.
+import PackageDescription
+
+let package = Package(
+    name: "csmr",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "csmr", targets: ["csmr"]),
+        .library(name: "CSMRCore", targets: ["Primitives", "Services", "Wire"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .target(name: "Primitives"),
+        .target(name: "Services", dependencies: ["Primitives"]),
+        .target(name: "Wire", dependencies: ["Primitives", "Services"]),
+        // jemalloc's control interface (`mallctl`). Only the executable links it, so the
+        // allocator it reports is the one that really serves the process.
+        .systemLibrary(name: "CJemalloc"),
+        .executableTarget(
+            name: "csmr",
+            dependencies: [
+                "Primitives", "Services", "Wire", "CJemalloc",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            linkerSettings: [.linkedLibrary("jemalloc", .when(platforms: [.linux]))]
+        ),
+        .testTarget(name: "PrimitivesTests", dependencies: ["Primitives"]),
+        .testTarget(name: "ServicesTests", dependencies: ["Services"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "Services"]),
+        .testTarget(name: "CLITests", dependencies: ["csmr"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

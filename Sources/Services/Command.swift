@@ -1,0 +1,181 @@
+import Primitives
+
+/// The three services of the seed talk.
+/// `session` is the group's client-session table, which every group runs beside its services.
+public enum ServiceKind: UInt8, CaseIterable, Hashable, Sendable, CustomStringConvertible {
+    case kv = 1
+    case lock = 2
+    case log = 3
+    case session = 4
+
+    public var description: String {
+        switch self {
+        case .kv: "kv"
+        case .lock: "lock"
+        case .log: "log"
+        case .session: "session"
+        }
+    }
+}
+
+/// One operation on one service. Lock ownership is the calling client session, carried by the
+/// enclosing `Request`, so it is not a field here.
+public enum Command: Hashable, Sendable {
+    /// Opens a client session; the reply names it. Sent with any client id and sequence (they only
+    /// route the reply); every later request of the client carries the returned id.
+    case openSession
+    case kvGet(key: String)
+    case kvPut(key: String, value: String)
+    case lockAcquire(name: String)
+    case lockRelease(name: String)
+    case logAppend(entry: String)
+    /// Entries `first ... last`, both inclusive.
+    case logRetrieve(first: UInt64, last: UInt64)
+    /// Drops every entry below `index`.
+    case logTruncate(index: UInt64)
+
+    public var service: ServiceKind {
+        switch self {
+        case .kvGet, .kvPut: .kv
+        case .lockAcquire, .lockRelease: .lock
+        case .logAppend, .logRetrieve, .logTruncate: .log
+        case .openSession: .session
+        }
+    }
+
+    /// The operation's name as workload files and CSV columns spell it (`kv.put`).
+    public var operationName: String {
+        switch self {
+        case .kvGet: "kv.get"
+        case .kvPut: "kv.put"
+        case .lockAcquire: "lock.acquire"
+        case .lockRelease: "lock.release"
+        case .logAppend: "log.append"
+        case .logRetrieve: "log.retrieve"
+        case .logTruncate: "log.truncate"
+        case .openSession: "session.open"
+        }
+    }
+
+    /// Whether the command only reads service state.
+    public var isReadOnly: Bool {
+        switch self {
+        case .kvGet, .logRetrieve: true
+        case .kvPut, .lockAcquire, .lockRelease, .logAppend, .logTruncate, .openSession: false
+        }
+    }
+
+    /// The state this command reads or writes. Two commands conflict when they share a key and at
+    /// least one of them writes it; the log is one object, because an append's index depends on
+    /// every append and truncate before it.
+    public var accesses: [Access] {
+        let mode: Access.Mode = isReadOnly ? .read : .write
+        switch self {
+        case let .kvGet(key), let .kvPut(key, _): return [Access(key: .kv(key), mode: mode)]
+        case let .lockAcquire(name), let .lockRelease(name): return [Access(key: .lock(name), mode: mode)]
+        case .logAppend, .logRetrieve, .logTruncate: return [Access(key: .log, mode: mode)]
+        case .openSession: return [Access(key: .sessions, mode: .write)]
+        }
+    }
+}
+
+/// A unit of service state for conflict detection.
+public enum ConflictKey: Hashable, Sendable, CustomStringConvertible {
+    case kv(String)
+    case lock(String)
+    case log
+    /// The session table's id counter: only `openSession` touches it.
+    case sessions
+
+    public var description: String {
+        switch self {
+        case let .kv(key): "kv:\(key)"
+        case let .lock(name): "lock:\(name)"
+        case .log: "log"
+        case .sessions: "sessions"
+        }
+    }
+}
+
+/// A command's use of one conflict key.
+public struct Access: Hashable, Sendable {
+    public enum Mode: Hashable, Sendable { case read, write }
+    public var key: ConflictKey
+    public var mode: Mode
+
+    public init(key: ConflictKey, mode: Mode) {
+        self.key = key
+        self.mode = mode
+    }
+
+    public func conflicts(with other: Access) -> Bool {
+        key == other.key && (mode == .write || other.mode == .write)
+    }
+}
+
+extension Command {
+    /// Whether executing the two commands in either order could give different results.
+    public func conflicts(with other: Command) -> Bool {
+        accesses.contains { mine in other.accesses.contains { mine.conflicts(with: $0) } }
+    }
+}
+
+/// A client's request: the command plus its session, so replicas can execute it at most once.
+/// Sequences start at 1 after `openSession` and grow by one per new request of the session.
+public struct Request: Hashable, Sendable, CustomStringConvertible {
+    public var client: ClientID
+    public var sequence: UInt64
+    public var command: Command
+
+    public init(client: ClientID, sequence: UInt64, command: Command) {
+        self.client = client
+        self.sequence = sequence
+        self.command = command
+    }
+
+    public var description: String { "\(client)#\(sequence) \(command)" }
+}
+
+/// What a command returns.
+public enum Reply: Hashable, Sendable {
+    /// `kv.get`: the value, or nil for an unknown key.
+    case value(String?)
+    /// `kv.put`.
+    case stored
+    /// `lock.acquire`, `lock.release`, `log.truncate`.
+    case flag(Bool)
+    /// `log.append`: the new entry's index.
+    case index(UInt64)
+    /// `log.retrieve`: the entries from `first` on.
+    case entries(first: UInt64, [String])
+    /// `openSession`: the new session's id.
+    case session(ClientID)
+    /// The command was refused; nothing changed.
+    case failure(ServiceError)
+}
+
+/// Why a command was refused. These are answers to the client, never traps.
+public enum ServiceError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// `log.retrieve` asked for entries outside `available` (the retained index range).
+    case outOfRange(first: UInt64, last: UInt64, available: Range<UInt64>)
+    /// `log.retrieve` with `first > last`.
+    case emptyRange(first: UInt64, last: UInt64)
+    /// `log.retrieve` asked for more than `limit` entries at once.
+    case rangeTooLong(requested: UInt64, limit: UInt64)
+    /// The session is unknown: never opened, or evicted. The request was not executed; the client
+    /// must open a new session.
+    case sessionExpired
+    /// A retry of a request older than the session's latest; its reply is no longer kept.
+    case staleSequence(sequence: UInt64, latest: UInt64)
+
+    public var description: String {
+        switch self {
+        case let .outOfRange(first, last, available):
+            "entries \(first)...\(last) are outside the retained range \(available.lowerBound)..<\(available.upperBound)"
+        case let .emptyRange(first, last): "empty range: first \(first) is after last \(last)"
+        case let .rangeTooLong(requested, limit): "\(requested) entries requested, at most \(limit) per retrieve"
+        case .sessionExpired: "session expired: open a new session"
+        case let .staleSequence(sequence, latest): "request \(sequence) is older than the session's latest \(latest)"
+        }
+    }
+}

@@ -1,0 +1,185 @@
+import Primitives
+
+/// Bounds on service state and requests. Defaults suit the harness; all are checked at start-up.
+public struct ServiceLimits: Hashable, Sendable {
+    /// Entries one `log.retrieve` may return. Bounds reply size. Recommended 1024; at least 1.
+    public var retrieveEntriesMax: UInt64 = 1024
+    /// Client sessions the session table keeps; the least recently active is evicted beyond it.
+    /// Recommended ≥ 4 × the number of clients; at least 1.
+    public var sessionsMax: Int = 65_536
+
+    public init(retrieveEntriesMax: UInt64 = 1024, sessionsMax: Int = 65_536) {
+        precondition(retrieveEntriesMax >= 1, "retrieveEntriesMax must be at least 1, got \(retrieveEntriesMax)")
+        precondition(sessionsMax >= 1, "sessionsMax must be at least 1, got \(sessionsMax)")
+        self.retrieveEntriesMax = retrieveEntriesMax
+        self.sessionsMax = sessionsMax
+    }
+}
+
+/// Key-value store: `get(key) -> value?`, `put(key, value)`.
+public struct KeyValueStore: Hashable, Sendable {
+    public private(set) var entries: [String: String] = [:]
+
+    public init() {}
+
+    public func get(_ key: String) -> String? { entries[key] }
+
+    public mutating func put(_ key: String, _ value: String) { entries[key] = value }
+
+    /// Canonical encoding: sorted by key, so equal stores give equal bytes.
+    public func encode(into writer: inout ByteWriter) {
+        writer.write(UInt32(entries.count))
+        for key in entries.keys.sorted() {
+            writer.write(key)
+            writer.write(entries[key]!)
+        }
+    }
+
+    public static func decode(from reader: inout ByteReader, limits: CodecLimits) throws(DecodeError) -> KeyValueStore {
+        var store = KeyValueStore()
+        let count = try reader.readCount(max: limits.snapshotItemsMax, minElementBytes: 8)
+        store.entries.reserveCapacity(count)
+        for _ in 0..<count {
+            let at = reader.offset
+            let key = try reader.readString(maxBytes: limits.stringBytesMax)
+            let value = try reader.readString(maxBytes: limits.stringBytesMax)
+            guard store.entries.updateValue(value, forKey: key) == nil else {
+                throw .invalidValue(offset: at, reason: "kv key \"\(key)\" appears twice")
+            }
+        }
+        return store
+    }
+
+    public var digest: Digest { var writer = ByteWriter(); encode(into: &writer); return Digest(of: writer.bytes) }
+}
+
+/// Lock table: a lock is free or held by one client session.
+public struct LockTable: Hashable, Sendable {
+    public private(set) var holders: [String: ClientID] = [:]
+
+    public init() {}
+
+    /// True if `client` now holds `name`: granted when free, and idempotently for its holder.
+    public mutating func acquire(_ name: String, by client: ClientID) -> Bool {
+        switch holders[name] {
+        case nil:
+            holders[name] = client
+            return true
+        case let holder?:
+            return holder == client
+        }
+    }
+
+    /// True if `client` held `name` and has now released it; false for anyone else.
+    public mutating func release(_ name: String, by client: ClientID) -> Bool {
+        guard holders[name] == client else { return false }
+        holders[name] = nil
+        return true
+    }
+
+    public func holder(of name: String) -> ClientID? { holders[name] }
+
+    public func encode(into writer: inout ByteWriter) {
+        writer.write(UInt32(holders.count))
+        for name in holders.keys.sorted() {
+            writer.write(name)
+            writer.write(holders[name]!.rawValue)
+        }
+    }
+
+    public static func decode(from reader: inout ByteReader, limits: CodecLimits) throws(DecodeError) -> LockTable {
+        var table = LockTable()
+        let count = try reader.readCount(max: limits.snapshotItemsMax, minElementBytes: 12)
+        for _ in 0..<count {
+            let at = reader.offset
+            let name = try reader.readString(maxBytes: limits.stringBytesMax)
+            let holder = ClientID(try reader.readUInt64())
+            guard table.holders.updateValue(holder, forKey: name) == nil else {
+                throw .invalidValue(offset: at, reason: "lock \"\(name)\" appears twice")
+            }
+        }
+        return table
+    }
+
+    public var digest: Digest { var writer = ByteWriter(); encode(into: &writer); return Digest(of: writer.bytes) }
+}
+
+/// An append-only log with absolute indices from 0 and prefix truncation.
+public struct ReplicatedLog: Hashable, Sendable {
+    /// Index of the first retained entry.
+    public private(set) var firstIndex: UInt64 = 0
+    /// Retained entries live in `storage[head...]`; dropping a prefix only moves `head`, and the
+    /// storage is compacted once the dead prefix outweighs the live part, so truncate is O(1)
+    /// amortized.
+    private var storage: [String] = []
+    private var head = 0
+
+    public init() {}
+
+    /// One past the last entry's index: the index the next append gets.
+    public var endIndex: UInt64 { firstIndex + UInt64(storage.count - head) }
+
+    public var retained: Range<UInt64> { firstIndex..<endIndex }
+
+    public mutating func append(_ entry: String) -> UInt64 {
+        storage.append(entry)
+        return endIndex - 1
+    }
+
+    public func retrieve(first: UInt64, last: UInt64, limit: UInt64) -> Result<[String], ServiceError> {
+        guard first <= last else { return .failure(.emptyRange(first: first, last: last)) }
+        let requested = last - first &+ 1
+        guard requested != 0, requested <= limit else {
+            return .failure(.rangeTooLong(requested: requested == 0 ? UInt64.max : requested, limit: limit))
+        }
+        guard first >= firstIndex, last < endIndex else {
+            return .failure(.outOfRange(first: first, last: last, available: retained))
+        }
+        let start = head + Int(first - firstIndex)
+        return .success(Array(storage[start...(start + Int(requested) - 1)]))
+    }
+
+    /// Drops every entry below `index`. False (and nothing changes) when `index` is past the end.
+    public mutating func truncate(below index: UInt64) -> Bool {
+        guard index <= endIndex else { return false }
+        guard index > firstIndex else { return true }
+        head += Int(index - firstIndex)
+        firstIndex = index
+        if head > 64, head * 2 > storage.count {
+            storage.removeFirst(head)
+            head = 0
+        }
+        return true
+    }
+
+    public var entries: ArraySlice<String> { storage[head...] }
+
+    public static func == (lhs: ReplicatedLog, rhs: ReplicatedLog) -> Bool {
+        lhs.firstIndex == rhs.firstIndex && lhs.entries.elementsEqual(rhs.entries)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(firstIndex)
+        for entry in entries { hasher.combine(entry) }
+    }
+
+    public func encode(into writer: inout ByteWriter) {
+        writer.write(firstIndex)
+        writer.write(UInt32(storage.count - head))
+        for entry in entries { writer.write(entry) }
+    }
+
+    public static func decode(from reader: inout ByteReader, limits: CodecLimits) throws(DecodeError) -> ReplicatedLog {
+        var log = ReplicatedLog()
+        log.firstIndex = try reader.readUInt64()
+        let count = try reader.readCount(max: limits.snapshotItemsMax, minElementBytes: 4)
+        guard UInt64.max - log.firstIndex >= UInt64(count) else {
+            throw .invalidValue(offset: reader.offset, reason: "log end index overflows")
+        }
+        log.storage.reserveCapacity(count)
+        for _ in 0..<count { log.storage.append(try reader.readString(maxBytes: limits.stringBytesMax)) }
+        return log
+    }
+
+    public var digest: Digest { var writer = ByteWriter(); encode(into: &writer); return Digest(of: writer.bytes) }
+}

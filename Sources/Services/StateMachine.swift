@@ -1,0 +1,104 @@
+import Primitives
+
+/// The replicated state of one replica: the three services and the session table.
+///
+/// Deterministic: the same requests in the same order give the same replies and the same digest on
+/// every replica. `apply` is the sequential reference every parallel executor must match.
+public struct StateMachine: Hashable, Sendable {
+    public private(set) var kv = KeyValueStore()
+    public private(set) var locks = LockTable()
+    public private(set) var log = ReplicatedLog()
+    public private(set) var sessions: SessionTable
+    public let limits: ServiceLimits
+
+    /// Snapshot format version, first byte of every snapshot.
+    public static let snapshotVersion: UInt8 = 1
+
+    public init(limits: ServiceLimits = ServiceLimits()) {
+        self.limits = limits
+        sessions = SessionTable(sessionsMax: limits.sessionsMax)
+    }
+
+    /// Executes `request` at most once: a retry of the session's latest request gets the stored
+    /// reply and changes nothing.
+    public mutating func apply(_ request: Request) -> Reply {
+        switch sessions.verdict(for: request) {
+        case let .duplicate(reply): return reply
+        case let .reject(error): return .failure(error)
+        case .execute:
+            if case .openSession = request.command { return .session(sessions.open()) }
+            let reply = execute(request.command, client: request.client)
+            sessions.record(request, reply: reply)
+            return reply
+        }
+    }
+
+    /// Runs one service command, bypassing the session table. Parallel executors call this for
+    /// commands the session table has already admitted; `openSession` goes through `apply`.
+    public mutating func execute(_ command: Command, client: ClientID) -> Reply {
+        switch command {
+        case .openSession: preconditionFailure("openSession for \(client) must go through apply, which owns the session table")
+        case let .kvGet(key): return .value(kv.get(key))
+        case let .kvPut(key, value):
+            kv.put(key, value)
+            return .stored
+        case let .lockAcquire(name): return .flag(locks.acquire(name, by: client))
+        case let .lockRelease(name): return .flag(locks.release(name, by: client))
+        case let .logAppend(entry): return .index(log.append(entry))
+        case let .logRetrieve(first, last):
+            switch log.retrieve(first: first, last: last, limit: limits.retrieveEntriesMax) {
+            case let .success(entries): return .entries(first: first, entries)
+            case let .failure(error): return .failure(error)
+            }
+        case let .logTruncate(index): return .flag(log.truncate(below: index))
+        }
+    }
+
+    /// Session bookkeeping for a request executed elsewhere (by a parallel executor).
+    public mutating func recordSession(_ request: Request, reply: Reply) {
+        sessions.record(request, reply: reply)
+    }
+
+    public func sessionVerdict(for request: Request) -> SessionTable.Verdict { sessions.verdict(for: request) }
+
+    // MARK: Snapshots and digests
+
+    /// A canonical snapshot: equal states give equal bytes.
+    public func snapshot() -> [UInt8] {
+        var writer = ByteWriter(capacity: 1024)
+        writer.write(Self.snapshotVersion)
+        kv.encode(into: &writer)
+        locks.encode(into: &writer)
+        log.encode(into: &writer)
+        sessions.encode(into: &writer)
+        return writer.bytes
+    }
+
+    /// Restores a snapshot taken by `snapshot()`. Bad bytes give a typed error.
+    public init(snapshot bytes: [UInt8], limits: ServiceLimits = ServiceLimits(), codec: CodecLimits = .standard) throws(DecodeError) {
+        var reader = ByteReader(bytes)
+        let version = try reader.readUInt8()
+        guard version == Self.snapshotVersion else {
+            throw .invalidValue(offset: 0, reason: "snapshot version \(version), expected \(Self.snapshotVersion)")
+        }
+        self.limits = limits
+        kv = try KeyValueStore.decode(from: &reader, limits: codec)
+        locks = try LockTable.decode(from: &reader, limits: codec)
+        log = try ReplicatedLog.decode(from: &reader, limits: codec)
+        sessions = try SessionTable.decode(from: &reader, sessionsMax: limits.sessionsMax, limits: codec)
+        try reader.expectEnd()
+    }
+
+    /// Digest of the whole state, sessions included.
+    public var digest: Digest { Digest(of: snapshot()) }
+
+    /// Digest of one service's state alone (composition compares services across groups).
+    public func digest(of service: ServiceKind) -> Digest {
+        switch service {
+        case .kv: kv.digest
+        case .lock: locks.digest
+        case .log: log.digest
+        case .session: sessions.digest
+        }
+    }
+}

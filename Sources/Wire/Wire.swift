@@ -1,0 +1,196 @@
+import Primitives
+import Services
+
+// Framing for every byte csmr sends between processes.
+//
+//     frame   = length:u32  version:u8  kind:u8  payload
+//     length  = the number of bytes after the length field (version + kind + payload)
+//
+// Integers are big-endian. `length` is checked against `WireLimits.frameBytesMax` before anything
+// is buffered, so a forged length cannot make a peer allocate. Version 1 is the only version;
+// a frame of another version is refused with `WireError.unknownVersion`, so a future version can
+// be negotiated instead of misread. Protocol messages join as new kinds.
+
+/// Bounds on what a peer may send.
+public struct WireLimits: Hashable, Sendable {
+    /// Largest frame, length field excluded. Recommended 4 MiB; at least 64 bytes.
+    public var frameBytesMax: Int
+    /// Bounds on the values inside a frame.
+    public var codec: CodecLimits
+
+    public init(frameBytesMax: Int = 4 << 20, codec: CodecLimits = .standard) {
+        precondition(frameBytesMax >= 64, "frameBytesMax must be at least 64, got \(frameBytesMax)")
+        precondition(codec.stringBytesMax <= frameBytesMax,
+                     "stringBytesMax \(codec.stringBytesMax) exceeds frameBytesMax \(frameBytesMax)")
+        self.frameBytesMax = frameBytesMax
+        self.codec = codec
+    }
+
+    public static let standard = WireLimits()
+}
+
+/// Why a frame was refused. After any of these a stream connection should be closed: the peer
+/// speaks something else, or is broken.
+public enum WireError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The length field announces more than `WireLimits.frameBytesMax`.
+    case frameTooLarge(length: Int, limit: Int)
+    /// The length field announces fewer bytes than a version and a kind.
+    case frameTooShort(length: Int)
+    case unknownVersion(UInt8)
+    case unknownKind(UInt8)
+    /// The payload of a frame of `kind` did not decode.
+    case malformed(kind: UInt8, DecodeError)
+    /// A one-shot decode got fewer bytes than the frame announced.
+    case truncated(needed: Int)
+
+    public var description: String {
+        switch self {
+        case let .frameTooLarge(length, limit): "frame of \(length) bytes exceeds the limit of \(limit)"
+        case let .frameTooShort(length): "frame of \(length) bytes is too short for a header"
+        case let .unknownVersion(version): "unknown wire version \(version) (this build speaks \(WireFormat.version))"
+        case let .unknownKind(kind): "unknown message kind \(kind)"
+        case let .malformed(kind, error): "malformed message of kind \(kind): \(error)"
+        case let .truncated(needed): "frame truncated: \(needed) more byte(s) needed"
+        }
+    }
+}
+
+/// A reply to a client request, labelled with the request it answers.
+public struct ClientReply: Hashable, Sendable {
+    public var client: ClientID
+    public var sequence: UInt64
+    public var reply: Reply
+
+    public init(client: ClientID, sequence: UInt64, reply: Reply) {
+        self.client = client
+        self.sequence = sequence
+        self.reply = reply
+    }
+}
+
+/// Everything that travels in a frame.
+public enum Message: Hashable, Sendable {
+    case request(Request)
+    case reply(ClientReply)
+
+    var kind: UInt8 {
+        switch self {
+        case .request: 1
+        case .reply: 2
+        }
+    }
+}
+
+public enum WireFormat {
+    public static let version: UInt8 = 1
+    static let headerBytes = 4 + 2
+
+    /// One complete frame for `message`.
+    public static func encode(_ message: Message) -> [UInt8] {
+        var writer = ByteWriter(capacity: 64)
+        encode(message, into: &writer)
+        return writer.bytes
+    }
+
+    /// Appends one frame to `writer` (several frames can share one buffer, as a pipelined stream).
+    public static func encode(_ message: Message, into writer: inout ByteWriter) {
+        let start = writer.count
+        writer.write(UInt32(0))
+        writer.write(version)
+        writer.write(message.kind)
+        switch message {
+        case let .request(request): request.encode(into: &writer)
+        case let .reply(reply):
+            writer.write(reply.client.rawValue)
+            writer.write(reply.sequence)
+            reply.reply.encode(into: &writer)
+        }
+        writer.patch(UInt32(writer.count - start - 4), at: start)
+    }
+
+    /// Decodes exactly one frame; extra or missing bytes are errors.
+    public static func decode(_ bytes: [UInt8], limits: WireLimits = .standard) throws(WireError) -> Message {
+        var decoder = FrameDecoder(limits: limits)
+        decoder.append(bytes)
+        guard let message = try decoder.next() else {
+            throw .truncated(needed: decoder.bytesNeeded)
+        }
+        guard decoder.bufferedBytes == 0 else {
+            throw .malformed(kind: message.kind, .trailingBytes(count: decoder.bufferedBytes))
+        }
+        return message
+    }
+
+    static func decodePayload(kind: UInt8, _ payload: ArraySlice<UInt8>, limits: CodecLimits) throws(WireError) -> Message {
+        var reader = ByteReader(payload)
+        do {
+            let message: Message
+            switch kind {
+            case 1: message = .request(try Request.decode(from: &reader, limits: limits))
+            case 2:
+                let client = ClientID(try reader.readUInt64())
+                let sequence = try reader.readUInt64()
+                message = .reply(ClientReply(client: client, sequence: sequence, reply: try Reply.decode(from: &reader, limits: limits)))
+            default: throw WireError.unknownKind(kind)
+            }
+            try reader.expectEnd()
+            return message
+        } catch let error as DecodeError {
+            throw .malformed(kind: kind, error)
+        } catch let error as WireError {
+            throw error
+        } catch {
+            preconditionFailure("unexpected error \(error) decoding kind \(kind)")
+        }
+    }
+}
+
+/// Turns a byte stream into messages, however the bytes are split: feed any chunks with `append`
+/// and call `next` until it returns nil. Memory stays within one frame of `frameBytesMax`.
+public struct FrameDecoder: Sendable {
+    public let limits: WireLimits
+    private var buffer: [UInt8] = []
+    private var readIndex = 0
+
+    public init(limits: WireLimits = .standard) { self.limits = limits }
+
+    public mutating func append(_ bytes: some Sequence<UInt8>) {
+        // Drop consumed bytes before growing, so a long stream does not accumulate them.
+        if readIndex > 0, readIndex * 2 >= buffer.count {
+            buffer.removeFirst(readIndex)
+            readIndex = 0
+        }
+        buffer.append(contentsOf: bytes)
+    }
+
+    /// Bytes received but not yet returned as messages.
+    public var bufferedBytes: Int { buffer.count - readIndex }
+
+    /// Bytes still missing before the next frame is complete (a lower bound while the length
+    /// field itself is incomplete).
+    public var bytesNeeded: Int {
+        guard bufferedBytes >= 4 else { return 4 - bufferedBytes }
+        return max(0, 4 + Int(frameLength()) - bufferedBytes)
+    }
+
+    /// The next complete message, nil if more bytes are needed. A thrown error means the stream
+    /// is unusable; the caller should drop the connection.
+    public mutating func next() throws(WireError) -> Message? {
+        guard bufferedBytes >= 4 else { return nil }
+        let length = Int(frameLength())
+        guard length <= limits.frameBytesMax else { throw .frameTooLarge(length: length, limit: limits.frameBytesMax) }
+        guard length >= 2 else { throw .frameTooShort(length: length) }
+        guard bufferedBytes >= 4 + length else { return nil }
+        let start = readIndex + 4
+        readIndex = start + length
+        let version = buffer[start]
+        guard version == WireFormat.version else { throw .unknownVersion(version) }
+        return try WireFormat.decodePayload(kind: buffer[start + 1], buffer[(start + 2)..<(start + length)], limits: limits.codec)
+    }
+
+    private func frameLength() -> UInt32 {
+        var length: UInt32 = 0
+        for index in readIndex..<(readIndex + 4) { length = (length << 8) | UInt32(buffer[index]) }
+        return length
+    }
+}

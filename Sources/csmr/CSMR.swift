@@ -1,0 +1,11 @@
+import ArgumentParser
+
+@main
+struct CSMR: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "csmr",
+        abstract: "Composed, parallel state machine replication: run, compare and check replicated services.",
+        version: BuildInfo.packageVersion,
+        subcommands: [Version.self, Demo.self]
+    )
+}

@@ -1,0 +1,81 @@
+import Primitives
+import Testing
+
+@Suite struct ByteCodingTests {
+    @Test func integersAndStringsRoundTrip() throws {
+        var writer = ByteWriter()
+        writer.write(UInt8(7)); writer.write(UInt16(0xBEEF)); writer.write(UInt32(0xDEAD_BEEF))
+        writer.write(UInt64.max); writer.write(true); writer.write("héllo")
+        var reader = ByteReader(writer.bytes)
+        #expect(try reader.readUInt8() == 7)
+        #expect(try reader.readUInt16() == 0xBEEF)
+        #expect(try reader.readUInt32() == 0xDEAD_BEEF)
+        #expect(try reader.readUInt64() == UInt64.max)
+        #expect(try reader.readBool())
+        #expect(try reader.readString(maxBytes: 100) == "héllo")
+        try reader.expectEnd()
+    }
+
+    @Test func integersAreBigEndian() {
+        var writer = ByteWriter()
+        writer.write(UInt32(0x0102_0304))
+        #expect(writer.bytes == [1, 2, 3, 4])
+    }
+
+    @Test func readsPastTheEndAreTypedErrors() {
+        var reader = ByteReader([0, 0, 0, 9, 65])
+        #expect(throws: DecodeError.truncated(offset: 4, needed: 8)) { try reader.readString(maxBytes: 100) }
+        var short = ByteReader([1, 2])
+        #expect(throws: DecodeError.truncated(offset: 0, needed: 2)) { try short.readUInt32() }
+    }
+
+    @Test func oversizedLengthsAreRefusedBeforeReading() {
+        var reader = ByteReader([0xFF, 0xFF, 0xFF, 0xFF])
+        #expect(throws: DecodeError.lengthTooLarge(offset: 0, length: 0xFFFF_FFFF, limit: 10)) { try reader.readBlob(maxBytes: 10) }
+    }
+
+    @Test func forgedCountsCannotExceedTheBytesLeft() {
+        var reader = ByteReader([0, 0, 0, 200, 1, 2])
+        #expect(throws: DecodeError.self) { try reader.readCount(max: 1_000, minElementBytes: 4) }
+    }
+
+    @Test func invalidUTF8IsATypedError() {
+        var reader = ByteReader([0, 0, 0, 2, 0xC3, 0x28])
+        #expect(throws: DecodeError.invalidUTF8(offset: 0)) { try reader.readString(maxBytes: 10) }
+    }
+
+    @Test func booleansOtherThanZeroOrOneAreRefused() {
+        var reader = ByteReader([2])
+        #expect(throws: DecodeError.self) { try reader.readBool() }
+    }
+}
+
+@Suite struct RandomTests {
+    @Test func theSameSeedGivesTheSameStream() {
+        var one = SplitMix64(seed: 7), two = SplitMix64(seed: 7)
+        for _ in 0..<100 { #expect(one.next() == two.next()) }
+    }
+
+    @Test func derivedStreamsDifferFromEachOtherAndTheParent() {
+        let parent = SplitMix64(seed: 7)
+        var a = parent.derived(stream: 1), b = parent.derived(stream: 2), p = parent
+        let first = [a.next(), b.next(), p.next()]
+        #expect(Set(first).count == 3)
+    }
+
+    @Test func unitIsUniformEnough() {
+        var random = SplitMix64(seed: 1)
+        var buckets = [Int](repeating: 0, count: 10)
+        for _ in 0..<100_000 { buckets[Int(random.unit() * 10)] += 1 }
+        for bucket in buckets { #expect(abs(bucket - 10_000) < 600) }
+    }
+}
+
+@Suite struct DigestTests {
+    @Test func digestIsFNV1a() {
+        // Published FNV-1a 64-bit test vectors.
+        #expect(Digest(of: []).value == 0xcbf2_9ce4_8422_2325)
+        #expect(Digest(of: Array("a".utf8)).value == 0xaf63_dc4c_8601_ec8c)
+        #expect(Digest(of: Array("foobar".utf8)).value == 0x8594_4171_f739_67e8)
+    }
+}

@@ -1,0 +1,279 @@
+import Primitives
+import Services
+import Testing
+
+private let alice = ClientID(1)
+private let bob = ClientID(2)
+
+/// Drives one state machine with per-client sequence numbers, as a well-behaved client would.
+private struct Driver {
+    var machine: StateMachine
+    var sequences: [ClientID: UInt64] = [:]
+
+    /// Opens sessions 1 ... `clients` (ids are handed out in order, so alice is 1 and bob is 2).
+    init(clients: Int = 8, limits: ServiceLimits = ServiceLimits()) {
+        machine = StateMachine(limits: limits)
+        for expected in 1...clients {
+            let reply = machine.apply(Request(client: ClientID(9_999), sequence: 1, command: .openSession))
+            precondition(reply == .session(ClientID(UInt64(expected))), "session \(expected) opened as \(reply)")
+        }
+    }
+
+    mutating func call(_ client: ClientID, _ command: Command) -> Reply {
+        let sequence = sequences[client, default: 0] + 1
+        sequences[client] = sequence
+        return machine.apply(Request(client: client, sequence: sequence, command: command))
+    }
+}
+
+@Suite struct KeyValueTests {
+    @Test func getOfAnUnknownKeyIsNil() {
+        var driver = Driver()
+        #expect(driver.call(alice, .kvGet(key: "missing")) == .value(nil))
+    }
+
+    @Test func putThenGetReturnsTheLatestValue() {
+        var driver = Driver()
+        #expect(driver.call(alice, .kvPut(key: "k", value: "1")) == .stored)
+        #expect(driver.call(bob, .kvPut(key: "k", value: "2")) == .stored)
+        #expect(driver.call(alice, .kvGet(key: "k")) == .value("2"))
+    }
+
+    @Test func emptyKeysAndValuesAreOrdinary() {
+        var driver = Driver()
+        _ = driver.call(alice, .kvPut(key: "", value: ""))
+        #expect(driver.call(alice, .kvGet(key: "")) == .value(""))
+    }
+}
+
+@Suite struct LockTests {
+    @Test func acquireOfAFreeLockSucceeds() {
+        var driver = Driver()
+        #expect(driver.call(alice, .lockAcquire(name: "L")) == .flag(true))
+        #expect(driver.machine.locks.holder(of: "L") == alice)
+    }
+
+    @Test func acquireByTheHolderIsIdempotent() {
+        var driver = Driver()
+        _ = driver.call(alice, .lockAcquire(name: "L"))
+        #expect(driver.call(alice, .lockAcquire(name: "L")) == .flag(true))
+        #expect(driver.machine.locks.holder(of: "L") == alice)
+    }
+
+    @Test func acquireOfALockHeldByAnotherSessionFails() {
+        var driver = Driver()
+        _ = driver.call(alice, .lockAcquire(name: "L"))
+        #expect(driver.call(bob, .lockAcquire(name: "L")) == .flag(false))
+        #expect(driver.machine.locks.holder(of: "L") == alice)
+    }
+
+    @Test func releaseByANonHolderFailsAndKeepsTheLock() {
+        var driver = Driver()
+        _ = driver.call(alice, .lockAcquire(name: "L"))
+        #expect(driver.call(bob, .lockRelease(name: "L")) == .flag(false))
+        #expect(driver.machine.locks.holder(of: "L") == alice)
+    }
+
+    @Test func releaseOfAFreeLockFails() {
+        var driver = Driver()
+        #expect(driver.call(alice, .lockRelease(name: "never")) == .flag(false))
+    }
+
+    @Test func releaseByTheHolderFreesTheLockForOthers() {
+        var driver = Driver()
+        _ = driver.call(alice, .lockAcquire(name: "L"))
+        #expect(driver.call(alice, .lockRelease(name: "L")) == .flag(true))
+        #expect(driver.call(alice, .lockRelease(name: "L")) == .flag(false))
+        #expect(driver.call(bob, .lockAcquire(name: "L")) == .flag(true))
+    }
+}
+
+@Suite struct LogTests {
+    @Test func appendsGetConsecutiveIndicesFromZero() {
+        var driver = Driver()
+        #expect(driver.call(alice, .logAppend(entry: "a")) == .index(0))
+        #expect(driver.call(bob, .logAppend(entry: "b")) == .index(1))
+        #expect(driver.call(alice, .logRetrieve(first: 0, last: 1)) == .entries(first: 0, ["a", "b"]))
+    }
+
+    @Test func retrieveOutOfRangeIsATypedError() {
+        var driver = Driver()
+        _ = driver.call(alice, .logAppend(entry: "a"))
+        #expect(driver.call(alice, .logRetrieve(first: 0, last: 1))
+            == .failure(.outOfRange(first: 0, last: 1, available: 0..<1)))
+        #expect(driver.call(alice, .logRetrieve(first: 5, last: 5))
+            == .failure(.outOfRange(first: 5, last: 5, available: 0..<1)))
+    }
+
+    @Test func retrieveOfAnEmptyLogIsOutOfRange() {
+        var driver = Driver()
+        #expect(driver.call(alice, .logRetrieve(first: 0, last: 0))
+            == .failure(.outOfRange(first: 0, last: 0, available: 0..<0)))
+    }
+
+    @Test func retrieveWithFirstAfterLastIsAnEmptyRange() {
+        var driver = Driver()
+        #expect(driver.call(alice, .logRetrieve(first: 3, last: 2)) == .failure(.emptyRange(first: 3, last: 2)))
+    }
+
+    @Test func retrieveLongerThanTheLimitIsRefused() {
+        var driver = Driver()
+        #expect(driver.call(alice, .logRetrieve(first: 0, last: 5000)) == .failure(.rangeTooLong(requested: 5001, limit: 1024)))
+        #expect(driver.call(alice, .logRetrieve(first: 0, last: UInt64.max))
+            == .failure(.rangeTooLong(requested: UInt64.max, limit: 1024)))
+    }
+
+    @Test func truncateDropsThePrefixAndKeepsIndices() {
+        var driver = Driver()
+        for entry in ["a", "b", "c"] { _ = driver.call(alice, .logAppend(entry: entry)) }
+        #expect(driver.call(alice, .logTruncate(index: 2)) == .flag(true))
+        #expect(driver.call(alice, .logRetrieve(first: 1, last: 2)) == .failure(.outOfRange(first: 1, last: 2, available: 2..<3)))
+        #expect(driver.call(alice, .logRetrieve(first: 2, last: 2)) == .entries(first: 2, ["c"]))
+        #expect(driver.call(alice, .logAppend(entry: "d")) == .index(3))
+    }
+
+    @Test func truncateBelowTheRetainedStartChangesNothing() {
+        var driver = Driver()
+        for entry in ["a", "b"] { _ = driver.call(alice, .logAppend(entry: entry)) }
+        _ = driver.call(alice, .logTruncate(index: 1))
+        #expect(driver.call(alice, .logTruncate(index: 0)) == .flag(true))
+        #expect(driver.machine.log.retained == 1..<2)
+    }
+
+    @Test func truncateAtTheEndDropsEverythingAndPastTheEndFails() {
+        var driver = Driver()
+        for entry in ["a", "b"] { _ = driver.call(alice, .logAppend(entry: entry)) }
+        #expect(driver.call(alice, .logTruncate(index: 3)) == .flag(false))
+        #expect(driver.machine.log.retained == 0..<2)
+        #expect(driver.call(alice, .logTruncate(index: 2)) == .flag(true))
+        #expect(driver.machine.log.retained == 2..<2)
+    }
+
+    @Test func manyTruncationsKeepTheLogConsistent() {
+        var log = ReplicatedLog()
+        for round in 0..<2_000 {
+            #expect(log.append("e\(round)") == UInt64(round))
+            if round % 3 == 2 {
+                let truncated = log.truncate(below: UInt64(round - 1))
+                #expect(truncated)
+            }
+        }
+        #expect(log.retained == 1996..<2000)
+        #expect(log.retrieve(first: 1998, last: 1999, limit: 10) == .success(["e1998", "e1999"]))
+    }
+}
+
+@Suite struct SessionTests {
+    @Test func openSessionHandsOutFreshIdsEvenToARetry() {
+        var machine = StateMachine()
+        let open = Request(client: ClientID(77), sequence: 1, command: .openSession)
+        #expect(machine.apply(open) == .session(ClientID(1)))
+        #expect(machine.apply(open) == .session(ClientID(2)))
+    }
+
+    @Test func aDuplicateRequestIsAnsweredFromTheSessionTableWithoutExecuting() {
+        var machine = Driver(clients: 1).machine
+        let append = Request(client: alice, sequence: 1, command: .logAppend(entry: "a"))
+        #expect(machine.apply(append) == .index(0))
+        let before = machine.digest
+        #expect(machine.apply(append) == .index(0))
+        #expect(machine.log.retained == 0..<1)
+        #expect(machine.digest == before)
+    }
+
+    @Test func aStaleRetryIsRefused() {
+        var machine = Driver(clients: 1).machine
+        _ = machine.apply(Request(client: alice, sequence: 1, command: .kvPut(key: "k", value: "1")))
+        _ = machine.apply(Request(client: alice, sequence: 2, command: .kvPut(key: "k", value: "2")))
+        #expect(machine.apply(Request(client: alice, sequence: 1, command: .kvPut(key: "k", value: "1")))
+            == .failure(.staleSequence(sequence: 1, latest: 2)))
+        #expect(machine.kv.get("k") == "2")
+    }
+
+    @Test func aRequestOfASessionNeverOpenedIsRefused() {
+        var machine = StateMachine()
+        #expect(machine.apply(Request(client: alice, sequence: 1, command: .logAppend(entry: "x"))) == .failure(.sessionExpired))
+        #expect(machine.log.retained == 0..<0)
+    }
+
+    @Test func theTableIsBoundedAndARetryOfAnEvictedSessionIsNeverExecutedAgain() {
+        var driver = Driver(clients: 2, limits: ServiceLimits(sessionsMax: 2))
+        let bobsAppend = Request(client: bob, sequence: 1, command: .logAppend(entry: "bob"))
+        #expect(driver.machine.apply(bobsAppend) == .index(0))
+        #expect(driver.call(alice, .logAppend(entry: "alice")) == .index(1))
+        // Bob is now the least recently active session, so a third session evicts him.
+        #expect(driver.machine.apply(Request(client: ClientID(50), sequence: 1, command: .openSession)) == .session(ClientID(3)))
+        #expect(driver.machine.sessions.entries.count == 2)
+        #expect(driver.machine.sessions.entries[bob] == nil)
+        #expect(driver.machine.apply(bobsAppend) == .failure(.sessionExpired))
+        #expect(driver.machine.log.retained == 0..<2)
+    }
+}
+
+@Suite struct SnapshotTests {
+    private func populated() -> StateMachine {
+        var driver = Driver()
+        var random = SplitMix64(seed: 42)
+        for step in 0..<500 {
+            let client = ClientID(random.next() % 7 + 1)
+            let key = "k\(random.next() % 20)"
+            let command: Command = switch random.next() % 6 {
+            case 0: .kvPut(key: key, value: "v\(step)")
+            case 1: .kvGet(key: key)
+            case 2: .lockAcquire(name: key)
+            case 3: .lockRelease(name: key)
+            case 4: .logAppend(entry: "e\(step)")
+            default: .logTruncate(index: UInt64(step / 3))
+            }
+            _ = driver.call(client, command)
+        }
+        return driver.machine
+    }
+
+    @Test func snapshotThenRestoreGivesAnEqualDigestAndEqualState() throws {
+        let machine = populated()
+        let restored = try StateMachine(snapshot: machine.snapshot())
+        #expect(restored.digest == machine.digest)
+        #expect(restored == machine)
+        for service in ServiceKind.allCases { #expect(restored.digest(of: service) == machine.digest(of: service)) }
+    }
+
+    @Test func aRestoredReplicaBehavesLikeTheOriginal() throws {
+        var original = populated()
+        var restored = try StateMachine(snapshot: original.snapshot())
+        let next = Request(client: ClientID(3), sequence: 1_000, command: .logAppend(entry: "after"))
+        #expect(original.apply(next) == restored.apply(next))
+        // The session table travels in the snapshot: a retry is still recognised after restore.
+        #expect(restored.apply(next) == original.apply(next))
+        #expect(original.digest == restored.digest)
+    }
+
+    @Test func equalStatesReachedInDifferentInsertionOrdersHaveEqualDigests() {
+        var one = KeyValueStore(), two = KeyValueStore()
+        for index in 0..<100 { one.put("k\(index)", "v") }
+        for index in (0..<100).reversed() { two.put("k\(index)", "v") }
+        #expect(one.digest == two.digest)
+        two.put("k5", "other")
+        #expect(one.digest != two.digest)
+    }
+
+    @Test func corruptSnapshotsGiveTypedErrors() {
+        let bytes = populated().snapshot()
+        #expect(throws: DecodeError.self) { try StateMachine(snapshot: Array(bytes.dropLast())) }
+        #expect(throws: DecodeError.self) { try StateMachine(snapshot: bytes + [0]) }
+        #expect(throws: DecodeError.self) { try StateMachine(snapshot: [9] + bytes.dropFirst()) }
+        #expect(throws: DecodeError.self) { try StateMachine(snapshot: []) }
+    }
+}
+
+@Suite struct ConflictKeyTests {
+    @Test func commandsConflictOnSharedStateWhenOneWrites() {
+        #expect(Command.kvPut(key: "a", value: "1").conflicts(with: .kvGet(key: "a")))
+        #expect(!Command.kvGet(key: "a").conflicts(with: .kvGet(key: "a")))
+        #expect(!Command.kvPut(key: "a", value: "1").conflicts(with: .kvPut(key: "b", value: "1")))
+        #expect(Command.lockAcquire(name: "L").conflicts(with: .lockRelease(name: "L")))
+        #expect(!Command.lockAcquire(name: "L").conflicts(with: .kvPut(key: "L", value: "x")))
+        #expect(Command.logAppend(entry: "x").conflicts(with: .logRetrieve(first: 0, last: 0)))
+        #expect(!Command.logRetrieve(first: 0, last: 0).conflicts(with: .logRetrieve(first: 1, last: 1)))
+    }
+}
