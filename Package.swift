@@ -14,18 +14,29 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     ],
     targets: [
         .target(name: "Primitives"),
         .target(name: "Services", dependencies: ["Primitives"]),
         .target(name: "Wire", dependencies: ["Primitives", "Services"]),
+        .target(name: "Linearizability", dependencies: ["Primitives", "Services"]),
+        .target(name: "Paxos", dependencies: ["Primitives", "Services"]),
+        .target(name: "Runtime", dependencies: ["Primitives", "Services", "Paxos"]),
+        .target(
+            name: "Simulation",
+            dependencies: [
+                "Primitives", "Services", "Paxos", "Runtime", "Linearizability",
+                .product(name: "HeapModule", package: "swift-collections"),
+            ]
+        ),
         // jemalloc's control interface (`mallctl`). Only the executable links it, so the
         // allocator it reports is the one that really serves the process.
         .systemLibrary(name: "CJemalloc"),
         .executableTarget(
             name: "csmr",
             dependencies: [
-                "Primitives", "Services", "Wire", "CJemalloc",
+                "Primitives", "Services", "Wire", "Paxos", "Runtime", "Simulation", "CJemalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             linkerSettings: [.linkedLibrary("jemalloc", .when(platforms: [.linux]))]
@@ -33,6 +44,7 @@ let package = Package(
         .testTarget(name: "PrimitivesTests", dependencies: ["Primitives"]),
         .testTarget(name: "ServicesTests", dependencies: ["Services"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "Services"]),
+        .testTarget(name: "LinearizabilityTests", dependencies: ["Linearizability", "Services"]),
         .testTarget(name: "CLITests", dependencies: ["csmr"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,82 @@
+import Primitives
+
+/// Which replicas lead which slots.
+public enum LeadershipMode: String, Hashable, Sendable, CaseIterable {
+    /// Every replica leads its own slots (slot s belongs to replica s mod n), Mencius-style.
+    case multiLeader = "multi-leader"
+    /// One replica leads every slot; another takes over with a higher ballot when it fails.
+    case singleLeader = "single-leader"
+}
+
+/// Why a configuration was refused at start-up.
+public struct ConfigError: Error, Hashable, Sendable, CustomStringConvertible {
+    public var field: String
+    public var problem: String
+    public var description: String { "\(field): \(problem)" }
+}
+
+/// Every bound of the consensus core. Times are in microseconds of the driver's clock.
+public struct PaxosConfig: Hashable, Sendable {
+    /// Replicas in the group, n = 2f + 1. 3, 5 and 7 are tested; at least 1 and odd.
+    public var replicaCount: Int
+    public var mode: LeadershipMode
+    /// Requests in one batch (one slot). 1 disables batching; recommended 64; 1 ... 65,536.
+    public var batchCommandsMax: Int = 64
+    /// Encoded bytes of the requests of one batch (approximate: key, value and entry sizes plus a
+    /// fixed overhead per request). Recommended 1 MiB; at least 1 KiB.
+    public var batchBytesMax: Int = 1 << 20
+    /// How long a non-full batch may wait for more requests. 0 sends whenever the pipeline has room.
+    public var batchDelayMicrosecondsMax: UInt64 = 0
+    /// Batches a leader keeps in flight (proposed, not yet decided). Recommended 8 ... 64; at least 1.
+    public var pipelineDepthMax: Int = 16
+    /// Requests waiting to be batched at one replica; more are dropped (clients time out and retry).
+    public var requestQueueMax: Int = 100_000
+    /// No slot is proposed this far beyond the first undelivered slot: bounds decided but
+    /// undeliverable state while a slot is stuck. At least pipelineDepthMax × replicaCount.
+    public var deliveryWindowSlotsMax: UInt64 = 8_192
+    /// Heartbeat period. Recommended 10 ms in process, 50 ms across hosts.
+    public var heartbeatIntervalMicroseconds: UInt64 = 10_000
+    /// Silence after which a peer is suspected. At least 3 heartbeat intervals.
+    public var suspectTimeoutMicroseconds: UInt64 = 60_000
+    /// Unanswered accepts and prepares are resent, and a stuck delivery asks peers for decisions,
+    /// after this long.
+    public var retransmitTimeoutMicroseconds: UInt64 = 20_000
+    /// Decided slots one catch-up reply carries.
+    public var catchUpSlotsMax: Int = 512
+
+    public init(replicaCount: Int, mode: LeadershipMode = .multiLeader) {
+        self.replicaCount = replicaCount
+        self.mode = mode
+    }
+
+    public var quorum: Int { replicaCount / 2 + 1 }
+
+    /// Sublogs: one per replica in multi-leader mode, one in single-leader mode.
+    public var sublogCount: Int { mode == .multiLeader ? replicaCount : 1 }
+
+    /// Checks every bound alone and against the others.
+    public func validate() throws(ConfigError) {
+        func fail(_ field: String, _ problem: String) -> ConfigError { ConfigError(field: field, problem: problem) }
+        guard replicaCount >= 1, replicaCount % 2 == 1, replicaCount <= 99 else {
+            throw fail("replicas", "must be odd (n = 2f + 1) and between 1 and 99, got \(replicaCount)")
+        }
+        guard (1...65_536).contains(batchCommandsMax) else { throw fail("batchCommandsMax", "must be 1 ... 65536, got \(batchCommandsMax)") }
+        guard batchBytesMax >= 1_024 else { throw fail("batchBytesMax", "must be at least 1024, got \(batchBytesMax)") }
+        guard pipelineDepthMax >= 1 else { throw fail("pipelineDepthMax", "must be at least 1, got \(pipelineDepthMax)") }
+        guard requestQueueMax >= batchCommandsMax else {
+            throw fail("requestQueueMax", "\(requestQueueMax) is smaller than batchCommandsMax \(batchCommandsMax)")
+        }
+        guard deliveryWindowSlotsMax >= UInt64(pipelineDepthMax * replicaCount) else {
+            throw fail("deliveryWindowSlotsMax", "\(deliveryWindowSlotsMax) is below pipelineDepthMax × replicas = \(pipelineDepthMax * replicaCount)")
+        }
+        guard heartbeatIntervalMicroseconds >= 1 else { throw fail("heartbeatIntervalMicroseconds", "must be positive") }
+        guard suspectTimeoutMicroseconds >= 3 * heartbeatIntervalMicroseconds else {
+            throw fail("suspectTimeoutMicroseconds", "\(suspectTimeoutMicroseconds) is below 3 heartbeat intervals (\(3 * heartbeatIntervalMicroseconds))")
+        }
+        guard retransmitTimeoutMicroseconds >= 1 else { throw fail("retransmitTimeoutMicroseconds", "must be positive") }
+        guard batchDelayMicrosecondsMax < suspectTimeoutMicroseconds else {
+            throw fail("batchDelayMicrosecondsMax", "\(batchDelayMicrosecondsMax) must be below suspectTimeoutMicroseconds \(suspectTimeoutMicroseconds)")
+        }
+        guard catchUpSlotsMax >= 1 else { throw fail("catchUpSlotsMax", "must be at least 1") }
+    }
+}

@@ -1,0 +1,39 @@
+import Primitives
+import Services
+
+/// One slot as an acceptor reports it in phase 1.
+public struct ReportedSlot: Hashable, Sendable {
+    public var slot: UInt64
+    /// The ballot it was accepted at; nil when the acceptor knows the slot is decided.
+    public var ballot: Ballot?
+    public var value: SlotValue
+}
+
+/// Everything replicas of one group say to each other.
+public enum PaxosMessage: Hashable, Sendable {
+    /// Phase 1a: the sender asks to lead `sublog` at `ballot` for every slot from `fromSlot` on.
+    case prepare(sublog: Int, ballot: Ballot, fromSlot: UInt64)
+    /// Phase 1b: what the acceptor accepted (or knows decided) in `sublog` from `fromSlot` on.
+    /// `complete` is false when the report was cut at its bound: the leader must catch up first.
+    case promise(sublog: Int, ballot: Ballot, fromSlot: UInt64, slots: [ReportedSlot], complete: Bool)
+    /// Phase 2a for a run of slots.
+    case accept(ballot: Ballot, run: SlotRun)
+    /// Phase 2b: the run that starts at `first` was accepted at `ballot`.
+    case accepted(ballot: Ballot, first: UInt64)
+    /// The acceptor has promised `promised`, above the ballot the sender used for `sublog`.
+    case rejected(sublog: Int, promised: Ballot)
+    /// Decided runs (after phase 2, or answering a catch-up).
+    case decided([SlotRun])
+    /// Liveness and progress: the sender's first undelivered slot and highest slot seen.
+    case heartbeat(deliveredBelow: UInt64, horizon: UInt64)
+    /// Asks for decided slots from `fromSlot` on.
+    case catchUp(fromSlot: UInt64)
+    /// Single-leader mode: a client request for the leader to propose.
+    case forward(Request)
+}
+
+/// A message and its destination.
+public struct Outgoing: Hashable, Sendable {
+    public var to: ReplicaID
+    public var message: PaxosMessage
+}

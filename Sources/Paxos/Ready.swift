@@ -1,0 +1,51 @@
+import Primitives
+import Services
+
+/// Acceptor state that must survive a crash. Everything else is rebuilt from peers.
+public enum PersistRecord: Hashable, Sendable {
+    case promised(sublog: Int, ballot: Ballot)
+    case accepted(ballot: Ballot, run: SlotRun)
+}
+
+/// Durable storage for acceptor state. `persist` returns once the records would survive a crash
+/// (in memory for tests and the simulator's disk; fsync'd by the durable store).
+public protocol PaxosStorage {
+    mutating func persist(_ records: [PersistRecord])
+}
+
+/// The work one input to the core produced, with the order the driver must follow built in:
+/// the messages can only be taken by handing over the storage, which first persists the records
+/// they depend on (a promise or an accept must be durable before the reply that reveals it).
+/// Deliveries are decided values and may be executed at once.
+public struct Ready: Sendable {
+    public private(set) var records: [PersistRecord] = []
+    private var messages: [Outgoing] = []
+    public private(set) var deliveries: [Delivery] = []
+    /// Client requests refused because the request queue was full.
+    public private(set) var dropped: [Request] = []
+
+    public init() {}
+
+    public var isEmpty: Bool { records.isEmpty && messages.isEmpty && deliveries.isEmpty && dropped.isEmpty }
+
+    /// Persists the records, then hands out the messages to send.
+    public consuming func messages(persistingTo storage: inout some PaxosStorage) -> [Outgoing] {
+        if !records.isEmpty { storage.persist(records) }
+        return messages
+    }
+
+    /// The messages, for inspection only (scenario traces); never for sending.
+    public var pendingMessages: [Outgoing] { messages }
+
+    mutating func persist(_ record: PersistRecord) { records.append(record) }
+    mutating func send(_ message: PaxosMessage, to replica: ReplicaID) { messages.append(Outgoing(to: replica, message: message)) }
+    mutating func deliver(_ delivery: Delivery) { deliveries.append(delivery) }
+    mutating func drop(_ request: Request) { dropped.append(request) }
+}
+
+/// Storage that keeps records in memory, for tests, benchmarks and the simulator's disk.
+public struct MemoryStorage: PaxosStorage, Sendable {
+    public private(set) var records: [PersistRecord] = []
+    public init() {}
+    public mutating func persist(_ records: [PersistRecord]) { self.records.append(contentsOf: records) }
+}

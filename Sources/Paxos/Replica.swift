@@ -1,0 +1,633 @@
+import Primitives
+import Services
+
+/// One replica of a Paxos group: acceptor, learner and proposer in one pure value.
+///
+/// Protocol. Slots are split into sublogs: slot s belongs to sublog s mod k, where k is the number
+/// of replicas in multi-leader mode (Mencius: every replica leads its own sublog) and 1 in
+/// single-leader mode (classic Multi-Paxos). Each sublog runs Multi-Paxos of its own: one promise
+/// per sublog at each acceptor, one leader at a time chosen by ballots. The initial leader of a
+/// sublog owns round 0 and skips phase 1 on a fresh start; any other leader, and the initial one
+/// after a restart, wins phase 1 over every slot from its first undelivered one. Decided slots are
+/// delivered in global slot order without gaps.
+///
+/// A leader proposes batches (bounded by commands, bytes and a delay) and keeps at most
+/// `pipelineDepthMax` batches in flight. A leader with nothing to propose skips: when it learns of
+/// a higher slot elsewhere, it proposes one no-op run over all its unused slots below it, so an idle
+/// leader never stalls the others. When a sublog's leader is suspected, the lowest-numbered
+/// unsuspected replica revokes it: phase 1 with a higher ballot, then the values found, no-ops for
+/// the rest, and no-op runs from then on. An owner that is alive again regains its sublog the same
+/// way.
+///
+/// Deviations from Mencius, and why. (1) Skips travel as ordinary accepts of a no-op run and are
+/// decided by a quorum, instead of being learned straight from the owner: one round trip more for an
+/// idle owner's slots, but safety rests on plain Paxos alone, also across restarts. (2) Accepted
+/// state is kept until the durability layer compacts it, so a restarted replica catches up from
+/// its peers' decided slots. (3) No slot is proposed more than `deliveryWindowSlotsMax` beyond the
+/// first undelivered slot, which bounds what piles up while a slot waits for revocation.
+///
+/// Every input returns a `Ready`: records to persist, then messages to send, and deliveries.
+public struct PaxosReplica: Sendable {
+    public let config: PaxosConfig
+    public let id: ReplicaID
+    private let stride: UInt64
+
+    // MARK: Acceptor state (persisted)
+
+    /// Highest ballot promised, per sublog.
+    private var promised: [Ballot]
+    /// What this replica accepted or learned, per slot.
+    private var slots: [UInt64: SlotRecord] = [:]
+
+    // MARK: Learner state
+
+    /// The first slot not delivered yet; every slot below it has been delivered, in order.
+    public private(set) var deliveredBelow: UInt64 = 0
+    /// One past the highest slot this replica has seen proposed or decided anywhere.
+    public private(set) var horizon: UInt64 = 0
+    private var lastDeliveryAt: Instant
+
+    // MARK: Proposer state
+
+    private var leaderships: [Int: Leadership] = [:]
+    /// Highest ballot seen per sublog; its replica is the presumed leader.
+    private var knownBallot: [Ballot]
+    private var queue: [Request] = []
+    private var queueHead = 0
+    private var queueBytes = 0
+    private var oldestQueuedAt: Instant?
+    private var pendingRequests: Set<RequestKey> = []
+    private var lastPrepareAt: [Int: Instant] = [:]
+
+    // MARK: Failure detection
+
+    private var lastHeard: [Instant]
+    private var lastHeartbeatAt: Instant
+    private var lastCatchUpAt: Instant
+    private var catchUpCursor = 0
+
+    private var now: Instant
+
+    /// Broken protocol invariants this replica noticed (never expected; checked by the simulator).
+    public private(set) var invariantViolations: [String] = []
+
+    /// A replica starting fresh: initial leaders lead at round 0.
+    public init(config: PaxosConfig, id: ReplicaID, now: Instant) {
+        precondition((try? config.validate()) != nil, "invalid config: \(String(describing: try? config.validate()))")
+        precondition(id.rawValue >= 0 && id.rawValue < config.replicaCount, "replica \(id) outside a group of \(config.replicaCount)")
+        self.config = config
+        self.id = id
+        stride = UInt64(config.sublogCount)
+        let initial = (0..<config.sublogCount).map { Ballot(round: 0, replica: Self.owner(ofSublog: $0, mode: config.mode)) }
+        promised = initial
+        knownBallot = initial
+        lastHeard = Array(repeating: now, count: config.replicaCount)
+        lastHeartbeatAt = now
+        lastCatchUpAt = now
+        lastDeliveryAt = now
+        self.now = now
+        for sublog in 0..<config.sublogCount where initial[sublog].replica == id {
+            leaderships[sublog] = Leadership(sublog: sublog, ballot: initial[sublog], phase: .leading, nextSlot: UInt64(sublog))
+        }
+    }
+
+    /// A replica restarting after a crash from its persisted records. It leads nothing until it
+    /// wins phase 1 again, with a ballot above every one it promised or used.
+    public init(config: PaxosConfig, id: ReplicaID, now: Instant, restoring records: [PersistRecord]) {
+        self.init(config: config, id: id, now: now)
+        leaderships = [:]
+        for record in records {
+            switch record {
+            case let .promised(sublog, ballot):
+                promised[sublog] = max(promised[sublog], ballot)
+            case let .accepted(ballot, run):
+                let sublog = sublogOf(run.first)
+                promised[sublog] = max(promised[sublog], ballot)
+                for slot in run.slots(stride: stride) where (slots[slot]?.ballot ?? ballot) <= ballot {
+                    slots[slot] = SlotRecord(ballot: ballot, value: run.value, decided: false)
+                }
+                horizon = max(horizon, run.last + 1)
+            }
+        }
+        knownBallot = promised
+    }
+
+    // MARK: Inputs
+
+    /// A client request arriving at this replica.
+    public mutating func propose(_ request: Request, now: Instant) -> Ready {
+        self.now = max(self.now, now)
+        var ready = Ready()
+        if config.mode == .singleLeader, leaderships[0] == nil, knownBallot[0].replica != id {
+            ready.send(.forward(request), to: knownBallot[0].replica)
+        } else {
+            enqueue(request, into: &ready)
+        }
+        flush(into: &ready)
+        return ready
+    }
+
+    /// A message from a peer (or from this replica to itself).
+    public mutating func receive(_ message: PaxosMessage, from sender: ReplicaID, now: Instant) -> Ready {
+        self.now = max(self.now, now)
+        guard sender.rawValue >= 0, sender.rawValue < config.replicaCount else { return Ready() }
+        lastHeard[sender.rawValue] = self.now
+        var ready = Ready()
+        switch message {
+        case let .prepare(sublog, ballot, fromSlot):
+            guard validSublog(sublog) else { break }
+            onPrepare(sublog: sublog, ballot: ballot, fromSlot: fromSlot, from: sender, into: &ready)
+        case let .promise(sublog, ballot, fromSlot, reported, complete):
+            guard validSublog(sublog) else { break }
+            onPromise(sublog: sublog, ballot: ballot, fromSlot: fromSlot, reported: reported, complete: complete, from: sender, into: &ready)
+        case let .accept(ballot, run):
+            onAccept(ballot: ballot, run: run, from: sender, into: &ready)
+        case let .accepted(ballot, first):
+            onAccepted(ballot: ballot, first: first, from: sender, into: &ready)
+        case let .rejected(sublog, higher):
+            guard validSublog(sublog) else { break }
+            observe(sublog: sublog, ballot: higher, into: &ready)
+        case let .decided(runs):
+            for run in runs where validRun(run) { learn(run) }
+        case let .heartbeat(_, peerHorizon):
+            horizon = max(horizon, min(peerHorizon, deliveredBelow + 2 * config.deliveryWindowSlotsMax))
+        case let .catchUp(fromSlot):
+            onCatchUp(fromSlot: fromSlot, from: sender, into: &ready)
+        case let .forward(request):
+            if config.mode == .singleLeader, leaderships[0] == nil, knownBallot[0].replica != id, knownBallot[0].replica != sender {
+                ready.send(.forward(request), to: knownBallot[0].replica)
+            } else {
+                enqueue(request, into: &ready)
+            }
+        }
+        deliver(into: &ready)
+        flush(into: &ready)
+        return ready
+    }
+
+    /// Time passing: heartbeats, retransmissions, catch-up, failure detection, batch deadlines.
+    public mutating func tick(now: Instant) -> Ready {
+        self.now = max(self.now, now)
+        var ready = Ready()
+        if self.now.microseconds(since: lastHeartbeatAt) >= config.heartbeatIntervalMicroseconds {
+            lastHeartbeatAt = self.now
+            broadcast(.heartbeat(deliveredBelow: deliveredBelow, horizon: horizon), includingSelf: false, into: &ready)
+        }
+        retransmit(into: &ready)
+        catchUpIfStuck(into: &ready)
+        electLeaders(into: &ready)
+        flush(into: &ready)
+        return ready
+    }
+
+    // MARK: Observers (for drivers, tests and checkers)
+
+    /// The sublogs this replica currently leads (phase 2), with their ballots.
+    public var leading: [Int: Ballot] {
+        leaderships.filter { if case .leading = $0.value.phase { true } else { false } }.mapValues(\.ballot)
+    }
+
+    /// Who this replica believes leads `sublog`.
+    public func presumedLeader(ofSublog sublog: Int) -> ReplicaID { knownBallot[sublog].replica }
+
+    public var queuedRequests: Int { queue.count - queueHead }
+
+    // MARK: Acceptor
+
+    private mutating func onPrepare(sublog: Int, ballot: Ballot, fromSlot: UInt64, from sender: ReplicaID, into ready: inout Ready) {
+        guard ballot >= promised[sublog] else {
+            ready.send(.rejected(sublog: sublog, promised: promised[sublog]), to: sender)
+            return
+        }
+        if ballot > promised[sublog] {
+            promised[sublog] = ballot
+            ready.persist(.promised(sublog: sublog, ballot: ballot))
+        }
+        observe(sublog: sublog, ballot: ballot, into: &ready)
+        var reported: [ReportedSlot] = []
+        var complete = true
+        let limit = Int(2 * config.deliveryWindowSlotsMax)
+        var slot = firstSlot(inSublog: sublog, atOrAfter: fromSlot)
+        while slot < horizon {
+            if let record = slots[slot] {
+                if reported.count == limit {
+                    complete = false
+                    break
+                }
+                reported.append(ReportedSlot(slot: slot, ballot: record.decided ? nil : record.ballot, value: record.value))
+            }
+            slot += stride
+        }
+        ready.send(.promise(sublog: sublog, ballot: ballot, fromSlot: fromSlot, slots: reported, complete: complete), to: sender)
+    }
+
+    private mutating func onAccept(ballot: Ballot, run: SlotRun, from sender: ReplicaID, into ready: inout Ready) {
+        guard validRun(run) else { return }
+        let sublog = sublogOf(run.first)
+        guard ballot >= promised[sublog] else {
+            ready.send(.rejected(sublog: sublog, promised: promised[sublog]), to: sender)
+            return
+        }
+        promised[sublog] = ballot
+        observe(sublog: sublog, ballot: ballot, into: &ready)
+        // A leader with a ballot below the one a slot was decided at may still propose another
+        // value there (Paxos only constrains higher ballots). Such an accept must not be
+        // acknowledged, or it could gather a quorum; the sender is told the decision instead.
+        var decidedElsewhere: [SlotRun] = []
+        for slot in run.slots(stride: stride) {
+            if let record = slots[slot], record.decided, record.value != run.value {
+                decidedElsewhere.append(SlotRun(slot: slot, value: record.value))
+            }
+        }
+        guard decidedElsewhere.isEmpty else {
+            ready.send(.decided(decidedElsewhere), to: sender)
+            return
+        }
+        for slot in run.slots(stride: stride) where slots[slot]?.decided != true {
+            slots[slot] = SlotRecord(ballot: ballot, value: run.value, decided: false)
+        }
+        horizon = max(horizon, run.last + 1)
+        ready.persist(.accepted(ballot: ballot, run: run))
+        ready.send(.accepted(ballot: ballot, first: run.first), to: sender)
+    }
+
+    private mutating func onCatchUp(fromSlot: UInt64, from sender: ReplicaID, into ready: inout Ready) {
+        var runs: [SlotRun] = []
+        var slot = fromSlot
+        let end = min(horizon, fromSlot &+ UInt64(config.catchUpSlotsMax))
+        while slot < end {
+            if let record = slots[slot], record.decided { runs.append(SlotRun(slot: slot, value: record.value)) }
+            slot += 1
+        }
+        if !runs.isEmpty { ready.send(.decided(runs), to: sender) }
+    }
+
+    // MARK: Learner
+
+    private mutating func learn(_ run: SlotRun) {
+        for slot in run.slots(stride: stride) {
+            if let record = slots[slot], record.decided {
+                if record.value != run.value {
+                    // Only a broken protocol gets here; report it rather than crash, so the
+                    // simulator can name the seed.
+                    invariantViolations.append("replica \(id): slot \(slot) decided twice, as \(record.value) and as \(run.value)")
+                }
+                continue
+            }
+            slots[slot] = SlotRecord(ballot: slots[slot]?.ballot ?? Ballot(round: 0, replica: id), value: run.value, decided: true)
+        }
+        horizon = max(horizon, run.last + 1)
+    }
+
+    private mutating func deliver(into ready: inout Ready) {
+        while let record = slots[deliveredBelow], record.decided {
+            if case let .batch(requests) = record.value {
+                for request in requests { pendingRequests.remove(RequestKey(request)) }
+            }
+            ready.deliver(Delivery(slot: deliveredBelow, value: record.value))
+            deliveredBelow += 1
+            lastDeliveryAt = now
+        }
+    }
+
+    private mutating func catchUpIfStuck(into ready: inout Ready) {
+        guard deliveredBelow < horizon,
+              now.microseconds(since: lastDeliveryAt) >= config.retransmitTimeoutMicroseconds,
+              now.microseconds(since: lastCatchUpAt) >= config.retransmitTimeoutMicroseconds,
+              config.replicaCount > 1 else { return }
+        lastCatchUpAt = now
+        // Ask the peers in turn, skipping suspected ones, so one dead peer cannot stall catch-up.
+        for _ in 0..<config.replicaCount {
+            catchUpCursor = (catchUpCursor + 1) % config.replicaCount
+            let peer = ReplicaID(catchUpCursor)
+            if peer != id, !isSuspected(peer) {
+                ready.send(.catchUp(fromSlot: deliveredBelow), to: peer)
+                return
+            }
+        }
+    }
+
+    // MARK: Proposer
+
+    private mutating func enqueue(_ request: Request, into ready: inout Ready) {
+        let key = RequestKey(request)
+        guard !pendingRequests.contains(key) else { return }
+        guard queuedRequests < config.requestQueueMax else {
+            ready.drop(request)
+            return
+        }
+        if queuedRequests == 0 { oldestQueuedAt = now }
+        pendingRequests.insert(key)
+        queue.append(request)
+        queueBytes += Self.estimatedBytes(request)
+    }
+
+    /// Proposes what can be proposed now: batches while the pipeline has room, then a no-op run
+    /// over unused slots below the horizon.
+    private mutating func flush(into ready: inout Ready) {
+        for sublog in leaderships.keys.sorted() {
+            guard var leadership = leaderships[sublog], case .leading = leadership.phase else { continue }
+            let windowEnd = deliveredBelow + config.deliveryWindowSlotsMax
+            if sublog == clientSublog {
+                while leadership.batchesInFlight < config.pipelineDepthMax, queuedRequests > 0,
+                      leadership.nextSlot < windowEnd, batchIsDue() {
+                    let batch = takeBatch()
+                    propose(SlotRun(slot: leadership.nextSlot, value: .batch(batch)), in: &leadership, into: &ready)
+                    leadership.nextSlot += stride
+                }
+            }
+            let skipBelow = min(horizon, windowEnd)
+            if leadership.nextSlot < skipBelow {
+                let last = lastSlot(inSublog: sublog, below: skipBelow)
+                propose(SlotRun(first: leadership.nextSlot, last: last, value: .noop), in: &leadership, into: &ready)
+                leadership.nextSlot = last + stride
+            }
+            leaderships[sublog] = leadership
+        }
+    }
+
+    /// The sublog this replica proposes client requests in, if it leads it.
+    private var clientSublog: Int { config.mode == .multiLeader ? id.rawValue : 0 }
+
+    private func batchIsDue() -> Bool {
+        if queuedRequests >= config.batchCommandsMax || queueBytes >= config.batchBytesMax { return true }
+        guard let oldest = oldestQueuedAt else { return false }
+        return now.microseconds(since: oldest) >= config.batchDelayMicrosecondsMax
+    }
+
+    private mutating func takeBatch() -> [Request] {
+        var batch: [Request] = []
+        var bytes = 0
+        while queueHead < queue.count, batch.count < config.batchCommandsMax {
+            let request = queue[queueHead]
+            let size = Self.estimatedBytes(request)
+            if !batch.isEmpty, bytes + size > config.batchBytesMax { break }
+            batch.append(request)
+            bytes += size
+            queueHead += 1
+        }
+        queueBytes -= bytes
+        if queueHead == queue.count {
+            queue.removeAll(keepingCapacity: true)
+            queueHead = 0
+            oldestQueuedAt = nil
+        } else {
+            if queueHead > 1_024, queueHead * 2 > queue.count {
+                queue.removeFirst(queueHead)
+                queueHead = 0
+            }
+            // The rest waited at least as long as the batch just taken.
+            oldestQueuedAt = now
+        }
+        return batch
+    }
+
+    private mutating func propose(_ run: SlotRun, in leadership: inout Leadership, into ready: inout Ready) {
+        leadership.inflight[run.first] = Proposal(run: run, acks: [], sentAt: now)
+        if case .batch = run.value { leadership.batchesInFlight += 1 }
+        horizon = max(horizon, run.last + 1)
+        broadcast(.accept(ballot: leadership.ballot, run: run), includingSelf: true, into: &ready)
+    }
+
+    private mutating func onAccepted(ballot: Ballot, first: UInt64, from sender: ReplicaID, into ready: inout Ready) {
+        let sublog = sublogOf(first)
+        guard var leadership = leaderships[sublog], leadership.ballot == ballot,
+              var proposal = leadership.inflight[first] else { return }
+        proposal.acks.insert(sender)
+        guard proposal.acks.count >= config.quorum else {
+            leadership.inflight[first] = proposal
+            leaderships[sublog] = leadership
+            return
+        }
+        leadership.inflight[first] = nil
+        if case .batch = proposal.run.value { leadership.batchesInFlight -= 1 }
+        leaderships[sublog] = leadership
+        learn(proposal.run)
+        broadcast(.decided([proposal.run]), includingSelf: false, into: &ready)
+    }
+
+    private mutating func onPromise(sublog: Int, ballot: Ballot, fromSlot: UInt64, reported: [ReportedSlot], complete: Bool,
+                                    from sender: ReplicaID, into ready: inout Ready) {
+        guard var leadership = leaderships[sublog], leadership.ballot == ballot,
+              case .preparing(let from, var promises, let sentAt) = leadership.phase, from == fromSlot else { return }
+        guard complete else {
+            // The acceptor holds more than one report carries: this replica is too far behind to
+            // lead. Give up; it retries once catch-up has brought it closer.
+            dropLeadership(of: sublog)
+            return
+        }
+        promises[sender] = reported
+        guard promises.count >= config.quorum else {
+            leadership.phase = .preparing(fromSlot: from, promises: promises, sentAt: sentAt)
+            leaderships[sublog] = leadership
+            return
+        }
+        // Phase 1 is won. For each slot, a decided value wins; otherwise the value accepted at the
+        // highest ballot; slots nobody reported get no-ops.
+        var chosen: [UInt64: (ballot: Ballot?, value: SlotValue)] = [:]
+        for report in promises.values.joined() where validSlot(report.slot, inSublog: sublog) && report.slot >= from {
+            if let current = chosen[report.slot] {
+                guard let currentBallot = current.ballot else { continue }
+                if report.ballot == nil || report.ballot! > currentBallot { chosen[report.slot] = (report.ballot, report.value) }
+            } else {
+                chosen[report.slot] = (report.ballot, report.value)
+            }
+        }
+        leadership.phase = .leading
+        leadership.nextSlot = from
+        if let highest = chosen.keys.max() {
+            var noopStart: UInt64?
+            var slot = from
+            while slot <= highest {
+                let value = chosen[slot]?.value ?? .noop
+                if case .noop = value {
+                    if noopStart == nil { noopStart = slot }
+                } else {
+                    if let start = noopStart {
+                        propose(SlotRun(first: start, last: slot - stride, value: .noop), in: &leadership, into: &ready)
+                        noopStart = nil
+                    }
+                    propose(SlotRun(slot: slot, value: value), in: &leadership, into: &ready)
+                }
+                slot += stride
+            }
+            if let start = noopStart { propose(SlotRun(first: start, last: highest, value: .noop), in: &leadership, into: &ready) }
+            leadership.nextSlot = highest + stride
+        }
+        leaderships[sublog] = leadership
+    }
+
+    /// Notes a ballot seen for `sublog`; a higher one than this replica leads with ends its
+    /// leadership of that sublog.
+    private mutating func observe(sublog: Int, ballot: Ballot, into ready: inout Ready) {
+        if ballot > knownBallot[sublog] { knownBallot[sublog] = ballot }
+        if let leadership = leaderships[sublog], leadership.ballot < ballot { dropLeadership(of: sublog) }
+    }
+
+    private mutating func dropLeadership(of sublog: Int) {
+        guard let leadership = leaderships.removeValue(forKey: sublog) else { return }
+        // Batches in flight may still be decided by the next leader; if not, clients retry, and
+        // forgetting them here lets a retry be proposed again.
+        for proposal in leadership.inflight.values {
+            if case let .batch(requests) = proposal.run.value {
+                for request in requests { pendingRequests.remove(RequestKey(request)) }
+            }
+        }
+        lastPrepareAt[sublog] = now
+    }
+
+    private mutating func startPrepare(sublog: Int, into ready: inout Ready) {
+        let ballot = Ballot(round: knownBallot[sublog].round + 1, replica: id)
+        knownBallot[sublog] = ballot
+        let from = firstSlot(inSublog: sublog, atOrAfter: deliveredBelow)
+        leaderships[sublog] = Leadership(sublog: sublog, ballot: ballot, phase: .preparing(fromSlot: from, promises: [:], sentAt: now), nextSlot: from)
+        lastPrepareAt[sublog] = now
+        broadcast(.prepare(sublog: sublog, ballot: ballot, fromSlot: from), includingSelf: true, into: &ready)
+    }
+
+    private mutating func retransmit(into ready: inout Ready) {
+        let timeout = config.retransmitTimeoutMicroseconds
+        for sublog in leaderships.keys.sorted() {
+            guard var leadership = leaderships[sublog] else { continue }
+            switch leadership.phase {
+            case let .preparing(from, promises, sentAt):
+                guard now.microseconds(since: sentAt) >= timeout else { continue }
+                for peer in replicas where promises[peer] == nil {
+                    ready.send(.prepare(sublog: sublog, ballot: leadership.ballot, fromSlot: from), to: peer)
+                }
+                leadership.phase = .preparing(fromSlot: from, promises: promises, sentAt: now)
+            case .leading:
+                for first in leadership.inflight.keys.sorted() {
+                    var proposal = leadership.inflight[first]!
+                    guard now.microseconds(since: proposal.sentAt) >= timeout else { continue }
+                    for peer in replicas where !proposal.acks.contains(peer) {
+                        ready.send(.accept(ballot: leadership.ballot, run: proposal.run), to: peer)
+                    }
+                    proposal.sentAt = now
+                    leadership.inflight[first] = proposal
+                }
+            }
+            leaderships[sublog] = leadership
+        }
+    }
+
+    /// Starts phase 1 where a sublog has no live leader: an owner regains its own sublog, and the
+    /// lowest-numbered unsuspected replica revokes a suspected leader's.
+    private mutating func electLeaders(into ready: inout Ready) {
+        // Too far behind to lead: catch up first (its phase 1 report would not fit a message).
+        guard horizon <= deliveredBelow + config.deliveryWindowSlotsMax else { return }
+        let lowestUnsuspected = replicas.first { !isSuspected($0) } ?? id
+        for sublog in 0..<config.sublogCount where leaderships[sublog] == nil {
+            // Back off after a failed attempt; lower-numbered replicas retry sooner, so rivals
+            // do not keep preempting each other.
+            if let last = lastPrepareAt[sublog],
+               now.microseconds(since: last) < config.retransmitTimeoutMicroseconds * UInt64(1 + id.rawValue) { continue }
+            let leader = knownBallot[sublog].replica
+            let owner = Self.owner(ofSublog: sublog, mode: config.mode)
+            let wanted: Bool
+            switch config.mode {
+            case .multiLeader:
+                if owner == id {
+                    wanted = true
+                } else {
+                    wanted = isSuspected(owner) && (leader == owner || leader == id || isSuspected(leader))
+                        && lowestAlive(excluding: owner) == id
+                }
+            case .singleLeader:
+                wanted = leader == id || (isSuspected(leader) && lowestUnsuspected == id)
+            }
+            if wanted { startPrepare(sublog: sublog, into: &ready) }
+        }
+    }
+
+    private func lowestAlive(excluding excluded: ReplicaID) -> ReplicaID? {
+        replicas.first { $0 != excluded && !isSuspected($0) }
+    }
+
+    private func isSuspected(_ replica: ReplicaID) -> Bool {
+        replica != id && now.microseconds(since: lastHeard[replica.rawValue]) > config.suspectTimeoutMicroseconds
+    }
+
+    // MARK: Helpers
+
+    private var replicas: [ReplicaID] { (0..<config.replicaCount).map(ReplicaID.init) }
+
+    private mutating func broadcast(_ message: PaxosMessage, includingSelf: Bool, into ready: inout Ready) {
+        for peer in replicas where includingSelf || peer != id { ready.send(message, to: peer) }
+    }
+
+    static func owner(ofSublog sublog: Int, mode: LeadershipMode) -> ReplicaID {
+        mode == .multiLeader ? ReplicaID(sublog) : ReplicaID(0)
+    }
+
+    private func sublogOf(_ slot: UInt64) -> Int { Int(slot % stride) }
+
+    private func validSublog(_ sublog: Int) -> Bool { sublog >= 0 && sublog < config.sublogCount }
+
+    private func validSlot(_ slot: UInt64, inSublog sublog: Int) -> Bool { sublogOf(slot) == sublog }
+
+    /// Whether a run from a peer is well formed: same sublog at both ends, within the window.
+    private func validRun(_ run: SlotRun) -> Bool {
+        run.first <= run.last && sublogOf(run.first) == sublogOf(run.last)
+            && run.last < deliveredBelow &+ 4 * config.deliveryWindowSlotsMax
+    }
+
+    private func firstSlot(inSublog sublog: Int, atOrAfter slot: UInt64) -> UInt64 {
+        let offset = (UInt64(sublog) + stride - slot % stride) % stride
+        return slot + offset
+    }
+
+    /// The highest slot of `sublog` strictly below `bound` (bound must exceed the sublog's index).
+    private func lastSlot(inSublog sublog: Int, below bound: UInt64) -> UInt64 {
+        let candidate = bound - 1
+        return candidate - (candidate + stride - UInt64(sublog)) % stride
+    }
+
+    /// A rough size of a request in a batch, for `batchBytesMax`.
+    static func estimatedBytes(_ request: Request) -> Int {
+        let payload = switch request.command {
+        case let .kvGet(key): key.utf8.count
+        case let .kvPut(key, value): key.utf8.count + value.utf8.count
+        case let .lockAcquire(name), let .lockRelease(name): name.utf8.count
+        case let .logAppend(entry): entry.utf8.count
+        case .logRetrieve, .logTruncate, .openSession: 16
+        }
+        return 32 + payload
+    }
+}
+
+/// A request's identity for duplicate detection at the proposer.
+struct RequestKey: Hashable, Sendable {
+    var client: ClientID
+    var sequence: UInt64
+    init(_ request: Request) {
+        client = request.client
+        sequence = request.sequence
+    }
+}
+
+struct SlotRecord: Sendable {
+    var ballot: Ballot
+    var value: SlotValue
+    var decided: Bool
+}
+
+struct Proposal: Sendable {
+    var run: SlotRun
+    var acks: Set<ReplicaID>
+    var sentAt: Instant
+}
+
+struct Leadership: Sendable {
+    enum Phase: Sendable {
+        case preparing(fromSlot: UInt64, promises: [ReplicaID: [ReportedSlot]], sentAt: Instant)
+        case leading
+    }
+
+    var sublog: Int
+    var ballot: Ballot
+    var phase: Phase
+    var nextSlot: UInt64
+    var inflight: [UInt64: Proposal] = [:]
+    var batchesInFlight = 0
+}

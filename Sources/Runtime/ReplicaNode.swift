@@ -1,0 +1,122 @@
+import Paxos
+import Primitives
+import Services
+
+/// What a replica node asks its driver to do after an input.
+public struct NodeOutput: Sendable {
+    /// Messages for other replicas of the group (messages to itself are handled inside the node).
+    public var messages: [Outgoing] = []
+    /// Replies owed to clients that sent their request to this node.
+    public var replies: [ClientReplyOut] = []
+    /// Slots delivered and executed by this input, in order.
+    public var deliveries: [Delivery] = []
+    /// State digests taken after executing the given slot (every `digestIntervalSlots`).
+    public var digests: [(slot: UInt64, digest: Digest)] = []
+    /// Requests refused because the proposer's queue was full.
+    public var dropped: [Request] = []
+
+    public init() {}
+}
+
+/// A reply to one client request.
+public struct ClientReplyOut: Hashable, Sendable {
+    public var client: ClientID
+    public var sequence: UInt64
+    public var reply: Reply
+}
+
+/// The replica driver: runs the pure Paxos core's effects in the order it demands (persist, then
+/// send), loops messages addressed to itself back in, and executes delivered batches on the
+/// replica's state machine, answering the clients that asked this replica.
+///
+/// It is a value too: the clock, the network and the disk stay outside, in whoever steps it (the
+/// simulator, the in-process cluster, the TCP server). `storage` is the disk: after a crash, a new
+/// node is built from it and nothing else.
+public struct ReplicaNode<Storage: PaxosStorage>: Sendable where Storage: Sendable {
+    public private(set) var core: PaxosReplica
+    public private(set) var machine: StateMachine
+    public private(set) var storage: Storage
+    /// Requests this node must answer once executed (the client sent them here).
+    private var owed: Set<OwedReply> = []
+    /// Take a state digest after every this many delivered slots (0: never).
+    public var digestIntervalSlots: UInt64
+
+    public init(core: PaxosReplica, storage: Storage, limits: ServiceLimits = ServiceLimits(), digestIntervalSlots: UInt64 = 0) {
+        self.core = core
+        self.storage = storage
+        machine = StateMachine(limits: limits)
+        self.digestIntervalSlots = digestIntervalSlots
+    }
+
+    public var id: ReplicaID { core.id }
+
+    /// A request from a client. A retry of a request this replica already executed is answered
+    /// from its session table at once; anything else goes to consensus.
+    public mutating func clientRequest(_ request: Request, now: Instant) -> NodeOutput {
+        var output = NodeOutput()
+        if case let .duplicate(reply) = machine.sessionVerdict(for: request) {
+            output.replies.append(ClientReplyOut(client: request.client, sequence: request.sequence, reply: reply))
+            return output
+        }
+        owed.insert(OwedReply(request))
+        run(core.propose(request, now: now), now: now, into: &output)
+        return output
+    }
+
+    public mutating func receive(_ message: PaxosMessage, from sender: ReplicaID, now: Instant) -> NodeOutput {
+        var output = NodeOutput()
+        run(core.receive(message, from: sender, now: now), now: now, into: &output)
+        return output
+    }
+
+    public mutating func tick(now: Instant) -> NodeOutput {
+        var output = NodeOutput()
+        run(core.tick(now: now), now: now, into: &output)
+        return output
+    }
+
+    /// Carries out one `Ready` and every `Ready` its self-addressed messages produce.
+    private mutating func run(_ first: Ready, now: Instant, into output: inout NodeOutput) {
+        var pending = [first]
+        while let ready = pending.popLast() {
+            execute(ready.deliveries, into: &output)
+            for request in ready.dropped {
+                owed.remove(OwedReply(request))
+                output.dropped.append(request)
+            }
+            for outgoing in ready.messages(persistingTo: &storage) {
+                if outgoing.to == id {
+                    pending.append(core.receive(outgoing.message, from: id, now: now))
+                } else {
+                    output.messages.append(outgoing)
+                }
+            }
+        }
+    }
+
+    private mutating func execute(_ deliveries: [Delivery], into output: inout NodeOutput) {
+        for delivery in deliveries {
+            if case let .batch(requests) = delivery.value {
+                for request in requests {
+                    let reply = machine.apply(request)
+                    if owed.remove(OwedReply(request)) != nil {
+                        output.replies.append(ClientReplyOut(client: request.client, sequence: request.sequence, reply: reply))
+                    }
+                }
+            }
+            output.deliveries.append(delivery)
+            if digestIntervalSlots > 0, (delivery.slot + 1) % digestIntervalSlots == 0 {
+                output.digests.append((delivery.slot, machine.digest))
+            }
+        }
+    }
+}
+
+private struct OwedReply: Hashable, Sendable {
+    var client: ClientID
+    var sequence: UInt64
+    init(_ request: Request) {
+        client = request.client
+        sequence = request.sequence
+    }
+}

@@ -1,0 +1,52 @@
+import Paxos
+import Primitives
+
+/// Watches what replicas deliver, from outside them: agreement (one value per slot across all
+/// replicas and incarnations), delivery in slot order without gaps, and equal state digests at
+/// equal slots.
+struct ExecutionChecker {
+    private var decided: [UInt64: SlotValue] = [:]
+    private var decidedBy: [UInt64: Int] = [:]
+    private var nextExpected: [UInt64]
+    private var digests: [UInt64: (digest: Digest, replica: Int)] = [:]
+    private(set) var violations: [String] = []
+    private static let violationsMax = 20
+
+    init(replicaCount: Int) {
+        nextExpected = Array(repeating: 0, count: replicaCount)
+    }
+
+    var slotsDecided: UInt64 { UInt64(decided.count) }
+
+    mutating func delivered(_ delivery: Delivery, by replica: Int) {
+        if delivery.slot != nextExpected[replica] {
+            report("gap: r\(replica) delivered slot \(delivery.slot) when slot \(nextExpected[replica]) was next")
+        }
+        nextExpected[replica] = delivery.slot + 1
+        if let earlier = decided[delivery.slot] {
+            if earlier != delivery.value {
+                report("agreement: slot \(delivery.slot) delivered as \(earlier) by r\(decidedBy[delivery.slot]!) but as \(delivery.value) by r\(replica)")
+            }
+        } else {
+            decided[delivery.slot] = delivery.value
+            decidedBy[delivery.slot] = replica
+        }
+    }
+
+    mutating func digest(_ digest: Digest, atSlot slot: UInt64, by replica: Int) {
+        if let earlier = digests[slot] {
+            if earlier.digest != digest {
+                report("digest: after slot \(slot) r\(earlier.replica) had state \(earlier.digest) but r\(replica) had \(digest)")
+            }
+        } else {
+            digests[slot] = (digest, replica)
+        }
+    }
+
+    /// A restarted replica rebuilds its state from slot 0.
+    mutating func restarted(replica: Int) { nextExpected[replica] = 0 }
+
+    private mutating func report(_ violation: String) {
+        if violations.count < Self.violationsMax { violations.append(violation) }
+    }
+}

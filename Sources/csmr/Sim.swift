@@ -1,0 +1,94 @@
+import ArgumentParser
+import Foundation
+import Paxos
+import Simulation
+
+struct Sim: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the replica group in the deterministic simulator with faults, and check it.",
+        discussion: """
+        With --seed, replays one run and prints its faults and checks. Otherwise runs --seeds runs \
+        from --first-seed, prints one line per failing seed with the command that replays it, and \
+        exits non-zero on any violation.
+        """
+    )
+
+    @Option(help: "Replay exactly this seed.")
+    var seed: UInt64?
+
+    @Option(help: "How many seeds to run (without --seed).")
+    var seeds = 100
+
+    @Option(help: "The first seed of a multi-seed run.")
+    var firstSeed: UInt64 = 1
+
+    @Option(name: .customLong("protocol"), help: "multi (multi-leader, Mencius-style) or single (single-leader Multi-Paxos).")
+    var leadership = "multi"
+
+    @Option(help: "Replicas in the group (odd: 3, 5, 7).")
+    var replicas = 3
+
+    @Option(help: "Simulated clients.")
+    var clients = 4
+
+    @Option(help: "Operations per client.")
+    var operations = 25
+
+    @Option(help: "Requests per batch.")
+    var batch = 8
+
+    @Option(help: "Batches in flight per leader.")
+    var pipeline = 4
+
+    @Flag(help: "Run without crashes, partitions, loss or duplication.")
+    var noFaults = false
+
+    func validate() throws {
+        guard ["multi", "single"].contains(leadership) else {
+            throw ValidationError("--protocol must be multi or single, got \(leadership)")
+        }
+        guard replicas >= 1, replicas % 2 == 1, replicas <= 15 else { throw ValidationError("--replicas must be odd, 1 ... 15, got \(replicas)") }
+        guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1, got \(seeds)") }
+        guard (1...64).contains(clients) else { throw ValidationError("--clients must be 1 ... 64, got \(clients)") }
+        guard (0...10_000).contains(operations) else { throw ValidationError("--operations must be 0 ... 10000, got \(operations)") }
+        guard (1...1_024).contains(batch) else { throw ValidationError("--batch must be 1 ... 1024, got \(batch)") }
+        guard (1...256).contains(pipeline) else { throw ValidationError("--pipeline must be 1 ... 256, got \(pipeline)") }
+    }
+
+    func options(seed: UInt64) -> SimulationOptions {
+        SimulationOptions(seed: seed, mode: leadership == "multi" ? .multiLeader : .singleLeader, replicaCount: replicas,
+                          clientCount: clients, operationsPerClient: operations, faults: !noFaults,
+                          batchCommandsMax: batch, pipelineDepthMax: pipeline)
+    }
+
+    func run() throws {
+        if let seed {
+            let options = options(seed: seed)
+            print("seed \(seed): \(options.replayCommand)")
+            var simulator = Simulator(options: options)
+            let report = simulator.run()
+            for line in report.faultLog { print("  \(line)") }
+            print("  \(report.operationsCompleted) operations completed, \(report.slotsDecided) slots decided, \(report.messagesSent) messages, \(report.simulatedMilliseconds) ms simulated")
+            for violation in report.violations { print("  VIOLATION \(violation)") }
+            print(report.passed ? "seed \(seed): ok" : "seed \(seed): FAILED")
+            if !report.passed { throw ExitCode.failure }
+            return
+        }
+        let start = Date()
+        var failures = 0
+        var operations = 0
+        for offset in 0..<UInt64(seeds) {
+            let options = options(seed: firstSeed + offset)
+            var simulator = Simulator(options: options)
+            let report = simulator.run()
+            operations += report.operationsCompleted
+            if !report.passed {
+                failures += 1
+                print("FAIL seed \(options.seed): \(report.violations.first!) | replay: \(options.replayCommand)")
+            }
+        }
+        let seconds = Date().timeIntervalSince(start)
+        print("\(seeds) seeds from \(firstSeed), \(leadership)-leader, \(replicas) replicas: \(seeds - failures) passed, \(failures) failed; \(operations) client operations checked; \(String(format: "%.1f", seconds)) s")
+        if failures > 0 { throw ExitCode.failure }
+    }
+}
