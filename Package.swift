@@ -11,10 +11,14 @@ let package = Package(
     products: [
         .executable(name: "csmr", targets: ["csmr"]),
         .library(name: "CSMRCore", targets: ["Primitives", "Services", "Wire"]),
+        .library(name: "CSMRConsensus", targets: ["Primitives", "Services", "Paxos"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         .target(name: "Primitives"),
@@ -23,6 +27,24 @@ let package = Package(
         .target(name: "Linearizability", dependencies: ["Primitives", "Services"]),
         .target(name: "Paxos", dependencies: ["Primitives", "Services"]),
         .target(name: "Runtime", dependencies: ["Primitives", "Services", "Paxos"]),
+        .target(
+            name: "Workload",
+            dependencies: [
+                "Primitives", "Services", "Linearizability",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]
+        ),
+        .target(
+            name: "Harness",
+            dependencies: [
+                "Primitives", "Services", "Paxos", "Runtime", "Workload", "Linearizability",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
         .target(
             name: "Simulation",
             dependencies: [
@@ -36,7 +58,7 @@ let package = Package(
         .executableTarget(
             name: "csmr",
             dependencies: [
-                "Primitives", "Services", "Wire", "Paxos", "Runtime", "Simulation", "CJemalloc",
+                "Primitives", "Services", "Wire", "Paxos", "Runtime", "Simulation", "Workload", "Harness", "Linearizability", "CJemalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             linkerSettings: [.linkedLibrary("jemalloc", .when(platforms: [.linux]))]
@@ -46,6 +68,9 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire", "Services"]),
         .testTarget(name: "LinearizabilityTests", dependencies: ["Linearizability", "Services"]),
         .testTarget(name: "CLITests", dependencies: ["csmr"]),
+        .testTarget(name: "PaxosScenarioTests", dependencies: ["Paxos", "Runtime", "Services", "Primitives"], exclude: ["testdata"]),
+        .testTarget(name: "PaxosTests", dependencies: ["Paxos", "Primitives", "Services"]),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Paxos", "Primitives"]),
     ],
     swiftLanguageModes: [.v6]
 )

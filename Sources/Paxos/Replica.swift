@@ -325,6 +325,18 @@ public struct PaxosReplica: Sendable {
     /// Proposes what can be proposed now: batches while the pipeline has room, then a no-op run
     /// over unused slots below the horizon.
     private mutating func flush(into ready: inout Ready) {
+        if config.mode == .singleLeader, leaderships[0] == nil, knownBallot[0].replica != id, queuedRequests > 0 {
+            // Leadership moved on while requests waited here: hand them to the new leader.
+            let leader = knownBallot[0].replica
+            for request in queue[queueHead...] {
+                pendingRequests.remove(RequestKey(request))
+                ready.send(.forward(request), to: leader)
+            }
+            queue.removeAll(keepingCapacity: true)
+            queueHead = 0
+            queueBytes = 0
+            oldestQueuedAt = nil
+        }
         for sublog in leaderships.keys.sorted() {
             guard var leadership = leaderships[sublog], case .leading = leadership.phase else { continue }
             let windowEnd = deliveredBelow + config.deliveryWindowSlotsMax

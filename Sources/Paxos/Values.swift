@@ -68,4 +68,9 @@ public struct SlotRun: Hashable, Sendable, CustomStringConvertible {
 public struct Delivery: Hashable, Sendable {
     public var slot: UInt64
     public var value: SlotValue
+
+    public init(slot: UInt64, value: SlotValue) {
+        self.slot = slot
+        self.value = value
+    }
 }

@@ -23,6 +23,12 @@ public struct ClientReplyOut: Hashable, Sendable {
     public var client: ClientID
     public var sequence: UInt64
     public var reply: Reply
+
+    public init(client: ClientID, sequence: UInt64, reply: Reply) {
+        self.client = client
+        self.sequence = sequence
+        self.reply = reply
+    }
 }
 
 /// The replica driver: runs the pure Paxos core's effects in the order it demands (persist, then

@@ -1,0 +1,179 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import Paxos
+import Primitives
+import Runtime
+import Services
+
+/// A replica group inside this process, on SwiftNIO event loops, with the real clock.
+///
+/// Each replica is a `ReplicaHost` confined to one event loop; replicas talk by scheduling work on
+/// each other's loops, so the replica code is the same `ReplicaNode` the simulator steps, and only
+/// the clock and the network differ. Crashes keep a replica's storage and lose everything else;
+/// partitions drop messages across the cut, as in the simulator.
+public final class InProcessCluster: @unchecked Sendable {
+    // `hosts` is written once in `init` and only read afterwards; every host's state is confined
+    // to its own event loop. That is what makes the unchecked `Sendable` sound.
+    private(set) var hosts: [ReplicaHost] = []
+    private let blocked = NIOLockedValueBox(Set<LinkPair>())
+    private let replySink: @Sendable (ClientReplyOut) -> Void
+    public let config: PaxosConfig?
+
+    /// - Parameters:
+    ///   - config: the Paxos configuration, or nil for one unreplicated copy of the services.
+    ///   - loops: event loops to place replicas on (round robin).
+    ///   - onReply: called, on the replying replica's loop, with every reply to a client.
+    public init(config: PaxosConfig?, loops: [EventLoop], onReply: @escaping @Sendable (ClientReplyOut) -> Void) {
+        self.config = config
+        replySink = onReply
+        let count = config?.replicaCount ?? 1
+        hosts = (0..<count).map { index in
+            ReplicaHost(index: index, loop: loops[index % loops.count], config: config)
+        }
+        for host in hosts { host.cluster = self }
+    }
+
+    public var replicaCount: Int { hosts.count }
+
+    /// Starts every replica's tick timer.
+    public func start() {
+        for host in hosts { host.loop.execute { host.start() } }
+    }
+
+    public func stop() -> EventLoopFuture<Void> {
+        let futures = hosts.map { host in host.loop.submit { host.stop() } }
+        return EventLoopFuture.andAllSucceed(futures, on: hosts[0].loop)
+    }
+
+    /// A client request arriving at `replica`.
+    public func submit(_ request: Request, to replica: Int) {
+        let host = hosts[replica % hosts.count]
+        host.loop.execute { host.clientRequest(request) }
+    }
+
+    public func crash(_ replica: Int) {
+        let host = hosts[replica]
+        host.loop.execute { host.crash() }
+    }
+
+    public func restart(_ replica: Int) {
+        let host = hosts[replica]
+        host.loop.execute { host.restart() }
+    }
+
+    /// Replicas on different sides can no longer talk.
+    public func partition(_ sides: [[Int]]) {
+        var cut = Set<LinkPair>()
+        for (index, side) in sides.enumerated() {
+            for other in sides[(index + 1)...] {
+                for a in side {
+                    for b in other {
+                        cut.insert(LinkPair(a, b))
+                        cut.insert(LinkPair(b, a))
+                    }
+                }
+            }
+        }
+        blocked.withLockedValue { $0 = cut }
+    }
+
+    public func heal() { blocked.withLockedValue { $0 = [] } }
+
+    func route(_ outgoing: Outgoing, from sender: Int) {
+        let to = outgoing.to.rawValue
+        guard to >= 0, to < hosts.count, !blocked.withLockedValue({ $0.contains(LinkPair(sender, to)) }) else { return }
+        let host = hosts[to]
+        host.loop.execute { host.receive(outgoing.message, from: sender) }
+    }
+
+    func reply(_ reply: ClientReplyOut) { replySink(reply) }
+}
+
+struct LinkPair: Hashable, Sendable {
+    var from: Int
+    var to: Int
+    init(_ from: Int, _ to: Int) {
+        self.from = from
+        self.to = to
+    }
+}
+
+/// One replica on its event loop. All methods run on `loop`.
+final class ReplicaHost: @unchecked Sendable {
+    let index: Int
+    let loop: EventLoop
+    let config: PaxosConfig?
+    unowned var cluster: InProcessCluster!
+    private var node: ReplicaNode<MemoryStorage>?
+    /// The services alone, for an unreplicated run.
+    private var machine: StateMachine?
+    private var disk = MemoryStorage()
+    private var ticker: RepeatedTask?
+
+    init(index: Int, loop: EventLoop, config: PaxosConfig?) {
+        self.index = index
+        self.loop = loop
+        self.config = config
+        if let config {
+            node = ReplicaNode(core: PaxosReplica(config: config, id: ReplicaID(index), now: Self.now()), storage: disk)
+        } else {
+            machine = StateMachine()
+        }
+    }
+
+    static func now() -> Instant { Instant(nanoseconds: NIODeadline.now().uptimeNanoseconds) }
+
+    func start() {
+        guard let config else { return }
+        // Ticks drive heartbeats, retransmission and batch deadlines; a batch delay shorter than
+        // a millisecond needs ticks at least that often.
+        let period = max(100, min(1_000, config.batchDelayMicrosecondsMax == 0 ? 1_000 : config.batchDelayMicrosecondsMax))
+        ticker = loop.scheduleRepeatedTask(initialDelay: .microseconds(Int64(period)), delay: .microseconds(Int64(period))) { [self] _ in
+            tick()
+        }
+    }
+
+    func stop() {
+        ticker?.cancel()
+        ticker = nil
+    }
+
+    func clientRequest(_ request: Request) {
+        if machine != nil {
+            let reply = machine!.apply(request)
+            cluster.reply(ClientReplyOut(client: request.client, sequence: request.sequence, reply: reply))
+            return
+        }
+        guard node != nil else { return }
+        let output = node!.clientRequest(request, now: Self.now())
+        carryOut(output)
+    }
+
+    func receive(_ message: PaxosMessage, from sender: Int) {
+        guard node != nil else { return }
+        let output = node!.receive(message, from: ReplicaID(sender), now: Self.now())
+        carryOut(output)
+    }
+
+    func tick() {
+        guard node != nil else { return }
+        let output = node!.tick(now: Self.now())
+        carryOut(output)
+    }
+
+    func crash() {
+        guard let current = node else { return }
+        disk = current.storage
+        node = nil
+    }
+
+    func restart() {
+        guard node == nil, let config else { return }
+        node = ReplicaNode(core: PaxosReplica(config: config, id: ReplicaID(index), now: Self.now(), restoring: disk.records), storage: disk)
+    }
+
+    private func carryOut(_ output: NodeOutput) {
+        for outgoing in output.messages { cluster.route(outgoing, from: index) }
+        for reply in output.replies { cluster.reply(reply) }
+    }
+}

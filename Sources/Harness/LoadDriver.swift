@@ -1,0 +1,356 @@
+import DequeModule
+import Foundation
+import Linearizability
+import NIOCore
+import Primitives
+import Runtime
+import Services
+import Workload
+
+/// What a finished run hands back.
+public struct RunOutcome: Sendable {
+    public var summary: RunSummary
+    public var history: [HistoryOperation]
+}
+
+/// The load generator: client sessions on one event loop, driving an `InProcessCluster`.
+///
+/// Closed loop: each client sends a request, waits for its reply, thinks, and sends the next.
+/// Open loop: requests arrive at the target rate whatever happens to earlier ones; an arrival takes
+/// a free client session, or waits for one. Latency always counts from the moment the request was
+/// meant to be sent (closed loop: when it was sent; open loop: its scheduled arrival), so time a
+/// request spends waiting behind a slow system is never hidden (no coordinated omission).
+/// A request unanswered after the retry timeout is sent again to the next replica; its latency
+/// still counts from its first intended send.
+final class LoadDriver: @unchecked Sendable {
+    // Everything below is touched only on `loop` (the unchecked Sendable rests on that).
+    let spec: WorkloadSpec
+    let loop: EventLoop
+    let cluster: InProcessCluster
+    private var random: SplitMix64
+    private var keys: KeyGenerator
+    private let values: ValueGenerator
+    private let mix: MixPicker
+    private let arrivals: ArrivalGenerator
+    private let recordHistory: Bool
+    private let progress: (@Sendable (String) -> Void)?
+
+    private struct Session {
+        var nonce: ClientID
+        var id: ClientID?
+        var sequence: UInt64 = 0
+        var replica: Int
+        var outstanding: Outstanding?
+        /// A lock this client holds and must release after the hold time.
+        var heldLock: String?
+    }
+
+    private struct Outstanding {
+        var kind: OperationKind?
+        var request: Request
+        var intendedNanoseconds: UInt64
+        var sentNanoseconds: UInt64
+        var lastSendNanoseconds: UInt64
+        var historyIndex: Int?
+    }
+
+    private var sessions: [Session] = []
+    private var sessionByClient: [ClientID: Int] = [:]
+    private var freeSessions: [Int] = []
+    private var backlog = Deque<(kind: OperationKind, intended: UInt64)>()
+    private var recorder = LatencyRecorder()
+    private var history: [HistoryOperation] = []
+    private var logEnd: UInt64 = 0
+
+    private var startNanoseconds: UInt64 = 0
+    private var measureStart: UInt64 = 0
+    private var measureEnd: UInt64 = 0
+    private var nextArrival: UInt64 = 0
+    private var issuedMeasured = 0
+    private var stoppedIssuing = false
+    private var opened = 0
+    private var finished = false
+    private var promise: EventLoopPromise<RunOutcome>
+    private var timers: [RepeatedTask] = []
+    private var progressCount: UInt64 = 0
+    private var progressLastCount: UInt64 = 0
+
+    init(spec: WorkloadSpec, loop: EventLoop, cluster: InProcessCluster, recordHistory: Bool, progress: (@Sendable (String) -> Void)?) {
+        self.spec = spec
+        self.loop = loop
+        self.cluster = cluster
+        random = SplitMix64(seed: spec.seed)
+        keys = KeyGenerator(spec: spec.keys)
+        values = ValueGenerator(spec: spec.values)
+        mix = MixPicker(mix: spec.mix)
+        arrivals = ArrivalGenerator(process: spec.clients.arrivals, rateOperationsPerSecond: spec.clients.rateOperationsPerSecond)
+        self.recordHistory = recordHistory
+        self.progress = progress
+        promise = loop.makePromise(of: RunOutcome.self)
+    }
+
+    static func now() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
+
+    /// Opens every client session, then runs the load; the future completes when the run is over.
+    func run() -> EventLoopFuture<RunOutcome> {
+        loop.execute { [self] in
+            for index in 0..<spec.clients.count {
+                let nonce = ClientID((1 << 48) + UInt64(index))
+                sessions.append(Session(nonce: nonce, replica: index % cluster.replicaCount))
+                sessionByClient[nonce] = index
+                let request = Request(client: nonce, sequence: 1, command: .openSession)
+                let now = Self.now()
+                sessions[index].outstanding = Outstanding(kind: nil, request: request, intendedNanoseconds: now, sentNanoseconds: now,
+                                                          lastSendNanoseconds: now, historyIndex: nil)
+                cluster.submit(request, to: sessions[index].replica)
+            }
+            timers.append(loop.scheduleRepeatedTask(initialDelay: .milliseconds(50), delay: .milliseconds(50)) { [self] _ in retryOverdue() })
+        }
+        return promise.futureResult
+    }
+
+    /// Called from any replica's loop.
+    func deliver(_ reply: ClientReplyOut) {
+        loop.execute { [self] in receive(reply) }
+    }
+
+    // MARK: Phases
+
+    private func beginLoad() {
+        startNanoseconds = Self.now()
+        measureStart = startNanoseconds + UInt64(spec.warmupSeconds * 1e9)
+        measureEnd = measureStart + UInt64(spec.durationSeconds * 1e9)
+        if spec.operations != nil { measureEnd = UInt64.max }
+        for event in spec.events {
+            let delay = Int64(event.atSeconds * 1e9)
+            loop.scheduleTask(in: .nanoseconds(delay)) { [self] in apply(event) }
+        }
+        timers.append(loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in reportProgress() })
+        switch spec.clients.loop {
+        case .closed:
+            for index in sessions.indices { issue(kindFor: index, session: index, intended: startNanoseconds) }
+        case .open:
+            freeSessions = Array(sessions.indices.reversed())
+            nextArrival = startNanoseconds
+            pumpArrivals()
+        }
+    }
+
+    private func apply(_ event: TimedEvent) {
+        switch event.action {
+        case let .crash(replica): cluster.crash(replica)
+        case let .restart(replica): cluster.restart(replica)
+        case let .partition(sides): cluster.partition(sides)
+        case .heal: cluster.heal()
+        }
+        recorder.recordEvent(event.label, second: second(of: Self.now()))
+    }
+
+    private func second(of nanoseconds: UInt64) -> Int { Int((nanoseconds &- startNanoseconds) / 1_000_000_000) }
+
+    private func isMeasured(_ intended: UInt64) -> Bool { intended >= measureStart && intended < measureEnd }
+
+    /// Whether a request meant for `intended` should still be sent.
+    private func mayIssue(_ intended: UInt64) -> Bool {
+        if stoppedIssuing { return false }
+        if let operations = spec.operations, issuedMeasured >= operations { return false }
+        return intended < measureEnd
+    }
+
+    private func pumpArrivals() {
+        let now = Self.now()
+        while nextArrival <= now {
+            guard mayIssue(nextArrival) else {
+                stopIssuing()
+                return
+            }
+            let kind = mix.next(&random)
+            if let session = freeSessions.popLast() {
+                issue(kind, session: session, intended: nextArrival)
+            } else {
+                backlog.append((kind, nextArrival))
+            }
+            nextArrival += arrivals.nextGapNanoseconds(&random)
+        }
+        loop.scheduleTask(deadline: .uptimeNanoseconds(nextArrival)) { [self] in pumpArrivals() }
+    }
+
+    private func issue(kindFor session: Int, session index: Int, intended: UInt64) {
+        guard mayIssue(intended) else {
+            stopIssuing()
+            return
+        }
+        issue(mix.next(&random), session: index, intended: intended)
+    }
+
+    private func issue(_ kind: OperationKind, session index: Int, intended: UInt64) {
+        if isMeasured(intended) { issuedMeasured += 1 }
+        let command = makeCommand(kind, session: index)
+        send(command, kind: kind, session: index, intended: intended)
+    }
+
+    private func send(_ command: Command, kind: OperationKind, session index: Int, intended: UInt64) {
+        let client = sessions[index].id!
+        sessions[index].sequence += 1
+        let request = Request(client: client, sequence: sessions[index].sequence, command: command)
+        let now = Self.now()
+        var historyIndex: Int?
+        if recordHistory {
+            history.append(HistoryOperation(client: client, command: command, invokeNanoseconds: now, completion: nil))
+            historyIndex = history.count - 1
+        }
+        sessions[index].outstanding = Outstanding(kind: kind, request: request, intendedNanoseconds: intended, sentNanoseconds: now,
+                                                  lastSendNanoseconds: now, historyIndex: historyIndex)
+        cluster.submit(request, to: sessions[index].replica)
+    }
+
+    private func makeCommand(_ kind: OperationKind, session index: Int) -> Command {
+        switch kind {
+        case .kvGet: return .kvGet(key: KeyGenerator.key(keys.next(&random)))
+        case .kvPut: return .kvPut(key: KeyGenerator.key(keys.next(&random)), value: values.next(&random))
+        case .lockAcquire: return .lockAcquire(name: "lock-\(keys.next(&random))")
+        case .lockRelease: return .lockRelease(name: sessions[index].heldLock ?? "lock-none")
+        case .logAppend: return .logAppend(entry: values.next(&random))
+        case .logRetrieve:
+            let length = UInt64(spec.retrieveLength)
+            let last = logEnd == 0 ? 0 : logEnd - 1
+            return .logRetrieve(first: last >= length - 1 ? last - (length - 1) : 0, last: last)
+        case .logTruncate:
+            let keep = UInt64(spec.truncateKeepEntries)
+            return .logTruncate(index: logEnd > keep ? logEnd - keep : 0)
+        }
+    }
+
+    private func receive(_ reply: ClientReplyOut) {
+        guard let index = sessionByClient[reply.client], let outstanding = sessions[index].outstanding,
+              outstanding.request.sequence == reply.sequence, outstanding.request.client == reply.client else { return }
+        let now = Self.now()
+        sessions[index].outstanding = nil
+        guard let kind = outstanding.kind else {
+            // A session opened.
+            if case let .session(id) = reply.reply {
+                sessions[index].id = id
+                sessionByClient[id] = index
+                opened += 1
+                if opened == sessions.count { beginLoad() }
+            } else {
+                sessions[index].outstanding = outstanding
+            }
+            return
+        }
+        if let historyIndex = outstanding.historyIndex {
+            history[historyIndex].completion = HistoryOperation.Completion(nanoseconds: now, reply: reply.reply)
+        }
+        let latency = (now &- outstanding.intendedNanoseconds) / 1_000
+        switch reply.reply {
+        case .failure(.sessionExpired), .failure(.staleSequence):
+            if isMeasured(outstanding.intendedNanoseconds) { recorder.recordError(kind) }
+        default:
+            recorder.record(kind, latencyMicroseconds: latency, second: second(of: now), measured: isMeasured(outstanding.intendedNanoseconds))
+            progressCount += 1
+        }
+        switch reply.reply {
+        case let .index(index): logEnd = max(logEnd, index + 1)
+        case let .entries(first, entries): logEnd = max(logEnd, first + UInt64(entries.count))
+        default: break
+        }
+        // A granted lock is held, then released by the same client: the release is its own
+        // operation, meant to be sent when the hold time ends.
+        if kind == .lockAcquire, reply.reply == .flag(true), case let .lockAcquire(name) = outstanding.request.command {
+            sessions[index].heldLock = name
+            let releaseAt = now + spec.lockHoldMicroseconds * 1_000
+            loop.scheduleTask(deadline: .uptimeNanoseconds(releaseAt)) { [self] in
+                send(.lockRelease(name: name), kind: .lockRelease, session: index, intended: releaseAt)
+            }
+            return
+        }
+        if kind == .lockRelease { sessions[index].heldLock = nil }
+        sessionFree(index, now: now)
+    }
+
+    private func sessionFree(_ index: Int, now: UInt64) {
+        switch spec.clients.loop {
+        case .closed:
+            let next = now + spec.clients.thinkMicroseconds * 1_000
+            if spec.clients.thinkMicroseconds == 0 {
+                issue(kindFor: index, session: index, intended: next)
+            } else {
+                loop.scheduleTask(deadline: .uptimeNanoseconds(next)) { [self] in issue(kindFor: index, session: index, intended: next) }
+            }
+        case .open:
+            if let waiting = backlog.popFirst() {
+                issue(waiting.kind, session: index, intended: waiting.intended)
+            } else {
+                freeSessions.append(index)
+            }
+        }
+        finishIfDrained()
+    }
+
+    private func retryOverdue() {
+        let now = Self.now()
+        let timeout = spec.clients.retryTimeoutMilliseconds * 1_000_000
+        for index in sessions.indices {
+            guard var outstanding = sessions[index].outstanding, now &- outstanding.lastSendNanoseconds >= timeout else { continue }
+            sessions[index].replica = (sessions[index].replica + 1) % cluster.replicaCount
+            outstanding.lastSendNanoseconds = now
+            sessions[index].outstanding = outstanding
+            cluster.submit(outstanding.request, to: sessions[index].replica)
+        }
+        if stoppedIssuing, let drainDeadline, now >= drainDeadline { finish() }
+    }
+
+    private var drainDeadline: UInt64?
+
+    private func stopIssuing() {
+        guard !stoppedIssuing else { return }
+        stoppedIssuing = true
+        // Requests still out get a grace period; those that never return count as errors.
+        drainDeadline = Self.now() + max(2_000_000_000, 2 * spec.clients.retryTimeoutMilliseconds * 1_000_000)
+        finishIfDrained()
+    }
+
+    private func finishIfDrained() {
+        guard stoppedIssuing, !finished else { return }
+        if sessions.allSatisfy({ $0.outstanding == nil }) { finish() }
+    }
+
+    private func finish() {
+        guard !finished else { return }
+        finished = true
+        for timer in timers { timer.cancel() }
+        var unfinished = 0
+        for session in sessions {
+            guard let outstanding = session.outstanding, let kind = outstanding.kind else { continue }
+            if isMeasured(outstanding.intendedNanoseconds) {
+                recorder.recordError(kind)
+                unfinished += 1
+            }
+        }
+        for waiting in backlog where isMeasured(waiting.intended) {
+            recorder.recordError(waiting.kind)
+            unfinished += 1
+        }
+        let end = min(measureEnd, Self.now())
+        let measuredSeconds = Double(end &- measureStart) / 1e9
+        let offered: Double
+        switch spec.clients.loop {
+        case .open: offered = spec.clients.rateOperationsPerSecond
+        case .closed: offered = measuredSeconds > 0 ? Double(issuedMeasured) / measuredSeconds : 0
+        }
+        let summary = RunSummary(spec: spec, recorder: recorder, measuredSeconds: measuredSeconds, offeredOperationsPerSecond: offered, unfinished: unfinished)
+        promise.succeed(RunOutcome(summary: summary, history: history))
+    }
+
+    private func reportProgress() {
+        guard let progress else { return }
+        let now = Self.now()
+        let elapsed = Double(now &- startNanoseconds) / 1e9
+        let rate = progressCount - progressLastCount
+        progressLastCount = progressCount
+        let all = recorder.all
+        let p99 = all.totalCount > 0 ? "\(all.valueAtPercentile(99)) µs" : "-"
+        let phase = now < measureStart ? "warm-up" : (stoppedIssuing ? "draining" : "measuring")
+        progress(String(format: "[%6.1f s] %@ %8d ops/s  p99 so far %@", elapsed, phase, Int(rate), p99))
+    }
+}

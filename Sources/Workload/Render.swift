@@ -1,0 +1,72 @@
+import Foundation
+
+extension WorkloadSpec {
+    /// The resolved workload as a workload file: every field written out, so it can be run again.
+    public var yaml: String {
+        var lines: [String] = []
+        func number(_ value: Double) -> String {
+            value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(value)
+        }
+        lines.append("name: \(Self.quoted(name))")
+        lines.append("seed: \(seed)")
+        lines.append("duration_s: \(number(durationSeconds))")
+        lines.append("warmup_s: \(number(warmupSeconds))")
+        if let operations { lines.append("operations: \(operations)") }
+        lines.append("group:")
+        lines.append("  replicas: \(group.replicas)")
+        lines.append("  protocol: \(group.replication.rawValue)")
+        lines.append("  batch_commands_max: \(group.batchCommandsMax)")
+        lines.append("  batch_bytes_max: \(group.batchBytesMax)")
+        lines.append("  batch_delay_us: \(group.batchDelayMicroseconds)")
+        lines.append("  pipeline_depth_max: \(group.pipelineDepthMax)")
+        lines.append("  workers: \(group.workers)")
+        lines.append("  threads: \(group.threads)")
+        lines.append("clients:")
+        lines.append("  count: \(clients.count)")
+        lines.append("  loop: \(clients.loop.rawValue)")
+        switch clients.loop {
+        case .closed: lines.append("  think_time_us: \(clients.thinkMicroseconds)")
+        case .open:
+            lines.append("  rate_ops_s: \(number(clients.rateOperationsPerSecond))")
+            lines.append("  arrivals: \(clients.arrivals.rawValue)")
+        }
+        lines.append("  retry_timeout_ms: \(clients.retryTimeoutMilliseconds)")
+        lines.append("keys:")
+        lines.append("  count: \(keys.count)")
+        lines.append("  distribution: \(keys.distribution.rawValue)")
+        switch keys.distribution {
+        case .zipfian: lines.append("  zipf_theta: \(keys.zipfTheta)")
+        case .hotspot:
+            lines.append("  hotspot_fraction: \(keys.hotspotFraction)")
+            lines.append("  hotspot_probability: \(keys.hotspotProbability)")
+        case .uniform, .sequential: break
+        }
+        lines.append("values:")
+        lines.append("  size_bytes_min: \(values.sizeBytesMin)")
+        lines.append("  size_bytes_max: \(values.sizeBytesMax)")
+        lines.append("mix:")
+        for kind in OperationKind.mixable where mix[kind] != nil { lines.append("  \(kind.rawValue): \(mix[kind]!)") }
+        lines.append("lock:")
+        lines.append("  hold_us: \(lockHoldMicroseconds)")
+        lines.append("log:")
+        lines.append("  retrieve_length: \(retrieveLength)")
+        lines.append("  truncate_keep: \(truncateKeepEntries)")
+        if !events.isEmpty {
+            lines.append("events:")
+            for event in events {
+                lines.append("  - at_s: \(number(event.atSeconds))")
+                switch event.action {
+                case let .crash(replica): lines.append("    crash: \(replica)")
+                case let .restart(replica): lines.append("    restart: \(replica)")
+                case let .partition(sides): lines.append("    partition: [\(sides.map { "[\($0.map(String.init).joined(separator: ", "))]" }.joined(separator: ", "))]")
+                case .heal: lines.append("    heal: true")
+                }
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func quoted(_ text: String) -> String {
+        "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+    }
+}

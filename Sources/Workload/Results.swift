@@ -1,0 +1,136 @@
+import Foundation
+import Histogram
+
+/// One row of `summary.csv`.
+public struct SummaryRow: Hashable, Sendable {
+    public var operation: String
+    public var count: UInt64
+    public var errors: Int
+    public var offeredOperationsPerSecond: Double
+    public var achievedOperationsPerSecond: Double
+    public var meanMicroseconds: Double
+    public var p50: UInt64, p90: UInt64, p99: UInt64, p999: UInt64, p9999: UInt64, max: UInt64
+
+    public static let header = "op,count,errors,offered_ops_s,achieved_ops_s,mean_us,p50_us,p90_us,p99_us,p999_us,p9999_us,max_us"
+
+    public init(operation: String, histogram: Histogram<UInt64>, errors: Int, offered: Double, seconds: Double) {
+        self.operation = operation
+        count = histogram.totalCount
+        self.errors = errors
+        offeredOperationsPerSecond = offered
+        achievedOperationsPerSecond = seconds > 0 ? Double(count) / seconds : 0
+        let empty = count == 0
+        meanMicroseconds = empty ? 0 : histogram.mean
+        p50 = empty ? 0 : histogram.valueAtPercentile(50)
+        p90 = empty ? 0 : histogram.valueAtPercentile(90)
+        p99 = empty ? 0 : histogram.valueAtPercentile(99)
+        p999 = empty ? 0 : histogram.valueAtPercentile(99.9)
+        p9999 = empty ? 0 : histogram.valueAtPercentile(99.99)
+        max = empty ? 0 : histogram.max
+    }
+
+    public var csv: String {
+        [operation, "\(count)", "\(errors)", Self.fixed(offeredOperationsPerSecond), Self.fixed(achievedOperationsPerSecond),
+         Self.fixed(meanMicroseconds), "\(p50)", "\(p90)", "\(p99)", "\(p999)", "\(p9999)", "\(max)"].joined(separator: ",")
+    }
+
+    static func fixed(_ value: Double) -> String { String(format: "%.1f", value) }
+}
+
+/// The measured outcome of one run.
+public struct RunSummary: Sendable {
+    public var spec: WorkloadSpec
+    public var recorder: LatencyRecorder
+    /// Length of the measured window, in seconds.
+    public var measuredSeconds: Double
+    /// Requests sent per second in the measured window (open loop: the target rate).
+    public var offeredOperationsPerSecond: Double
+    public var unfinished: Int
+
+    public init(spec: WorkloadSpec, recorder: LatencyRecorder, measuredSeconds: Double, offeredOperationsPerSecond: Double, unfinished: Int) {
+        self.spec = spec
+        self.recorder = recorder
+        self.measuredSeconds = measuredSeconds
+        self.offeredOperationsPerSecond = offeredOperationsPerSecond
+        self.unfinished = unfinished
+    }
+
+    /// A row per operation kind that occurred, in a fixed order, then `all`.
+    public var rows: [SummaryRow] {
+        let total = Double(recorder.measuredCount + UInt64(recorder.errors.values.reduce(0, +)))
+        var rows: [SummaryRow] = []
+        for kind in OperationKind.allCases where recorder.measured[kind] != nil || recorder.errors[kind] != nil {
+            let histogram = recorder.measured[kind] ?? LatencyRecorder.makeHistogram()
+            let errors = recorder.errors[kind] ?? 0
+            let share = total > 0 ? Double(histogram.totalCount + UInt64(errors)) / total : 0
+            rows.append(SummaryRow(operation: kind.rawValue, histogram: histogram, errors: errors,
+                                   offered: offeredOperationsPerSecond * share, seconds: measuredSeconds))
+        }
+        rows.append(SummaryRow(operation: "all", histogram: recorder.all, errors: recorder.errors.values.reduce(0, +),
+                               offered: offeredOperationsPerSecond, seconds: measuredSeconds))
+        return rows
+    }
+
+    public var summaryCSV: String { ([SummaryRow.header] + rows.map(\.csv)).joined(separator: "\n") + "\n" }
+
+    public static let timeseriesHeader = "second,op,count,p50_us,p99_us,events"
+
+    /// Per second of the run (warm-up included; `second` counts from the start of the load) and
+    /// per operation kind; events are listed on the first row of their second.
+    public var timeseriesCSV: String {
+        var lines = [Self.timeseriesHeader]
+        let seconds = Set(recorder.perSecond.keys).union(recorder.events.keys).sorted()
+        for second in seconds {
+            var events = (recorder.events[second] ?? []).joined(separator: "; ")
+            let kinds = recorder.perSecond[second] ?? [:]
+            if kinds.isEmpty {
+                lines.append("\(second),all,0,0,0,\(Self.quoted(events))")
+                continue
+            }
+            var all = LatencyRecorder.makeHistogram(digits: .two)
+            for kind in OperationKind.allCases {
+                guard let histogram = kinds[kind] else { continue }
+                all.add(histogram)
+                lines.append("\(second),\(kind.rawValue),\(histogram.totalCount),\(histogram.valueAtPercentile(50)),\(histogram.valueAtPercentile(99)),\(Self.quoted(events))")
+                events = ""
+            }
+            lines.append("\(second),all,\(all.totalCount),\(all.valueAtPercentile(50)),\(all.valueAtPercentile(99)),")
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func quoted(_ text: String) -> String { text.isEmpty ? "" : "\"\(text.replacingOccurrences(of: "\"", with: "\"\""))\"" }
+
+    /// HdrHistogram's percentile distribution text (values in microseconds).
+    public func hgrm(_ histogram: Histogram<UInt64>) -> String {
+        var text = ""
+        histogram.outputPercentileDistribution(to: &text, outputValueUnitScalingRatio: 1)
+        return text
+    }
+
+    /// A fixed-width table for the terminal.
+    public var table: String {
+        let header = ["op", "count", "errors", "ops/s", "mean µs", "p50 µs", "p99 µs", "p99.9 µs", "max µs"]
+        var lines = [header.map { $0.padding(12) }.joined()]
+        for row in rows {
+            lines.append([row.operation, "\(row.count)", "\(row.errors)", SummaryRow.fixed(row.achievedOperationsPerSecond),
+                          SummaryRow.fixed(row.meanMicroseconds), "\(row.p50)", "\(row.p99)", "\(row.p999)", "\(row.max)"].map { $0.padding(12) }.joined())
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Writes summary.csv, timeseries.csv and one .hgrm per operation kind (and all.hgrm).
+    public func write(to directory: URL) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try summaryCSV.write(to: directory.appendingPathComponent("summary.csv"), atomically: true, encoding: .utf8)
+        try timeseriesCSV.write(to: directory.appendingPathComponent("timeseries.csv"), atomically: true, encoding: .utf8)
+        for (kind, histogram) in recorder.measured {
+            try hgrm(histogram).write(to: directory.appendingPathComponent("\(kind.rawValue).hgrm"), atomically: true, encoding: .utf8)
+        }
+        try hgrm(recorder.all).write(to: directory.appendingPathComponent("all.hgrm"), atomically: true, encoding: .utf8)
+    }
+}
+
+extension String {
+    func padding(_ width: Int) -> String { count >= width ? self + " " : self + String(repeating: " ", count: width - count) }
+}

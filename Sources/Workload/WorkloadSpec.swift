@@ -1,0 +1,280 @@
+import Foundation
+import Yams
+
+/// The operations a workload mixes. `lock.release` is not in the mix: every successful
+/// `lock.acquire` is followed, after the hold time, by a release from the same client.
+public enum OperationKind: String, CaseIterable, Hashable, Sendable, Comparable {
+    case kvGet = "kv.get"
+    case kvPut = "kv.put"
+    case lockAcquire = "lock.acquire"
+    case lockRelease = "lock.release"
+    case logAppend = "log.append"
+    case logRetrieve = "log.retrieve"
+    case logTruncate = "log.truncate"
+
+    public static let mixable: [OperationKind] = [.kvGet, .kvPut, .lockAcquire, .logAppend, .logRetrieve, .logTruncate]
+
+    public static func < (lhs: OperationKind, rhs: OperationKind) -> Bool {
+        allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
+    }
+}
+
+/// How the replicas of the workload's group agree.
+public enum ReplicationProtocol: String, CaseIterable, Hashable, Sendable {
+    case multiLeader = "multi-leader"
+    case singleLeader = "single-leader"
+    /// The services called directly, without replication: the baseline that shows what
+    /// replication costs, as a ratio.
+    case unreplicated
+}
+
+public struct GroupSpec: Hashable, Sendable {
+    public var replicas = 3
+    public var replication = ReplicationProtocol.multiLeader
+    public var batchCommandsMax = 64
+    public var batchBytesMax = 1 << 20
+    public var batchDelayMicroseconds: UInt64 = 0
+    public var pipelineDepthMax = 16
+    /// Execution workers per replica (parallel execution arrives with the Execution module; 1 today).
+    public var workers = 1
+    /// Event-loop threads shared by the in-process replicas and clients.
+    public var threads = 2
+}
+
+public enum LoopKind: String, Hashable, Sendable {
+    /// Each client waits for its reply (and an optional think time) before the next request.
+    case closed
+    /// Requests arrive at a target rate whatever the replies do; latency counts from the
+    /// intended arrival time, so queueing is never hidden.
+    case open
+}
+
+public enum ArrivalProcess: String, Hashable, Sendable {
+    case poisson
+    case uniform
+}
+
+public struct ClientSpec: Hashable, Sendable {
+    /// Closed loop: concurrent clients. Open loop: client sessions available for requests in
+    /// flight; an arrival finding none free waits (and its wait counts in its latency).
+    public var count = 16
+    public var loop = LoopKind.closed
+    public var thinkMicroseconds: UInt64 = 0
+    public var rateOperationsPerSecond: Double = 1_000
+    public var arrivals = ArrivalProcess.poisson
+    /// A request unanswered this long is sent again to the next replica.
+    public var retryTimeoutMilliseconds: UInt64 = 1_000
+}
+
+public enum KeyDistribution: String, Hashable, Sendable {
+    case uniform, zipfian, hotspot, sequential
+}
+
+public struct KeySpec: Hashable, Sendable {
+    public var count = 1_000
+    public var distribution = KeyDistribution.uniform
+    public var zipfTheta = 0.99
+    public var hotspotFraction = 0.2
+    public var hotspotProbability = 0.8
+}
+
+public struct ValueSpec: Hashable, Sendable {
+    public var sizeBytesMin = 100
+    public var sizeBytesMax = 100
+}
+
+public struct TimedEvent: Hashable, Sendable {
+    public enum Action: Hashable, Sendable {
+        case crash(replica: Int)
+        case restart(replica: Int)
+        /// Replicas on different sides cannot talk.
+        case partition(sides: [[Int]])
+        case heal
+    }
+
+    public var atSeconds: Double
+    public var action: Action
+
+    public var label: String {
+        switch action {
+        case let .crash(replica): "crash r\(replica)"
+        case let .restart(replica): "restart r\(replica)"
+        case let .partition(sides): "partition " + sides.map { "[" + $0.map { "r\($0)" }.joined(separator: " ") + "]" }.joined(separator: " | ")
+        case .heal: "heal"
+        }
+    }
+}
+
+/// A workload file, resolved: every field has its value, defaults filled in.
+public struct WorkloadSpec: Hashable, Sendable {
+    public var name = "workload"
+    public var seed: UInt64 = 1
+    public var durationSeconds = 10.0
+    public var warmupSeconds = 2.0
+    /// Stop after this many measured operations instead of after the duration, if set.
+    public var operations: Int?
+    public var group = GroupSpec()
+    public var clients = ClientSpec()
+    public var keys = KeySpec()
+    public var values = ValueSpec()
+    /// Proportions per operation kind, summing to 1.
+    public var mix: [OperationKind: Double] = [.kvGet: 0.5, .kvPut: 0.5]
+    public var lockHoldMicroseconds: UInt64 = 1_000
+    public var retrieveLength = 10
+    /// `log.truncate` drops everything but the newest this many entries.
+    public var truncateKeepEntries = 1_000
+    public var events: [TimedEvent] = []
+
+    public init() {}
+}
+
+extension WorkloadSpec {
+    public static let topLevelFields = ["name", "seed", "duration_s", "warmup_s", "operations", "group", "clients", "keys", "values", "mix", "lock", "log", "events"]
+
+    /// Reads a workload file, reporting every problem with its file, line, field and expectation.
+    public static func load(path: String) throws(SpecErrors) -> WorkloadSpec {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw SpecErrors(errors: [SpecError(file: path, line: 0, column: 0, field: "", problem: "cannot read the file: \(error.localizedDescription)")])
+        }
+        return try parse(text, file: path)
+    }
+
+    public static func parse(_ text: String, file: String) throws(SpecErrors) -> WorkloadSpec {
+        let root = try YAMLFields.parse(text, file: file)
+        var spec = WorkloadSpec()
+        spec.read(from: root)
+        guard root.errors.isEmpty else { throw SpecErrors(errors: root.errors) }
+        return spec
+    }
+
+    /// Fills this spec from `root`; problems land in `root.errors`.
+    public mutating func read(from root: YAMLFields) {
+        name = root.string("name", default: name)
+        seed = UInt64(root.int("seed", default: Int(seed), range: 0...Int.max))
+        durationSeconds = root.double("duration_s", default: durationSeconds, range: 0.1...86_400, unit: "seconds")
+        warmupSeconds = root.double("warmup_s", default: warmupSeconds, range: 0...3_600, unit: "seconds")
+        if root.has("operations") { operations = root.int("operations", default: 0, range: 1...1_000_000_000) }
+
+        var replicasGiven = false
+        if let fields = root.mapping("group") {
+            replicasGiven = fields.has("replicas")
+            group.replicas = fields.int("replicas", default: group.replicas, range: 1...15)
+            if fields.has("replicas"), group.replicas % 2 == 0 {
+                fields.fail(fields.value("replicas"), field: fields.qualified("replicas"), "expected an odd number (n = 2f + 1), got \(group.replicas)")
+            }
+            group.replication = ReplicationProtocol(rawValue: fields.choice("protocol", default: group.replication.rawValue,
+                                                                            from: ReplicationProtocol.allCases.map(\.rawValue)))!
+            group.batchCommandsMax = fields.int("batch_commands_max", default: group.batchCommandsMax, range: 1...65_536, unit: "requests")
+            group.batchBytesMax = fields.int("batch_bytes_max", default: group.batchBytesMax, range: 1_024...(64 << 20), unit: "bytes")
+            group.batchDelayMicroseconds = UInt64(fields.int("batch_delay_us", default: Int(group.batchDelayMicroseconds), range: 0...100_000, unit: "µs"))
+            group.pipelineDepthMax = fields.int("pipeline_depth_max", default: group.pipelineDepthMax, range: 1...4_096, unit: "batches")
+            group.workers = fields.int("workers", default: group.workers, range: 1...1, unit: "workers (parallel execution is not built yet)")
+            group.threads = fields.int("threads", default: group.threads, range: 1...64)
+            fields.rejectUnknown(expected: ["replicas", "protocol", "batch_commands_max", "batch_bytes_max", "batch_delay_us", "pipeline_depth_max", "workers", "threads"])
+        }
+        if let fields = root.mapping("clients") {
+            clients.count = fields.int("count", default: clients.count, range: 1...100_000)
+            clients.loop = LoopKind(rawValue: fields.choice("loop", default: clients.loop.rawValue, from: ["closed", "open"]))!
+            clients.thinkMicroseconds = UInt64(fields.int("think_time_us", default: Int(clients.thinkMicroseconds), range: 0...60_000_000, unit: "µs"))
+            clients.rateOperationsPerSecond = fields.double("rate_ops_s", default: clients.rateOperationsPerSecond, range: 1...10_000_000, unit: "operations per second")
+            clients.arrivals = ArrivalProcess(rawValue: fields.choice("arrivals", default: clients.arrivals.rawValue, from: ["poisson", "uniform"]))!
+            clients.retryTimeoutMilliseconds = UInt64(fields.int("retry_timeout_ms", default: Int(clients.retryTimeoutMilliseconds), range: 1...600_000, unit: "ms"))
+            if clients.loop == .closed, fields.has("rate_ops_s") {
+                fields.fail(fields.value("rate_ops_s"), field: fields.qualified("rate_ops_s"), "only applies to loop: open")
+            }
+            if clients.loop == .open, fields.has("think_time_us") {
+                fields.fail(fields.value("think_time_us"), field: fields.qualified("think_time_us"), "only applies to loop: closed")
+            }
+            fields.rejectUnknown(expected: ["count", "loop", "think_time_us", "rate_ops_s", "arrivals", "retry_timeout_ms"])
+        }
+        if let fields = root.mapping("keys") {
+            keys.count = fields.int("count", default: keys.count, range: 1...100_000_000)
+            keys.distribution = KeyDistribution(rawValue: fields.choice("distribution", default: keys.distribution.rawValue,
+                                                                        from: ["uniform", "zipfian", "hotspot", "sequential"]))!
+            keys.zipfTheta = fields.double("zipf_theta", default: keys.zipfTheta, range: 0.01...0.999_9)
+            keys.hotspotFraction = fields.double("hotspot_fraction", default: keys.hotspotFraction, range: 0.000_001...1)
+            keys.hotspotProbability = fields.double("hotspot_probability", default: keys.hotspotProbability, range: 0...1)
+            fields.rejectUnknown(expected: ["count", "distribution", "zipf_theta", "hotspot_fraction", "hotspot_probability"])
+        }
+        if let fields = root.mapping("values") {
+            if fields.has("size_bytes") {
+                let size = fields.int("size_bytes", default: 100, range: 0...(1 << 20), unit: "bytes")
+                values = ValueSpec(sizeBytesMin: size, sizeBytesMax: size)
+            } else {
+                values.sizeBytesMin = fields.int("size_bytes_min", default: values.sizeBytesMin, range: 0...(1 << 20), unit: "bytes")
+                values.sizeBytesMax = fields.int("size_bytes_max", default: max(values.sizeBytesMin, values.sizeBytesMax), range: 0...(1 << 20), unit: "bytes")
+                if values.sizeBytesMax < values.sizeBytesMin {
+                    fields.fail(fields.value("size_bytes_max"), field: fields.qualified("size_bytes_max"),
+                                "must be at least size_bytes_min (\(values.sizeBytesMin)), got \(values.sizeBytesMax)")
+                }
+            }
+            fields.rejectUnknown(expected: ["size_bytes", "size_bytes_min", "size_bytes_max"])
+        }
+        if let fields = root.mapping("mix") {
+            var mix: [OperationKind: Double] = [:]
+            for key in fields.keys {
+                guard let kind = OperationKind(rawValue: key), OperationKind.mixable.contains(kind) else { continue }
+                mix[kind] = fields.double(key, default: 0, range: 0...1, unit: "proportion")
+            }
+            fields.rejectUnknown(expected: OperationKind.mixable.map(\.rawValue))
+            let total = mix.values.reduce(0, +)
+            if abs(total - 1) > 1e-6 {
+                fields.fail(root.value("mix"), field: "mix", "proportions must sum to 1, got \(total)")
+            }
+            self.mix = mix.filter { $0.value > 0 }
+        }
+        if let fields = root.mapping("lock") {
+            lockHoldMicroseconds = UInt64(fields.int("hold_us", default: Int(lockHoldMicroseconds), range: 0...60_000_000, unit: "µs"))
+            fields.rejectUnknown(expected: ["hold_us"])
+        }
+        if let fields = root.mapping("log") {
+            retrieveLength = fields.int("retrieve_length", default: retrieveLength, range: 1...1_024, unit: "entries")
+            truncateKeepEntries = fields.int("truncate_keep", default: truncateKeepEntries, range: 0...100_000_000, unit: "entries")
+            fields.rejectUnknown(expected: ["retrieve_length", "truncate_keep"])
+        }
+        for (path, node) in root.sequence("events") {
+            guard let fields = root.fields(of: node, path: path) else { continue }
+            let at = fields.double("at_s", default: -1, range: 0...86_400, unit: "seconds")
+            if !fields.has("at_s") { fields.fail(node, field: "\(path).at_s", "is required") }
+            let actions = ["crash", "restart", "partition", "heal"].filter(fields.has)
+            guard actions.count == 1 else {
+                fields.fail(node, field: path, "expected exactly one of crash, restart, partition, heal; got \(actions.isEmpty ? "none" : actions.joined(separator: ", "))")
+                continue
+            }
+            let limit = group.replicas - 1
+            switch actions[0] {
+            case "crash": events.append(TimedEvent(atSeconds: at, action: .crash(replica: fields.int("crash", default: 0, range: 0...limit, unit: "replica index"))))
+            case "restart": events.append(TimedEvent(atSeconds: at, action: .restart(replica: fields.int("restart", default: 0, range: 0...limit, unit: "replica index"))))
+            case "heal":
+                _ = fields.value("heal")
+                events.append(TimedEvent(atSeconds: at, action: .heal))
+            default:
+                let sideNodes = fields.sequence("partition")
+                var sides: [[Int]] = []
+                for (sidePath, sideNode) in sideNodes {
+                    let members = sideNode.sequence?.compactMap { $0.int } ?? []
+                    if sideNode.sequence == nil || members.count != sideNode.sequence!.count || members.contains(where: { !(0...limit).contains($0) }) {
+                        fields.fail(sideNode, field: sidePath, "expected a list of replica indices in 0...\(limit)")
+                    }
+                    sides.append(members)
+                }
+                if sides.count < 2 { fields.fail(node, field: "\(path).partition", "expected at least two sides, e.g. [[0], [1, 2]]") }
+                events.append(TimedEvent(atSeconds: at, action: .partition(sides: sides)))
+            }
+            fields.rejectUnknown(expected: ["at_s", "crash", "restart", "partition", "heal"])
+        }
+        events.sort { $0.atSeconds < $1.atSeconds }
+        if group.replication == .unreplicated, group.replicas != 1, replicasGiven {
+            // Harmless but misleading: say it rather than silently run one copy.
+            root.fail(nil, field: "group.replicas", "protocol unreplicated runs one copy of the services; set replicas: 1")
+        }
+        if group.replication == .unreplicated { group.replicas = 1 }
+        if !events.isEmpty, group.replication == .unreplicated {
+            root.fail(root.value("events"), field: "events", "crash, restart and partition need a replicated group")
+        }
+        root.rejectUnknown(expected: Self.topLevelFields)
+    }
+}

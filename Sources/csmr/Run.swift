@@ -1,0 +1,96 @@
+import ArgumentParser
+import Foundation
+import Harness
+import Linearizability
+import Workload
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a workload file on an in-process cluster and write latency and throughput results.",
+        discussion: """
+        Writes summary.csv, timeseries.csv, one .hgrm per operation, run.yaml (the resolved workload, \
+        the commit and the machine) and, with --history, history.jsonl into the output folder. \
+        Workload fields are documented in workloads/README.md.
+        """
+    )
+
+    @Argument(help: "The workload file (YAML).")
+    var workload: String
+
+    @Option(help: "Output folder (default: results/<name>-<time>).")
+    var out: String?
+
+    @Flag(help: "Also record every operation in history.jsonl (for csmr check).")
+    var history = false
+
+    @Flag(help: "No progress lines on stderr.")
+    var quiet = false
+
+    func run() throws {
+        let spec: WorkloadSpec
+        do {
+            spec = try WorkloadSpec.load(path: workload)
+        } catch {
+            FileHandle.standardError.write(Data("csmr run: the workload file has errors; nothing ran.\n\(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        let folder = URL(fileURLWithPath: out ?? "results/\(spec.name)-\(RunMetadata.timestamp())")
+        FileHandle.standardError.write(Data("csmr run: \(spec.name): \(spec.group.replication.rawValue), \(spec.group.replicas) replica(s), \(spec.clients.count) \(spec.clients.loop.rawValue)-loop client(s), \(spec.warmupSeconds) s warm-up + \(spec.operations.map { "\($0) operations" } ?? "\(spec.durationSeconds) s") -> \(folder.path)\n".utf8))
+        let progress: (@Sendable (String) -> Void)? = quiet ? nil : { @Sendable (line: String) in
+            FileHandle.standardError.write(Data((line + "\n").utf8))
+        }
+        let outcome = try WorkloadRunner.run(spec, recordHistory: history, progress: progress)
+        try outcome.summary.write(to: folder)
+        try RunMetadata.yaml(for: spec, command: CommandLine.arguments.joined(separator: " "))
+            .write(to: folder.appendingPathComponent("run.yaml"), atomically: true, encoding: .utf8)
+        if history {
+            try HistoryFile.encode(outcome.history).write(to: folder.appendingPathComponent("history.jsonl"), atomically: true, encoding: .utf8)
+        }
+        print(outcome.summary.table)
+        if outcome.summary.unfinished > 0 {
+            print("\(outcome.summary.unfinished) measured request(s) never completed; they count as errors.")
+        }
+        print("results in \(folder.path)")
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check a recorded history (history.jsonl) for linearizability, per key, lock and log."
+    )
+
+    @Argument(help: "A history.jsonl written by csmr run --history.")
+    var history: String
+
+    func run() throws {
+        let text: String
+        do {
+            text = try String(contentsOfFile: history, encoding: .utf8)
+        } catch {
+            FileHandle.standardError.write(Data("csmr check: cannot read \(history): \(error.localizedDescription)\n".utf8))
+            throw ExitCode(2)
+        }
+        let operations: [HistoryOperation]
+        do {
+            operations = try HistoryFile.decode(text, file: history)
+        } catch {
+            FileHandle.standardError.write(Data("csmr check: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        let results = LinearizabilityChecker().checkAll(operations)
+        var failed = false
+        for object in results.keys.sorted() {
+            switch results[object]! {
+            case .linearizable: break
+            case let .violation(_, explanation):
+                failed = true
+                print("NOT linearizable: \(object): \(explanation)")
+            case let .undecided(_, reason):
+                failed = true
+                print("undecided: \(object): \(reason)")
+            }
+        }
+        print("\(operations.count) operations on \(results.count) object(s): \(failed ? "FAILED" : "linearizable")")
+        if failed { throw ExitCode.failure }
+    }
+}

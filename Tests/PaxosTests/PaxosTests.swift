@@ -1,0 +1,149 @@
+import Paxos
+import Primitives
+import Services
+import Testing
+
+@Suite struct ConfigTests {
+    @Test func theDefaultsAreValidForThreeFiveAndSevenReplicas() throws {
+        for replicas in [1, 3, 5, 7] {
+            for mode in LeadershipMode.allCases { try PaxosConfig(replicaCount: replicas, mode: mode).validate() }
+        }
+    }
+
+    @Test func boundsAreCheckedAgainstEachOther() {
+        var config = PaxosConfig(replicaCount: 4)
+        #expect(throws: ConfigError.self) { try config.validate() }
+        config = PaxosConfig(replicaCount: 3)
+        config.requestQueueMax = 10
+        config.batchCommandsMax = 64
+        #expect { try config.validate() } throws: { ($0 as? ConfigError)?.field == "requestQueueMax" }
+        config = PaxosConfig(replicaCount: 3)
+        config.pipelineDepthMax = 4_000
+        #expect { try config.validate() } throws: { ($0 as? ConfigError)?.field == "deliveryWindowSlotsMax" }
+        config = PaxosConfig(replicaCount: 3)
+        config.suspectTimeoutMicroseconds = config.heartbeatIntervalMicroseconds
+        #expect { try config.validate() } throws: { ($0 as? ConfigError)?.field == "suspectTimeoutMicroseconds" }
+    }
+}
+
+/// A tiny in-memory group: delivers every message in FIFO order until none is left.
+struct Group {
+    var replicas: [PaxosReplica]
+    var storages: [MemoryStorage]
+    var delivered: [[Delivery]]
+    var queue: [(from: ReplicaID, outgoing: Outgoing)] = []
+    let now = Instant.zero
+
+    init(config: PaxosConfig) {
+        replicas = (0..<config.replicaCount).map { PaxosReplica(config: config, id: ReplicaID($0), now: .zero) }
+        storages = Array(repeating: MemoryStorage(), count: config.replicaCount)
+        delivered = Array(repeating: [], count: config.replicaCount)
+    }
+
+    mutating func absorb(_ ready: Ready, at index: Int) {
+        delivered[index] += ready.deliveries
+        for outgoing in ready.messages(persistingTo: &storages[index]) { queue.append((ReplicaID(index), outgoing)) }
+    }
+
+    mutating func propose(_ request: Request, at index: Int) {
+        absorb(replicas[index].propose(request, now: now), at: index)
+    }
+
+    mutating func stabilize() {
+        while !queue.isEmpty {
+            let (from, outgoing) = queue.removeFirst()
+            let index = outgoing.to.rawValue
+            absorb(replicas[index].receive(outgoing.message, from: from, now: now), at: index)
+        }
+    }
+}
+
+@Suite struct CoreTests {
+    static func put(_ client: UInt64, _ sequence: UInt64) -> Request {
+        Request(client: ClientID(client), sequence: sequence, command: .kvPut(key: "k\(client)", value: "v\(sequence)"))
+    }
+
+    @Test(arguments: LeadershipMode.allCases)
+    func requestsAtEveryReplicaAreDeliveredInTheSameOrderEverywhere(mode: LeadershipMode) {
+        var config = PaxosConfig(replicaCount: 3, mode: mode)
+        config.batchCommandsMax = 4
+        var group = Group(config: config)
+        for sequence in UInt64(1)...20 {
+            for replica in 0..<3 { group.propose(Self.put(UInt64(replica), sequence), at: replica) }
+        }
+        group.stabilize()
+        let orders = group.delivered.map { deliveries in
+            deliveries.flatMap { delivery -> [Request] in
+                if case let .batch(requests) = delivery.value { return requests }
+                return []
+            }
+        }
+        #expect(orders[0].count == 60)
+        #expect(orders[1] == orders[0])
+        #expect(orders[2] == orders[0])
+        #expect(group.delivered[0].map(\.slot) == Array(0..<UInt64(group.delivered[0].count)))
+    }
+
+    @Test func batchesRespectTheCommandBoundAndThePipelineBound() {
+        var config = PaxosConfig(replicaCount: 3, mode: .singleLeader)
+        config.batchCommandsMax = 5
+        config.pipelineDepthMax = 2
+        var group = Group(config: config)
+        var accepts: [SlotRun] = []
+        for sequence in UInt64(1)...23 {
+            let ready = group.replicas[0].propose(Self.put(1, sequence), now: .zero)
+            for outgoing in ready.pendingMessages where outgoing.to == ReplicaID(0) {
+                if case let .accept(_, run) = outgoing.message { accepts.append(run) }
+            }
+            group.absorb(ready, at: 0)
+        }
+        // Nothing was acknowledged yet, so only two batches may be in flight.
+        #expect(accepts.count == 2)
+        #expect(accepts.allSatisfy { $0.value.requestCount <= 5 })
+        group.stabilize()
+        #expect(group.delivered[2].reduce(0) { $0 + $1.value.requestCount } == 23)
+    }
+
+    @Test func aRetryQueuedTwiceAtOneReplicaIsProposedOnce() {
+        var config = PaxosConfig(replicaCount: 3, mode: .singleLeader)
+        config.pipelineDepthMax = 1
+        var group = Group(config: config)
+        group.propose(Self.put(1, 1), at: 0)
+        group.propose(Self.put(2, 1), at: 0)
+        group.propose(Self.put(2, 1), at: 0)
+        group.stabilize()
+        #expect(group.delivered[1].reduce(0) { $0 + $1.value.requestCount } == 2)
+    }
+
+    @Test func acceptorStateIsPersistedBeforeTheReplyThatRevealsIt() {
+        var group = Group(config: PaxosConfig(replicaCount: 3))
+        let ready = group.replicas[1].receive(.accept(ballot: Ballot(round: 0, replica: ReplicaID(0)), run: SlotRun(slot: 0, value: .noop)),
+                                              from: ReplicaID(0), now: .zero)
+        #expect(ready.records == [.accepted(ballot: Ballot(round: 0, replica: ReplicaID(0)), run: SlotRun(slot: 0, value: .noop))])
+        var storage = MemoryStorage()
+        let messages = ready.messages(persistingTo: &storage)
+        #expect(storage.records.count == 1)
+        #expect(messages.map(\.message) == [.accepted(ballot: Ballot(round: 0, replica: ReplicaID(0)), first: 0)])
+    }
+
+    @Test func anAcceptBelowThePromiseIsRejectedWithThePromise() {
+        var replica = PaxosReplica(config: PaxosConfig(replicaCount: 3), id: ReplicaID(1), now: .zero)
+        let high = Ballot(round: 2, replica: ReplicaID(2))
+        _ = replica.receive(.prepare(sublog: 0, ballot: high, fromSlot: 0), from: ReplicaID(2), now: .zero)
+        let ready = replica.receive(.accept(ballot: Ballot(round: 0, replica: ReplicaID(0)), run: SlotRun(slot: 0, value: .noop)),
+                                    from: ReplicaID(0), now: .zero)
+        #expect(ready.records.isEmpty)
+        #expect(ready.pendingMessages.map(\.message) == [.rejected(sublog: 0, promised: high)])
+    }
+
+    @Test func malformedRunsFromPeersAreIgnored() {
+        var replica = PaxosReplica(config: PaxosConfig(replicaCount: 3), id: ReplicaID(1), now: .zero)
+        // Slots 0 and 1 belong to different sublogs, so no run can span them.
+        let ready = replica.receive(.accept(ballot: Ballot(round: 0, replica: ReplicaID(0)), run: SlotRun(first: 0, last: 1, value: .noop)),
+                                    from: ReplicaID(0), now: .zero)
+        #expect(ready.isEmpty)
+        let far = replica.receive(.decided([SlotRun(slot: 1 << 40, value: .noop)]), from: ReplicaID(0), now: .zero)
+        #expect(far.deliveries.isEmpty)
+        #expect(replica.horizon == 0)
+    }
+}

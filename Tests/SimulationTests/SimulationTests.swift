@@ -1,0 +1,89 @@
+import Paxos
+import Primitives
+@testable import Simulation
+import Testing
+
+/// Seeded simulation with faults: every seed must pass agreement, gap-free delivery, equal digests,
+/// linearizability and liveness after the heal point. A failure names the command that replays it.
+@Suite struct SimulationTests {
+    static func failures(mode: LeadershipMode, replicas: Int, seeds: ClosedRange<UInt64>) -> [String] {
+        seeds.compactMap { seed in
+            let options = SimulationOptions(seed: seed, mode: mode, replicaCount: replicas)
+            var simulator = Simulator(options: options)
+            let report = simulator.run()
+            return report.passed ? nil : "\(report.violations.joined(separator: "; ")) | replay: \(options.replayCommand)"
+        }
+    }
+
+    @Test(arguments: [(LeadershipMode.multiLeader, 3, 120), (.singleLeader, 3, 120), (.multiLeader, 5, 25), (.singleLeader, 5, 25), (.multiLeader, 7, 5)])
+    func everySeedPassesEveryChecker(mode: LeadershipMode, replicas: Int, seeds: Int) {
+        let failed = Self.failures(mode: mode, replicas: replicas, seeds: 1...UInt64(seeds))
+        #expect(failed.isEmpty, "\(failed.count) failing seed(s):\n\(failed.prefix(5).joined(separator: "\n"))")
+    }
+
+    @Test func aSeedReplaysExactly() {
+        for mode in LeadershipMode.allCases {
+            var first = Simulator(options: SimulationOptions(seed: 99, mode: mode))
+            var second = Simulator(options: SimulationOptions(seed: 99, mode: mode))
+            let one = first.run(), two = second.run()
+            #expect(one.faultLog == two.faultLog)
+            #expect(one.messagesSent == two.messagesSent)
+            #expect(one.slotsDecided == two.slotsDecided)
+            #expect(one.simulatedMilliseconds == two.simulatedMilliseconds)
+        }
+    }
+
+    @Test func faultsReallyHappen() {
+        var crashes = 0, partitions = 0
+        for seed in UInt64(1)...40 {
+            var simulator = Simulator(options: SimulationOptions(seed: seed))
+            let log = simulator.run().faultLog
+            crashes += log.filter { $0.contains(" crash ") }.count
+            partitions += log.filter { $0.contains(" partition ") }.count
+        }
+        #expect(crashes >= 20)
+        #expect(partitions >= 20)
+    }
+
+    @Test func withoutFaultsEveryOperationCompletes() {
+        var simulator = Simulator(options: SimulationOptions(seed: 5, faults: false))
+        let report = simulator.run()
+        #expect(report.passed)
+        #expect(report.operationsCompleted == 4 * 25)
+        #expect(report.faultLog.count == 1)
+    }
+}
+
+@Suite struct ExecutionCheckerTests {
+    @Test func twoValuesForOneSlotBreakAgreement() {
+        var checker = ExecutionChecker(replicaCount: 2)
+        checker.delivered(Delivery(slot: 0, value: .noop), by: 0)
+        checker.delivered(Delivery(slot: 0, value: .batch([])), by: 1)
+        #expect(checker.violations.count == 1)
+        #expect(checker.violations[0].hasPrefix("agreement: slot 0"))
+    }
+
+    @Test func skippingASlotIsAGap() {
+        var checker = ExecutionChecker(replicaCount: 1)
+        checker.delivered(Delivery(slot: 0, value: .noop), by: 0)
+        checker.delivered(Delivery(slot: 2, value: .noop), by: 0)
+        #expect(checker.violations == ["gap: r0 delivered slot 2 when slot 1 was next"])
+    }
+
+    @Test func aRestartedReplicaStartsOverWithoutAGap() {
+        var checker = ExecutionChecker(replicaCount: 1)
+        checker.delivered(Delivery(slot: 0, value: .noop), by: 0)
+        checker.restarted(replica: 0)
+        checker.delivered(Delivery(slot: 0, value: .noop), by: 0)
+        #expect(checker.violations.isEmpty)
+    }
+
+    @Test func differentDigestsAtOneSlotAreReported() {
+        var checker = ExecutionChecker(replicaCount: 2)
+        checker.digest(Digest(of: [1]), atSlot: 7, by: 0)
+        checker.digest(Digest(of: [1]), atSlot: 7, by: 1)
+        #expect(checker.violations.isEmpty)
+        checker.digest(Digest(of: [2]), atSlot: 7, by: 1)
+        #expect(checker.violations.count == 1)
+    }
+}
