@@ -61,6 +61,12 @@ public final class InProcessCluster: @unchecked Sendable {
         host.loop.execute { host.restart() }
     }
 
+    /// The replica handles nothing for `milliseconds`, then everything that arrived meanwhile.
+    public func pause(_ replica: Int, milliseconds: Int) {
+        let host = hosts[replica]
+        host.loop.execute { host.pause(milliseconds: milliseconds) }
+    }
+
     /// Replicas on different sides can no longer talk.
     public func partition(_ sides: [[Int]]) {
         var cut = Set<LinkPair>()
@@ -109,6 +115,13 @@ final class ReplicaHost: @unchecked Sendable {
     private var machine: StateMachine?
     private var disk = MemoryStorage()
     private var ticker: RepeatedTask?
+    /// While paused, inputs wait here, in arrival order.
+    private var held: [Input]?
+
+    private enum Input {
+        case request(Request)
+        case message(PaxosMessage, from: Int)
+    }
 
     init(index: Int, loop: EventLoop, config: PaxosConfig?) {
         self.index = index
@@ -138,7 +151,26 @@ final class ReplicaHost: @unchecked Sendable {
         ticker = nil
     }
 
+    func pause(milliseconds: Int) {
+        guard held == nil else { return }
+        held = []
+        loop.scheduleTask(in: .milliseconds(Int64(milliseconds))) { [self] in
+            let inputs = held ?? []
+            held = nil
+            for input in inputs {
+                switch input {
+                case let .request(request): clientRequest(request)
+                case let .message(message, sender): receive(message, from: sender)
+                }
+            }
+        }
+    }
+
     func clientRequest(_ request: Request) {
+        if held != nil {
+            held!.append(.request(request))
+            return
+        }
         if machine != nil {
             let reply = machine!.apply(request)
             cluster.reply(ClientReplyOut(client: request.client, sequence: request.sequence, reply: reply))
@@ -150,13 +182,17 @@ final class ReplicaHost: @unchecked Sendable {
     }
 
     func receive(_ message: PaxosMessage, from sender: Int) {
+        if held != nil {
+            held!.append(.message(message, from: sender))
+            return
+        }
         guard node != nil else { return }
         let output = node!.receive(message, from: ReplicaID(sender), now: Self.now())
         carryOut(output)
     }
 
     func tick() {
-        guard node != nil else { return }
+        guard node != nil, held == nil else { return }
         let output = node!.tick(now: Self.now())
         carryOut(output)
     }

@@ -142,6 +142,7 @@ final class LoadDriver: @unchecked Sendable {
         case let .restart(replica): cluster.restart(replica)
         case let .partition(sides): cluster.partition(sides)
         case .heal: cluster.heal()
+        case let .pause(replica, milliseconds): cluster.pause(replica, milliseconds: milliseconds)
         }
         recorder.recordEvent(event.label, second: second(of: Self.now()))
     }

@@ -42,6 +42,13 @@ private struct Configuration: Hashable {
     var chainEndersHigh: UInt64
 }
 
+/// A configuration outside any chain, less the pending operations it has linearized.
+private struct CompletedConfiguration: Hashable {
+    var completedLow: UInt64
+    var completedHigh: UInt64
+    var state: ModelState
+}
+
 /// One linearized operation on the search stack.
 private struct Frame {
     var operation: Int
@@ -51,6 +58,9 @@ private struct Frame {
     /// so far, up to and including `before`: only they may end the chain. Nil for a completed
     /// operation.
     var chainEnders: [Int]?
+    /// Whether the operation was the only one worth trying in its configuration (a read that
+    /// fits, see `run`), so if it fails, the configuration fails.
+    var isForced: Bool
 }
 
 /// The depth-first search for a linearization of one object's operations.
@@ -69,6 +79,9 @@ struct ObjectSearch {
     private let earlierTwin: [Int]
     /// Each operation's Zobrist key, from a fixed seed so that runs are reproducible.
     private let zobrist: [(low: UInt64, high: UInt64)]
+    private let isRead: [Bool]
+    /// Each pending operation's index among the pending ones, -1 for completed operations.
+    private let pendingRank: [Int]
     private var next: [Int] = []
     private var previous: [Int] = []
 
@@ -80,6 +93,13 @@ struct ObjectSearch {
         earlierTwin = Self.earlierTwins(of: effects, operations)
         var random = SplitMix64(seed: 0x6c69_6e65_6172_697a)
         zobrist = effects.indices.map { _ in (random.next(), random.next()) }
+        isRead = operations.map(\.command.isReadOnly)
+        var pendingSeen = 0
+        pendingRank = effects.map { effect in
+            guard !effect.isCompleted else { return -1 }
+            pendingSeen += 1
+            return pendingSeen - 1
+        }
     }
 
     // Event `2 * i` is operation i's invocation, `2 * i + 1` its completion, and `head` (2 * n)
@@ -109,6 +129,9 @@ struct ObjectSearch {
     /// - never lets a chain return to a state it passed through, or stay in one;
     /// - of pending operations with equal effects, only tries the earliest (they are
     ///   interchangeable);
+    /// - linearizes a completed read that fits the current state (and may end the current chain)
+    ///   at once and tries nothing else there: moving a read forward to where it fits changes no
+    ///   state and breaks no real-time order, since it is already available;
     /// - gives up on a branch as soon as an available completed operation fails in a way that no
     ///   later state can repair (`SequentialModel.isHopeless`);
     /// - stops as soon as every completed operation is linearized.
@@ -123,6 +146,16 @@ struct ObjectSearch {
         var linearized = [UInt64](repeating: 0, count: (count + 63) / 64)
         var fingerprint: (low: UInt64, high: UInt64) = (0, 0)
         var explored = Set<Configuration>()
+        var configurations = 0
+        // Outside chains, a configuration that has linearized more pending operations than an
+        // explored one with the same completed operations and state can only do less: pending
+        // operations are optional, so whatever it could still do, the other could too. The search
+        // keeps, per completed set and state, the sets of pending operations it has explored
+        // with, and skips any superset of one. (Only outside chains, because inside one the
+        // chain's history restricts what the search tries.)
+        var completedFingerprint: (low: UInt64, high: UInt64) = (0, 0)
+        var pendingUsed = [UInt64](repeating: 0, count: (pendingRank.count(where: { $0 >= 0 }) + 63) / 64)
+        var pendingSetsExplored: [CompletedConfiguration: [[UInt64]]] = [:]
         var stack: [Frame] = []
         var state = ModelState.initial
         var deadEnd: DeadEnd?
@@ -155,16 +188,35 @@ struct ObjectSearch {
                 }
                 if let after {
                     let frameEnders = completed[operation] ? nil : enders
-                    let endersFingerprint = frameEnders.map(setFingerprint) ?? (low: 0, high: 0)
-                    let key = Configuration(linearizedLow: fingerprint.low ^ zobrist[operation].low,
-                                            linearizedHigh: fingerprint.high ^ zobrist[operation].high,
-                                            state: after,
-                                            chainEndersLow: endersFingerprint.low, chainEndersHigh: endersFingerprint.high)
-                    if explored.insert(key).inserted {
-                        if explored.count > statesMax { return .undecided(explored: explored.count) }
-                        stack.append(Frame(operation: operation, before: state, chainEnders: frameEnders))
+                    let isNew: Bool
+                    if completed[operation] && hasPending {
+                        let key = CompletedConfiguration(completedLow: completedFingerprint.low ^ zobrist[operation].low,
+                                                         completedHigh: completedFingerprint.high ^ zobrist[operation].high,
+                                                         state: after)
+                        let seen = pendingSetsExplored[key, default: []]
+                        isNew = !seen.contains { Self.isSubset($0, of: pendingUsed) }
+                        if isNew { pendingSetsExplored[key, default: []].append(pendingUsed) }
+                    } else {
+                        let endersFingerprint = frameEnders.map(setFingerprint) ?? (low: 0, high: 0)
+                        isNew = explored.insert(Configuration(
+                            linearizedLow: fingerprint.low ^ zobrist[operation].low,
+                            linearizedHigh: fingerprint.high ^ zobrist[operation].high,
+                            state: after,
+                            chainEndersLow: endersFingerprint.low, chainEndersHigh: endersFingerprint.high)).inserted
+                    }
+                    let isForced = completed[operation] && isRead[operation]
+                    if isNew {
+                        configurations += 1
+                        if configurations > statesMax { return .undecided(explored: configurations) }
+                        stack.append(Frame(operation: operation, before: state, chainEnders: frameEnders, isForced: isForced))
                         linearized[operation >> 6] |= 1 << UInt64(operation & 63)
-                        fingerprint = (key.linearizedLow, key.linearizedHigh)
+                        fingerprint = (fingerprint.low ^ zobrist[operation].low, fingerprint.high ^ zobrist[operation].high)
+                        if completed[operation] {
+                            completedFingerprint = (completedFingerprint.low ^ zobrist[operation].low,
+                                                    completedFingerprint.high ^ zobrist[operation].high)
+                        } else {
+                            pendingUsed[pendingRank[operation] >> 6] |= 1 << UInt64(pendingRank[operation] & 63)
+                        }
                         state = after
                         unlink(operation)
                         if completed[operation] { remaining -= 1 }
@@ -172,6 +224,8 @@ struct ObjectSearch {
                         event = next[head]
                         continue
                     }
+                    // The read's configuration was explored and failed, so this one fails too.
+                    stuck = isForced
                 }
                 if !stuck {
                     event = next[event]
@@ -192,16 +246,27 @@ struct ObjectSearch {
                 deadEnd = DeadEnd(prefix: stack.map(\.operation), state: state,
                                   blocking: stop >> 1, candidates: candidates(before: stop))
             }
-            guard let undone = stack.popLast() else { return .violation(deadEnd!) }
-            state = undone.before
-            linearized[undone.operation >> 6] &= ~(1 << UInt64(undone.operation & 63))
-            fingerprint = (fingerprint.low ^ zobrist[undone.operation].low, fingerprint.high ^ zobrist[undone.operation].high)
-            relink(undone.operation)
+            // A forced operation's failure is its configuration's, so undo past it too.
+            var undone: Frame
+            repeat {
+                guard let top = stack.popLast() else { return .violation(deadEnd!) }
+                undone = top
+                state = undone.before
+                linearized[undone.operation >> 6] &= ~(1 << UInt64(undone.operation & 63))
+                fingerprint = (fingerprint.low ^ zobrist[undone.operation].low, fingerprint.high ^ zobrist[undone.operation].high)
+                relink(undone.operation)
+                if undone.chainEnders != nil {
+                    pendingUsed[pendingRank[undone.operation] >> 6] &= ~(1 << UInt64(pendingRank[undone.operation] & 63))
+                } else {
+                    completedFingerprint = (completedFingerprint.low ^ zobrist[undone.operation].low,
+                                            completedFingerprint.high ^ zobrist[undone.operation].high)
+                    remaining += 1
+                }
+            } while undone.isForced
             if let undoneEnders = undone.chainEnders {
                 pass = 1
                 enders = undoneEnders
             } else {
-                remaining += 1
                 pass = 0
             }
             event = next[2 * undone.operation]
@@ -225,6 +290,10 @@ struct ObjectSearch {
             event = next[event]
         }
         return result
+    }
+
+    private static func isSubset(_ small: [UInt64], of large: [UInt64]) -> Bool {
+        zip(small, large).allSatisfy { $0 & ~$1 == 0 }
     }
 
     private func setFingerprint(_ operations: [Int]) -> (low: UInt64, high: UInt64) {

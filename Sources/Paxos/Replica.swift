@@ -504,6 +504,13 @@ public struct PaxosReplica: Sendable {
             switch leadership.phase {
             case let .preparing(from, promises, sentAt):
                 guard now.microseconds(since: sentAt) >= timeout else { continue }
+                // A revocation started while the owner seemed dead is abandoned once it is heard
+                // from again: pressing on would take a live owner's sublog away.
+                let owner = Self.owner(ofSublog: sublog, mode: config.mode)
+                if config.mode == .multiLeader, owner != id, !isSuspected(owner) {
+                    dropLeadership(of: sublog)
+                    continue
+                }
                 for peer in replicas where promises[peer] == nil {
                     ready.send(.prepare(sublog: sublog, ballot: leadership.ballot, fromSlot: from), to: peer)
                 }

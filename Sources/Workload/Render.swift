@@ -60,6 +60,9 @@ extension WorkloadSpec {
                 case let .restart(replica): lines.append("    restart: \(replica)")
                 case let .partition(sides): lines.append("    partition: [\(sides.map { "[\($0.map(String.init).joined(separator: ", "))]" }.joined(separator: ", "))]")
                 case .heal: lines.append("    heal: true")
+                case let .pause(replica, milliseconds):
+                    lines.append("    pause: \(replica)")
+                    lines.append("    for_ms: \(milliseconds)")
                 }
             }
         }

@@ -90,6 +90,9 @@ public struct TimedEvent: Hashable, Sendable {
         /// Replicas on different sides cannot talk.
         case partition(sides: [[Int]])
         case heal
+        /// The replica stops processing for a while (as in a long GC pause or a stalled disk),
+        /// then handles everything that arrived meanwhile.
+        case pause(replica: Int, milliseconds: Int)
     }
 
     public var atSeconds: Double
@@ -101,6 +104,7 @@ public struct TimedEvent: Hashable, Sendable {
         case let .restart(replica): "restart r\(replica)"
         case let .partition(sides): "partition " + sides.map { "[" + $0.map { "r\($0)" }.joined(separator: " ") + "]" }.joined(separator: " | ")
         case .heal: "heal"
+        case let .pause(replica, milliseconds): "pause r\(replica) \(milliseconds) ms"
         }
     }
 }
@@ -239,9 +243,9 @@ extension WorkloadSpec {
             guard let fields = root.fields(of: node, path: path) else { continue }
             let at = fields.double("at_s", default: -1, range: 0...86_400, unit: "seconds")
             if !fields.has("at_s") { fields.fail(node, field: "\(path).at_s", "is required") }
-            let actions = ["crash", "restart", "partition", "heal"].filter(fields.has)
+            let actions = ["crash", "restart", "partition", "heal", "pause"].filter(fields.has)
             guard actions.count == 1 else {
-                fields.fail(node, field: path, "expected exactly one of crash, restart, partition, heal; got \(actions.isEmpty ? "none" : actions.joined(separator: ", "))")
+                fields.fail(node, field: path, "expected exactly one of crash, restart, partition, heal, pause; got \(actions.isEmpty ? "none" : actions.joined(separator: ", "))")
                 continue
             }
             let limit = group.replicas - 1
@@ -251,6 +255,11 @@ extension WorkloadSpec {
             case "heal":
                 _ = fields.value("heal")
                 events.append(TimedEvent(atSeconds: at, action: .heal))
+            case "pause":
+                let replica = fields.int("pause", default: 0, range: 0...limit, unit: "replica index")
+                if !fields.has("for_ms") { fields.fail(node, field: "\(path).for_ms", "is required with pause") }
+                let milliseconds = fields.int("for_ms", default: 0, range: 1...600_000, unit: "ms")
+                events.append(TimedEvent(atSeconds: at, action: .pause(replica: replica, milliseconds: milliseconds)))
             default:
                 let sideNodes = fields.sequence("partition")
                 var sides: [[Int]] = []
@@ -264,7 +273,7 @@ extension WorkloadSpec {
                 if sides.count < 2 { fields.fail(node, field: "\(path).partition", "expected at least two sides, e.g. [[0], [1, 2]]") }
                 events.append(TimedEvent(atSeconds: at, action: .partition(sides: sides)))
             }
-            fields.rejectUnknown(expected: ["at_s", "crash", "restart", "partition", "heal"])
+            fields.rejectUnknown(expected: ["at_s", "crash", "restart", "partition", "heal", "pause", "for_ms"])
         }
         events.sort { $0.atSeconds < $1.atSeconds }
         if group.replication == .unreplicated, group.replicas != 1, replicasGiven {
@@ -273,7 +282,7 @@ extension WorkloadSpec {
         }
         if group.replication == .unreplicated { group.replicas = 1 }
         if !events.isEmpty, group.replication == .unreplicated {
-            root.fail(root.value("events"), field: "events", "crash, restart and partition need a replicated group")
+            root.fail(root.value("events"), field: "events", "crash, restart, partition and pause need a replicated group")
         }
         root.rejectUnknown(expected: Self.topLevelFields)
     }

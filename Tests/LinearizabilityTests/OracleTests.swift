@@ -3,31 +3,43 @@ import Primitives
 import Services
 import Testing
 
-/// Decides linearizability by brute force: every order of the operations that respects real
-/// time, replayed on a real `StateMachine`. A pending operation may take effect anywhere or not
-/// at all, and leaving it out is the same as putting it last, so the search succeeds once only
-/// pending operations remain. Exponential, so only for histories of a handful of operations.
-func isLinearizableByBruteForce(_ history: [HistoryOperation]) -> Bool {
+/// Decides linearizability by exhaustive search: every order of the operations that respects real
+/// time, replayed on a real `StateMachine`, remembering only the (remaining set, state) pairs that
+/// failed. A pending operation may take effect anywhere or not at all, and leaving it out is the
+/// same as putting it last, so the search succeeds once only pending operations remain. It shares
+/// none of the checker's shortcuts, so it is the reference the checker is held to. At most 64
+/// operations.
+func isLinearizableByExhaustiveSearch(_ history: [HistoryOperation]) -> Bool {
     let operations = history.filter { operation in
         switch operation.completion?.reply {
         case .failure(.sessionExpired), .failure(.staleSequence): return false
         default: if case .openSession = operation.command { return false } else { return true }
         }
     }
-    func search(_ machine: StateMachine, _ remaining: [Int]) -> Bool {
-        if remaining.allSatisfy({ operations[$0].completion == nil }) { return true }
-        for candidate in remaining {
+    precondition(operations.count <= 64, "the exhaustive search takes at most 64 operations")
+    struct Failure: Hashable {
+        var remaining: UInt64
+        var machine: StateMachine
+    }
+    var failures = Set<Failure>()
+    func search(_ machine: StateMachine, _ remaining: UInt64) -> Bool {
+        let indices = operations.indices.filter { remaining & (1 << UInt64($0)) != 0 }
+        if indices.allSatisfy({ operations[$0].completion == nil }) { return true }
+        if failures.contains(Failure(remaining: remaining, machine: machine)) { return false }
+        for candidate in indices {
             let invoked = operations[candidate].invokeNanoseconds
             // A remaining operation that completed before this one was invoked must come first.
-            if remaining.contains(where: { (operations[$0].completion?.nanoseconds).map { $0 < invoked } ?? false }) { continue }
+            if indices.contains(where: { (operations[$0].completion?.nanoseconds).map { $0 < invoked } ?? false }) { continue }
             var next = machine
             let reply = next.execute(operations[candidate].command, client: operations[candidate].client)
             if let recorded = operations[candidate].completion?.reply, recorded != reply { continue }
-            if search(next, remaining.filter { $0 != candidate }) { return true }
+            if search(next, remaining & ~(1 << UInt64(candidate))) { return true }
         }
+        failures.insert(Failure(remaining: remaining, machine: machine))
         return false
     }
-    return search(StateMachine(), Array(operations.indices))
+    let all: UInt64 = operations.count == 64 ? ~0 : (1 << UInt64(operations.count)) - 1
+    return search(StateMachine(), all)
 }
 
 /// Commands on one object with few distinct arguments, so operations collide often.
@@ -73,21 +85,23 @@ enum TinyObject: CaseIterable {
 
 @Suite struct OracleTests {
     @Test(arguments: TinyObject.allCases)
-    func theCheckerAgreesWithBruteForceOnTinyHistories(object: TinyObject) {
+    func theCheckerAgreesWithExhaustiveSearchOnSmallHistories(object: TinyObject) {
         let checker = LinearizabilityChecker()
         var random = SplitMix64(seed: 99)
         var verdicts: [Bool: Int] = [:]
-        for seed in UInt64(0)..<400 {
+        for seed in UInt64(0)..<3000 {
             var generator = HistoryGenerator(seed: seed)
-            generator.clients = 3
-            generator.pendingChance = 0.25
-            generator.invocationGapMax = 30
-            var history = generator.history(count: 6) { random, _, _ in object.command(&random) }
-            // Replace a few replies at random so that a good part of the histories are wrong.
-            for index in history.indices where history[index].completion != nil && random.chance(0.3) {
+            generator.clients = 5
+            generator.pendingChance = 0.3
+            generator.invocationGapMax = 10
+            var history = generator.history(count: 20) { random, _, _ in object.command(&random) }
+            // Replace one reply in half the histories, often by a wrong one.
+            let answered = history.indices.filter { history[$0].completion != nil }
+            if !answered.isEmpty, random.chance(0.5) {
+                let index = answered[Int(random.next() % UInt64(answered.count))]
                 history[index].completion!.reply = object.plausibleReply(to: history[index].command, &random)
             }
-            let expected = isLinearizableByBruteForce(history)
+            let expected = isLinearizableByExhaustiveSearch(history)
             let result = checker.check(history)
             verdicts[expected, default: 0] += 1
             #expect((result == .linearizable) == expected, "seed \(seed): \(result) for \(history)")

@@ -41,8 +41,9 @@ import Services
 //
 // Trace lines: `r0->r1 MESSAGE` is a message sent (or, as a heading under deliver, the message
 // delivered, with what it caused indented below), `r1 delivers slot N: VALUE` a delivery to the
-// state machine, `r0 replies c1#1: REPLY` a client answer. A message lost at send time carries
-// `(lost: ...)`. Heartbeats are sent and delivered like any message, but hidden: they would
+// state machine, `r0 replies c1#1: REPLY` a client answer. What one input made a replica do is
+// printed as its messages, then its deliveries, then its replies (a node reports them apart, so
+// their interleaving is not known). A message lost at send time carries `(lost: ...)`. Heartbeats are sent and delivered like any message, but hidden: they would
 // drown the trace. A heartbeat's delivery is shown only when it caused something (such as an
 // idle leader skipping its slots); `show heartbeats` prints all of them.
 //

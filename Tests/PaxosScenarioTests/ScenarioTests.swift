@@ -112,10 +112,10 @@ struct ScenarioFile {
         while i < n || j < m {
             if i < n, j < m, expected[i] == actual[j] {
                 edits.append(.same(i, expected[i])); i += 1; j += 1
-            } else if j < m, i == n || common[i][j + 1] >= common[i + 1][j] {
-                edits.append(.added(i, actual[j])); j += 1
-            } else {
+            } else if i < n, j == m || common[i + 1][j] >= common[i][j + 1] {
                 edits.append(.removed(i, expected[i])); i += 1
+            } else {
+                edits.append(.added(i, actual[j])); j += 1
             }
         }
         let changed = edits.indices.filter { if case .same = edits[$0] { false } else { true } }

@@ -1,0 +1,50 @@
+import ArgumentParser
+import Foundation
+import Harness
+import Workload
+
+struct Compare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run every variant of a comparison spec, one after another, and write compare.csv.",
+        discussion: "Each variant's own results (summary.csv, timeseries.csv, .hgrm, run.yaml) go to variant-N/ in the output folder."
+    )
+
+    @Argument(help: "The comparison spec (YAML): a base workload and the fields to vary.")
+    var spec: String
+
+    @Option(help: "Output folder (default: results/<name>-<time>).")
+    var out: String?
+
+    @Flag(help: "No progress lines on stderr.")
+    var quiet = false
+
+    func run() throws {
+        let comparison: CompareSpec
+        do {
+            comparison = try CompareSpec.load(path: spec)
+        } catch {
+            FileHandle.standardError.write(Data("csmr compare: the spec has errors; nothing ran.\n\(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        let folder = URL(fileURLWithPath: out ?? "results/\(comparison.name)-\(RunMetadata.timestamp())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        var rows: [(variant: CompareSpec.Variant, summary: RunSummary)] = []
+        for (index, variant) in comparison.variants.enumerated() {
+            FileHandle.standardError.write(Data("csmr compare: variant \(index + 1)/\(comparison.variants.count): \(variant.label)\n".utf8))
+            let progress: (@Sendable (String) -> Void)? = quiet ? nil : { @Sendable (line: String) in
+                FileHandle.standardError.write(Data(("  " + line + "\n").utf8))
+            }
+            let outcome = try WorkloadRunner.run(variant.workload, progress: progress)
+            let variantFolder = folder.appendingPathComponent("variant-\(index + 1)")
+            try outcome.summary.write(to: variantFolder)
+            try RunMetadata.yaml(for: variant.workload, command: CommandLine.arguments.joined(separator: " ") + "  # variant \(index + 1): \(variant.label)")
+                .write(to: variantFolder.appendingPathComponent("run.yaml"), atomically: true, encoding: .utf8)
+            rows.append((variant, outcome.summary))
+            // Written after every variant, so an interrupted comparison keeps what it measured.
+            try CompareSpec.csv(fields: comparison.fields, rows: rows).write(to: folder.appendingPathComponent("compare.csv"), atomically: true, encoding: .utf8)
+            let all = outcome.summary.rows.last!
+            print("variant \(index + 1) \(variant.label): \(String(format: "%.0f", all.achievedOperationsPerSecond)) ops/s, p50 \(all.p50) µs, p99 \(all.p99) µs, errors \(all.errors)")
+        }
+        print("results in \(folder.path)/compare.csv")
+    }
+}
