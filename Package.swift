@@ -71,6 +71,8 @@ let package = Package(
         .testTarget(name: "PaxosScenarioTests", dependencies: ["Paxos", "Runtime", "Services", "Primitives"], exclude: ["testdata"]),
         .testTarget(name: "PaxosTests", dependencies: ["Paxos", "Primitives", "Services"]),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Paxos", "Primitives"]),
+        .testTarget(name: "WorkloadTests", dependencies: ["Workload", "Primitives", "Services", "Linearizability"]),
+        .testTarget(name: "HarnessTests", dependencies: ["Harness", "Workload", "Linearizability", "Services"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -16,8 +16,8 @@ enum Explanation {
                         effects: [Effect], model: SequentialModel) -> String {
         let blocking = operations[deadEnd.blocking]
         var lines: [String] = []
-        lines.append("\(object) is not linearizable (\(operations.count) operations). The longest linearizable "
-            + "prefix has \(deadEnd.prefix.count) operations, after which \(model.describe(deadEnd.state)); "
+        lines.append("\(object) is not linearizable (\(count(operations.count, "operation"))). The longest linearizable "
+            + "prefix has \(count(deadEnd.prefix.count, "operation")), after which \(model.describe(deadEnd.state)); "
             + "then no operation invoked before \(blocking.client) \(describe(blocking.command)) completed at "
             + "\(blocking.completion?.nanoseconds ?? 0) ns can take effect next:")
         for candidate in deadEnd.candidates.prefix(operationsShownMax) {
@@ -49,6 +49,11 @@ enum Explanation {
             }
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// `1 operation`, `2 operations`.
+    static func count(_ number: Int, _ noun: String) -> String {
+        number == 1 ? "1 \(noun)" : "\(number) \(noun)s"
     }
 
     /// `c1 kv.put "k" = "v" (invoked 0 ns, completed 10 ns, replied stored)`.

@@ -145,14 +145,17 @@ struct ObjectSearch {
 
         var linearized = [UInt64](repeating: 0, count: (count + 63) / 64)
         var fingerprint: (low: UInt64, high: UInt64) = (0, 0)
+        // Every configuration the search has entered; it never enters one twice, because the
+        // first visit either succeeded or showed that none of its continuations does.
         var explored = Set<Configuration>()
         var configurations = 0
         // Outside chains, a configuration that has linearized more pending operations than an
         // explored one with the same completed operations and state can only do less: pending
-        // operations are optional, so whatever it could still do, the other could too. The search
-        // keeps, per completed set and state, the sets of pending operations it has explored
-        // with, and skips any superset of one. (Only outside chains, because inside one the
-        // chain's history restricts what the search tries.)
+        // operations are optional, so whatever it could still do, the other could too. So when
+        // the history has pending operations, configurations outside chains are kept here instead
+        // of in `explored`: per completed set and state, the sets of pending operations explored
+        // with, and the search skips any superset of one. (Inside a chain the chain's history
+        // restricts what the search tries, so there only equal configurations are skipped.)
         var completedFingerprint: (low: UInt64, high: UInt64) = (0, 0)
         var pendingUsed = [UInt64](repeating: 0, count: (pendingRank.count(where: { $0 >= 0 }) + 63) / 64)
         var pendingSetsExplored: [CompletedConfiguration: [[UInt64]]] = [:]

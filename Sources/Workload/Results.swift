@@ -111,10 +111,11 @@ public struct RunSummary: Sendable {
     /// A fixed-width table for the terminal.
     public var table: String {
         let header = ["op", "count", "errors", "ops/s", "mean µs", "p50 µs", "p99 µs", "p99.9 µs", "max µs"]
-        var lines = [header.map { $0.padding(12) }.joined()]
+        var lines = [header.enumerated().map { $0.element.padding($0.offset == 0 ? 14 : 12) }.joined()]
         for row in rows {
             lines.append([row.operation, "\(row.count)", "\(row.errors)", SummaryRow.fixed(row.achievedOperationsPerSecond),
-                          SummaryRow.fixed(row.meanMicroseconds), "\(row.p50)", "\(row.p99)", "\(row.p999)", "\(row.max)"].map { $0.padding(12) }.joined())
+                          SummaryRow.fixed(row.meanMicroseconds), "\(row.p50)", "\(row.p99)", "\(row.p999)", "\(row.max)"]
+                .enumerated().map { $0.element.padding($0.offset == 0 ? 14 : 12) }.joined())
         }
         return lines.joined(separator: "\n")
     }

@@ -198,7 +198,7 @@ extension WorkloadSpec {
             keys.count = fields.int("count", default: keys.count, range: 1...100_000_000)
             keys.distribution = KeyDistribution(rawValue: fields.choice("distribution", default: keys.distribution.rawValue,
                                                                         from: ["uniform", "zipfian", "hotspot", "sequential"]))!
-            keys.zipfTheta = fields.double("zipf_theta", default: keys.zipfTheta, range: 0.01...0.999_9)
+            keys.zipfTheta = fields.double("zipf_theta", default: keys.zipfTheta, range: 0.01...5)
             keys.hotspotFraction = fields.double("hotspot_fraction", default: keys.hotspotFraction, range: 0.000_001...1)
             keys.hotspotProbability = fields.double("hotspot_probability", default: keys.hotspotProbability, range: 0...1)
             fields.rejectUnknown(expected: ["count", "distribution", "zipf_theta", "hotspot_fraction", "hotspot_probability"])

@@ -191,6 +191,9 @@ public final class YAMLFields {
         switch error {
         case let .scanner(_, problem, mark, _), let .parser(_, problem, mark, _), let .composer(_, problem, mark, _):
             return SpecError(file: file, line: mark.line, column: mark.column, field: "", problem: "not valid YAML: \(problem)")
+        case let .duplicatedKeysInMapping(duplicates, context):
+            return SpecError(file: file, line: context.mark.line, column: context.mark.column, field: duplicates.sorted().joined(separator: ", "),
+                             problem: "appears twice in the mapping that starts here")
         default:
             return SpecError(file: file, line: 1, column: 1, field: "", problem: "not valid YAML: \(error)")
         }

@@ -89,15 +89,15 @@ enum TinyObject: CaseIterable {
         let checker = LinearizabilityChecker()
         var random = SplitMix64(seed: 99)
         var verdicts: [Bool: Int] = [:]
-        for seed in UInt64(0)..<3000 {
+        for seed in UInt64(0)..<500 {
             var generator = HistoryGenerator(seed: seed)
-            generator.clients = 5
+            generator.clients = 4
             generator.pendingChance = 0.3
-            generator.invocationGapMax = 10
-            var history = generator.history(count: 20) { random, _, _ in object.command(&random) }
-            // Replace one reply in half the histories, often by a wrong one.
+            generator.invocationGapMax = 15
+            var history = generator.history(count: 12) { random, _, _ in object.command(&random) }
+            // Replace one reply in most histories, often by a wrong one.
             let answered = history.indices.filter { history[$0].completion != nil }
-            if !answered.isEmpty, random.chance(0.5) {
+            if !answered.isEmpty, random.chance(0.75) {
                 let index = answered[Int(random.next() % UInt64(answered.count))]
                 history[index].completion!.reply = object.plausibleReply(to: history[index].command, &random)
             }
@@ -108,6 +108,6 @@ enum TinyObject: CaseIterable {
             if !expected, case .undecided = result { Issue.record("seed \(seed) undecided") }
         }
         // Both verdicts must be well represented, or the comparison proves little.
-        #expect(verdicts[true, default: 0] >= 100 && verdicts[false, default: 0] >= 100, "\(object) \(verdicts)")
+        #expect(verdicts[true, default: 0] >= 50 && verdicts[false, default: 0] >= 50, "\(object) \(verdicts)")
     }
 }

@@ -1,0 +1,183 @@
+"""Plots for csmr results folders (see workloads/README.md for the CSV columns).
+
+A run folder (summary.csv, timeseries.csv, *.hgrm) gives:
+  latency-cdf.png       latency CDF per operation, log-scaled tail (from the .hgrm files)
+  throughput.png        completed operations per second over the run, events marked
+  latency-over-time.png p50 and p99 per second
+A comparison folder (compare.csv) gives:
+  throughput-vs-p99.png one point per variant
+  variants.png          throughput and p99 per variant, as bars
+"""
+import argparse
+import csv
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def read_hgrm(path):
+    """Returns (values_us, percentiles) from HdrHistogram's percentile distribution text."""
+    values, percentiles = [], []
+    with open(path) as handle:
+        for line in handle:
+            parts = line.split()
+            if len(parts) < 4 or line.lstrip().startswith(("#", "Value")):
+                continue
+            try:
+                value, percentile = float(parts[0]), float(parts[1])
+            except ValueError:
+                continue
+            values.append(value)
+            percentiles.append(percentile)
+    return values, percentiles
+
+
+def plot_run(folder, out):
+    hgrms = sorted(f for f in os.listdir(folder) if f.endswith(".hgrm"))
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name in hgrms:
+        values, percentiles = read_hgrm(os.path.join(folder, name))
+        if not values:
+            continue
+        # x: 1/(1-p) on a log axis spreads the tail; labelled as percentiles.
+        tail = [1 / (1 - p) if p < 1 else 1e6 for p in percentiles]
+        ax.plot(tail, values, label=name[: -len(".hgrm")], linewidth=2.5 if name == "all.hgrm" else 1.2)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ticks = [1, 2, 10, 100, 1000, 10000, 100000]
+    ax.set_xticks(ticks)
+    ax.set_xticklabels(["0%", "50%", "90%", "99%", "99.9%", "99.99%", "99.999%"])
+    ax.set_xlim(1, max(10, ax.get_xlim()[1]))
+    ax.set_xlabel("percentile")
+    ax.set_ylabel("latency (µs)")
+    ax.set_title(f"Latency by operation: {os.path.basename(folder.rstrip('/'))}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "latency-cdf.png"), dpi=110)
+    plt.close(fig)
+
+    rows = list(csv.DictReader(open(os.path.join(folder, "timeseries.csv"))))
+    seconds = sorted({int(r["second"]) for r in rows})
+    ops = sorted({r["op"] for r in rows if r["op"] != "all"})
+    events = [(int(r["second"]), r["events"]) for r in rows if r["events"]]
+    warmup = read_warmup(folder)
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for op in ops + ["all"]:
+        counts = {int(r["second"]): int(r["count"]) for r in rows if r["op"] == op}
+        ax.plot(seconds, [counts.get(s, 0) for s in seconds], label=op, linewidth=2.5 if op == "all" else 1)
+    mark(ax, events, warmup)
+    ax.set_xlabel("second of the run (warm-up included)")
+    ax.set_ylabel("completed operations per second")
+    ax.set_title("Throughput over time")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "throughput.png"), dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 5))
+    all_rows = {int(r["second"]): r for r in rows if r["op"] == "all"}
+    ax.plot(seconds, [int(all_rows[s]["p50_us"]) if s in all_rows else None for s in seconds], label="p50")
+    ax.plot(seconds, [int(all_rows[s]["p99_us"]) if s in all_rows else None for s in seconds], label="p99")
+    mark(ax, events, warmup)
+    ax.set_yscale("log")
+    ax.set_xlabel("second of the run (warm-up included)")
+    ax.set_ylabel("latency (µs), all operations")
+    ax.set_title("Latency over time")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "latency-over-time.png"), dpi=110)
+    plt.close(fig)
+
+
+def read_warmup(folder):
+    try:
+        for line in open(os.path.join(folder, "run.yaml")):
+            if line.strip().startswith("warmup_s:"):
+                return float(line.split(":", 1)[1])
+    except OSError:
+        pass
+    return None
+
+
+def mark(ax, events, warmup):
+    if warmup:
+        ax.axvspan(0, warmup, color="grey", alpha=0.15, label="warm-up")
+    for second, label in events:
+        ax.axvline(second, color="red", linestyle="--", linewidth=1)
+        ax.annotate(label, (second, 1), xycoords=("data", "axes fraction"), rotation=90,
+                    va="top", ha="right", fontsize=8, color="red")
+
+
+def plot_comparison(folder, out):
+    rows = list(csv.DictReader(open(os.path.join(folder, "compare.csv"))))
+    header = list(rows[0].keys()) if rows else []
+    fields = header[1: header.index("op")] if "op" in header else []
+    totals = [r for r in rows if r["op"] == "all"]
+
+    def label(row):
+        return " ".join(f"{f.split('.')[-1]}={row[f]}" for f in fields if row[f]) or f"variant {row['variant']}"
+
+    fig, ax = plt.subplots(figsize=(9, 6))
+    for row in totals:
+        x, y = float(row["achieved_ops_s"]), float(row["p99_us"])
+        ax.scatter([x], [y], s=40)
+        ax.annotate(label(row), (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.set_yscale("log")
+    ax.set_xlabel("achieved throughput (operations/s)")
+    ax.set_ylabel("p99 latency (µs)")
+    ax.set_title(f"Throughput against p99: {os.path.basename(folder.rstrip('/'))}")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "throughput-vs-p99.png"), dpi=110)
+    plt.close(fig)
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(8, len(totals) * 0.9), 8), sharex=True)
+    names = [label(r) for r in totals]
+    positions = range(len(totals))
+    top.bar(positions, [float(r["achieved_ops_s"]) for r in totals], color="tab:blue")
+    top.set_ylabel("operations/s")
+    top.set_title("Throughput and latency per variant")
+    width = 0.4
+    bottom.bar([p - width / 2 for p in positions], [float(r["p50_us"]) for r in totals], width, label="p50")
+    bottom.bar([p + width / 2 for p in positions], [float(r["p99_us"]) for r in totals], width, label="p99")
+    bottom.set_yscale("log")
+    bottom.set_ylabel("latency (µs)")
+    bottom.legend()
+    bottom.set_xticks(list(positions))
+    bottom.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+    for axis in (top, bottom):
+        axis.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "variants.png"), dpi=110)
+    plt.close(fig)
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Plot a csmr run or comparison folder.")
+    parser.add_argument("folder")
+    parser.add_argument("--out", help="where the PNGs go (default: plots/<folder name>)")
+    args = parser.parse_args()
+    folder = args.folder
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = args.out or os.path.join(repo, "plots", os.path.basename(os.path.abspath(folder)))
+    os.makedirs(out, exist_ok=True)
+    if os.path.exists(os.path.join(folder, "compare.csv")):
+        plot_comparison(folder, out)
+    elif os.path.exists(os.path.join(folder, "summary.csv")):
+        plot_run(folder, out)
+    else:
+        sys.exit(f"plot: {folder} has neither summary.csv nor compare.csv")
+    for name in sorted(os.listdir(out)):
+        if name.endswith(".png"):
+            print(os.path.join(out, name))
+
+
+if __name__ == "__main__":
+    main()
