@@ -53,12 +53,72 @@ enum CSMRBinary {
     @Test func helpListsOnlyWorkingSubcommands() throws {
         let result = try CSMRBinary.run(["--help"])
         #expect(result.status == 0)
-        for subcommand in ["version", "demo"] { #expect(result.output.contains(subcommand)) }
+        for subcommand in ["run", "compare", "sim", "check", "demo", "version"] { #expect(result.output.contains(subcommand)) }
     }
 
     @Test func aBadFlagIsAClearErrorWithANonZeroExit() throws {
         let result = try CSMRBinary.run(["demo", "--replicas", "0"])
         #expect(result.status != 0)
         #expect(result.error.contains("--replicas must be at least 1"))
+    }
+}
+
+@Suite struct HarnessCLITests {
+    static func temporaryFile(_ name: String, _ text: String) throws -> String {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("csmr-cli-\(UUID().uuidString)-\(name)")
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        return url.path
+    }
+
+    @Test func runRefusesABadWorkloadNamingTheLineAndFieldAndRunsNothing() throws {
+        let path = try Self.temporaryFile("bad.yaml", "name: bad\nclients:\n  count: lots\n")
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("csmr-cli-out-\(UUID().uuidString)").path
+        let result = try CSMRBinary.run(["run", path, "--out", out])
+        #expect(result.status == 2)
+        #expect(result.error.contains("\(path):3:10: clients.count: expected an integer in 1...100000, got \"lots\""))
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+
+    @Test func runWritesTheResultsAndCheckAcceptsTheRecordedHistory() throws {
+        let path = try Self.temporaryFile("tiny.yaml", """
+            name: tiny
+            duration_s: 0.5
+            warmup_s: 0.2
+            clients: {count: 3}
+            keys: {count: 5}
+            mix: {kv.get: 0.4, kv.put: 0.3, log.append: 0.3}
+            """)
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("csmr-cli-out-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let run = try CSMRBinary.run(["run", path, "--out", out, "--history", "--quiet"])
+        #expect(run.status == 0, "stderr: \(run.error)")
+        for file in ["summary.csv", "timeseries.csv", "all.hgrm", "kv.put.hgrm", "run.yaml", "history.jsonl"] {
+            #expect(FileManager.default.fileExists(atPath: "\(out)/\(file)"), "\(file) missing")
+        }
+        let runYAML = try String(contentsOfFile: "\(out)/run.yaml", encoding: .utf8)
+        #expect(runYAML.contains("git_commit:") && runYAML.contains("cores:") && runYAML.contains("workload:"))
+        let check = try CSMRBinary.run(["check", "\(out)/history.jsonl"])
+        #expect(check.status == 0, "\(check.output)")
+        #expect(check.output.contains("linearizable"))
+    }
+
+    @Test func checkRejectsAHistoryWithAStaleRead() throws {
+        let path = try Self.temporaryFile("history.jsonl", """
+            {"client":1,"op":"kv.put","key":"a","value":"1","invoke_ns":0,"complete_ns":10,"result":{"stored":true}}
+            {"client":1,"op":"kv.put","key":"a","value":"2","invoke_ns":20,"complete_ns":30,"result":{"stored":true}}
+            {"client":2,"op":"kv.get","key":"a","invoke_ns":40,"complete_ns":50,"result":{"value":"1"}}
+            """)
+        let check = try CSMRBinary.run(["check", path])
+        #expect(check.status == 1)
+        #expect(check.output.contains("NOT linearizable: kv:a"))
+    }
+
+    @Test func simReplaysASeedAndReportsItsChecks() throws {
+        let result = try CSMRBinary.run(["sim", "--seed", "3", "--protocol", "single"])
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("seed 3: ok"))
+        let bad = try CSMRBinary.run(["sim", "--replicas", "4"])
+        #expect(bad.status != 0)
+        #expect(bad.error.contains("--replicas must be odd"))
     }
 }
