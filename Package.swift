@@ -26,7 +26,11 @@ let package = Package(
         .target(name: "Wire", dependencies: ["Primitives", "Services"]),
         .target(name: "Linearizability", dependencies: ["Primitives", "Services"]),
         .target(name: "Paxos", dependencies: ["Primitives", "Services"]),
-        .target(name: "Runtime", dependencies: ["Primitives", "Services", "Paxos"]),
+        .target(
+            name: "Execution",
+            dependencies: ["Primitives", "Services", .product(name: "DequeModule", package: "swift-collections")]
+        ),
+        .target(name: "Runtime", dependencies: ["Primitives", "Services", "Paxos", "Execution"]),
         .target(
             name: "Workload",
             dependencies: [
@@ -38,7 +42,7 @@ let package = Package(
         .target(
             name: "Harness",
             dependencies: [
-                "Primitives", "Services", "Paxos", "Runtime", "Workload", "Linearizability",
+                "Primitives", "Services", "Paxos", "Runtime", "Workload", "Linearizability", "Execution",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -48,7 +52,7 @@ let package = Package(
         .target(
             name: "Simulation",
             dependencies: [
-                "Primitives", "Services", "Paxos", "Runtime", "Linearizability",
+                "Primitives", "Services", "Paxos", "Runtime", "Linearizability", "Execution",
                 .product(name: "HeapModule", package: "swift-collections"),
             ]
         ),
@@ -58,7 +62,7 @@ let package = Package(
         .executableTarget(
             name: "csmr",
             dependencies: [
-                "Primitives", "Services", "Wire", "Paxos", "Runtime", "Simulation", "Workload", "Harness", "Linearizability", "CJemalloc",
+                "Primitives", "Services", "Wire", "Paxos", "Runtime", "Simulation", "Workload", "Harness", "Linearizability", "Execution", "CJemalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             linkerSettings: [.linkedLibrary("jemalloc", .when(platforms: [.linux]))]
@@ -70,7 +74,8 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["csmr"]),
         .testTarget(name: "PaxosScenarioTests", dependencies: ["Paxos", "Runtime", "Services", "Primitives"], exclude: ["testdata"]),
         .testTarget(name: "PaxosTests", dependencies: ["Paxos", "Primitives", "Services"]),
-        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Paxos", "Primitives"]),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Paxos", "Primitives", "Execution"]),
+        .testTarget(name: "ExecutionTests", dependencies: ["Execution", "Services", "Primitives"]),
         .testTarget(name: "WorkloadTests", dependencies: ["Workload", "Primitives", "Services", "Linearizability"]),
         .testTarget(name: "HarnessTests", dependencies: ["Harness", "Workload", "Linearizability", "Services"]),
     ],

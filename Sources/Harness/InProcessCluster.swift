@@ -1,4 +1,5 @@
 import NIOConcurrencyHelpers
+import Execution
 import NIOCore
 import Paxos
 import Primitives
@@ -23,12 +24,13 @@ public final class InProcessCluster: @unchecked Sendable {
     ///   - config: the Paxos configuration, or nil for one unreplicated copy of the services.
     ///   - loops: event loops to place replicas on (round robin).
     ///   - onReply: called, on the replying replica's loop, with every reply to a client.
-    public init(config: PaxosConfig?, loops: [EventLoop], onReply: @escaping @Sendable (ClientReplyOut) -> Void) {
+    public init(config: PaxosConfig?, execution: ExecutionConfig = ExecutionConfig(), loops: [EventLoop],
+                onReply: @escaping @Sendable (ClientReplyOut) -> Void) {
         self.config = config
         replySink = onReply
         let count = config?.replicaCount ?? 1
         hosts = (0..<count).map { index in
-            ReplicaHost(index: index, loop: loops[index % loops.count], config: config)
+            ReplicaHost(index: index, loop: loops[index % loops.count], config: config, execution: execution)
         }
         for host in hosts { host.cluster = self }
     }
@@ -109,10 +111,11 @@ final class ReplicaHost: @unchecked Sendable {
     let index: Int
     let loop: EventLoop
     let config: PaxosConfig?
+    let execution: ExecutionConfig
     unowned var cluster: InProcessCluster!
     private var node: ReplicaNode<MemoryStorage>?
     /// The services alone, for an unreplicated run.
-    private var machine: StateMachine?
+    private var machine: ParallelExecutor?
     private var disk = MemoryStorage()
     private var ticker: RepeatedTask?
     /// While paused, inputs wait here, in arrival order.
@@ -123,14 +126,15 @@ final class ReplicaHost: @unchecked Sendable {
         case message(PaxosMessage, from: Int)
     }
 
-    init(index: Int, loop: EventLoop, config: PaxosConfig?) {
+    init(index: Int, loop: EventLoop, config: PaxosConfig?, execution: ExecutionConfig) {
         self.index = index
         self.loop = loop
         self.config = config
+        self.execution = execution
         if let config {
-            node = ReplicaNode(core: PaxosReplica(config: config, id: ReplicaID(index), now: Self.now()), storage: disk)
+            node = ReplicaNode(core: PaxosReplica(config: config, id: ReplicaID(index), now: Self.now()), storage: disk, execution: execution)
         } else {
-            machine = StateMachine()
+            machine = ParallelExecutor(config: execution)
         }
     }
 
@@ -171,8 +175,8 @@ final class ReplicaHost: @unchecked Sendable {
             held!.append(.request(request))
             return
         }
-        if machine != nil {
-            let reply = machine!.apply(request)
+        if let machine {
+            let reply = machine.execute([request])[0]
             cluster.reply(ClientReplyOut(client: request.client, sequence: request.sequence, reply: reply))
             return
         }
@@ -205,7 +209,8 @@ final class ReplicaHost: @unchecked Sendable {
 
     func restart() {
         guard node == nil, let config else { return }
-        node = ReplicaNode(core: PaxosReplica(config: config, id: ReplicaID(index), now: Self.now(), restoring: disk.records), storage: disk)
+        node = ReplicaNode(core: PaxosReplica(config: config, id: ReplicaID(index), now: Self.now(), restoring: disk.records), storage: disk,
+                           execution: execution)
     }
 
     private func carryOut(_ output: NodeOutput) {

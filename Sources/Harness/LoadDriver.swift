@@ -205,11 +205,17 @@ final class LoadDriver: @unchecked Sendable {
         cluster.submit(request, to: sessions[index].replica)
     }
 
+    /// A key by the distribution, or, for `keys.conflict_rate` of the commands, the shared key.
+    private func nextKey() -> String {
+        if spec.keys.conflictRate > 0, random.chance(spec.keys.conflictRate) { return "shared" }
+        return KeyGenerator.key(keys.next(&random))
+    }
+
     private func makeCommand(_ kind: OperationKind, session index: Int) -> Command {
         switch kind {
-        case .kvGet: return .kvGet(key: KeyGenerator.key(keys.next(&random)))
-        case .kvPut: return .kvPut(key: KeyGenerator.key(keys.next(&random)), value: values.next(&random))
-        case .lockAcquire: return .lockAcquire(name: "lock-\(keys.next(&random))")
+        case .kvGet: return .kvGet(key: nextKey())
+        case .kvPut: return .kvPut(key: nextKey(), value: values.next(&random))
+        case .lockAcquire: return .lockAcquire(name: "lock-\(nextKey())")
         case .lockRelease: return .lockRelease(name: sessions[index].heldLock ?? "lock-none")
         case .logAppend: return .logAppend(entry: values.next(&random))
         case .logRetrieve:

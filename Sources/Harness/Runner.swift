@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import Execution
 import Paxos
 import Workload
 
@@ -39,13 +40,33 @@ public enum WorkloadRunner {
         // The load generator gets the last loop; replicas are spread from the first.
         let clientLoop = loops[loops.count - 1]
         let driverBox = DriverBox()
-        let cluster = InProcessCluster(config: config, loops: loops, onReply: { reply in driverBox.driver?.deliver(reply) })
+        let execution = ExecutionConfig(scheduler: SchedulerKind(rawValue: spec.group.scheduler)!, workers: spec.group.workers,
+                                        spinIterationsPerCommand: SpinCalibration.iterations(microseconds: spec.group.costMicroseconds))
+        let cluster = InProcessCluster(config: config, execution: execution, loops: loops, onReply: { reply in driverBox.driver?.deliver(reply) })
         let driver = LoadDriver(spec: spec, loop: clientLoop, cluster: cluster, recordHistory: recordHistory, progress: progress)
         driverBox.driver = driver
         cluster.start()
         let outcome = try driver.run().wait()
         try cluster.stop().wait()
         return outcome
+    }
+}
+
+/// Turns microseconds of synthetic work into loop iterations on this machine.
+public enum SpinCalibration {
+    private static let iterationsPerMicrosecond: Double = {
+        // Best of several timings, so a preempted one does not skew it.
+        var best = Double.infinity
+        for _ in 0..<5 {
+            let start = DispatchTime.now().uptimeNanoseconds
+            SyntheticWork.spin(iterations: 2_000_000)
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start))
+        }
+        return 2_000_000 / (best / 1_000)
+    }()
+
+    public static func iterations(microseconds: Double) -> Int {
+        microseconds <= 0 ? 0 : Int((microseconds * iterationsPerMicrosecond).rounded())
     }
 }
 

@@ -1,3 +1,4 @@
+import Execution
 import Paxos
 import Primitives
 import Services
@@ -40,19 +41,34 @@ public struct ClientReplyOut: Hashable, Sendable {
 /// node is built from it and nothing else.
 public struct ReplicaNode<Storage: PaxosStorage>: Sendable where Storage: Sendable {
     public private(set) var core: PaxosReplica
-    public private(set) var machine: StateMachine
+    /// Sequential execution's state, or nil when a parallel executor holds the state.
+    private var sequentialMachine: StateMachine?
+    /// Parallel execution (shared by copies of this value; nodes are not copied in practice).
+    private let executor: ParallelExecutor?
     public private(set) var storage: Storage
     /// Requests this node must answer once executed (the client sent them here).
     private var owed: Set<OwedReply> = []
     /// Take a state digest after every this many delivered slots (0: never).
     public var digestIntervalSlots: UInt64
 
-    public init(core: PaxosReplica, storage: Storage, limits: ServiceLimits = ServiceLimits(), digestIntervalSlots: UInt64 = 0) {
+    /// - Parameter execution: how delivered commands run; `.sequential` applies them one by one on
+    ///   a `StateMachine`, the others use a `ParallelExecutor` with the same results.
+    public init(core: PaxosReplica, storage: Storage, limits: ServiceLimits = ServiceLimits(), digestIntervalSlots: UInt64 = 0,
+                execution: ExecutionConfig = ExecutionConfig()) {
         self.core = core
         self.storage = storage
-        machine = StateMachine(limits: limits)
+        if execution.scheduler == .sequential, execution.spinIterationsPerCommand == 0 {
+            sequentialMachine = StateMachine(limits: limits)
+            executor = nil
+        } else {
+            sequentialMachine = nil
+            executor = ParallelExecutor(config: execution, limits: limits)
+        }
         self.digestIntervalSlots = digestIntervalSlots
     }
+
+    /// The replica's whole service state (assembled from the executor's partitions if parallel).
+    public var machine: StateMachine { sequentialMachine ?? executor!.stateMachine }
 
     public var id: ReplicaID { core.id }
 
@@ -60,7 +76,8 @@ public struct ReplicaNode<Storage: PaxosStorage>: Sendable where Storage: Sendab
     /// from its session table at once; anything else goes to consensus.
     public mutating func clientRequest(_ request: Request, now: Instant) -> NodeOutput {
         var output = NodeOutput()
-        if case let .duplicate(reply) = machine.sessionVerdict(for: request) {
+        let verdict = sequentialMachine?.sessionVerdict(for: request) ?? executor!.sessionVerdict(for: request)
+        if case let .duplicate(reply) = verdict {
             output.replies.append(ClientReplyOut(client: request.client, sequence: request.sequence, reply: reply))
             return output
         }
@@ -103,11 +120,14 @@ public struct ReplicaNode<Storage: PaxosStorage>: Sendable where Storage: Sendab
     private mutating func execute(_ deliveries: [Delivery], into output: inout NodeOutput) {
         for delivery in deliveries {
             if case let .batch(requests) = delivery.value {
-                for request in requests {
-                    let reply = machine.apply(request)
-                    if owed.remove(OwedReply(request)) != nil {
-                        output.replies.append(ClientReplyOut(client: request.client, sequence: request.sequence, reply: reply))
-                    }
+                let replies: [Reply]
+                if sequentialMachine != nil {
+                    replies = requests.map { sequentialMachine!.apply($0) }
+                } else {
+                    replies = executor!.execute(requests)
+                }
+                for (request, reply) in zip(requests, replies) where owed.remove(OwedReply(request)) != nil {
+                    output.replies.append(ClientReplyOut(client: request.client, sequence: request.sequence, reply: reply))
                 }
             }
             output.deliveries.append(delivery)

@@ -22,6 +22,19 @@ public struct KeyValueStore: Hashable, Sendable {
 
     public init() {}
 
+    public init(entries: [String: String]) { self.entries = entries }
+
+    /// Runs a kv command; nil for any other service's command.
+    public mutating func execute(_ command: Command) -> Reply? {
+        switch command {
+        case let .kvGet(key): return .value(get(key))
+        case let .kvPut(key, value):
+            put(key, value)
+            return .stored
+        default: return nil
+        }
+    }
+
     public func get(_ key: String) -> String? { entries[key] }
 
     public mutating func put(_ key: String, _ value: String) { entries[key] = value }
@@ -58,6 +71,17 @@ public struct LockTable: Hashable, Sendable {
     public private(set) var holders: [String: ClientID] = [:]
 
     public init() {}
+
+    public init(holders: [String: ClientID]) { self.holders = holders }
+
+    /// Runs a lock command for `client`; nil for any other service's command.
+    public mutating func execute(_ command: Command, client: ClientID) -> Reply? {
+        switch command {
+        case let .lockAcquire(name): return .flag(acquire(name, by: client))
+        case let .lockRelease(name): return .flag(release(name, by: client))
+        default: return nil
+        }
+    }
 
     /// True if `client` now holds `name`: granted when free, and idempotently for its holder.
     public mutating func acquire(_ name: String, by client: ClientID) -> Bool {
@@ -115,6 +139,20 @@ public struct ReplicatedLog: Hashable, Sendable {
     private var head = 0
 
     public init() {}
+
+    /// Runs a log command; nil for any other service's command.
+    public mutating func execute(_ command: Command, retrieveLimit: UInt64) -> Reply? {
+        switch command {
+        case let .logAppend(entry): return .index(append(entry))
+        case let .logRetrieve(first, last):
+            switch retrieve(first: first, last: last, limit: retrieveLimit) {
+            case let .success(entries): return .entries(first: first, entries)
+            case let .failure(error): return .failure(error)
+            }
+        case let .logTruncate(index): return .flag(truncate(below: index))
+        default: return nil
+        }
+    }
 
     /// One past the last entry's index: the index the next append gets.
     public var endIndex: UInt64 { firstIndex + UInt64(storage.count - head) }

@@ -19,6 +19,15 @@ public struct StateMachine: Hashable, Sendable {
         sessions = SessionTable(sessionsMax: limits.sessionsMax)
     }
 
+    /// A state machine assembled from parts kept elsewhere (a parallel executor's partitions).
+    public init(kv: KeyValueStore, locks: LockTable, log: ReplicatedLog, sessions: SessionTable, limits: ServiceLimits) {
+        self.kv = kv
+        self.locks = locks
+        self.log = log
+        self.sessions = sessions
+        self.limits = limits
+    }
+
     /// Executes `request` at most once: a retry of the session's latest request gets the stored
     /// reply and changes nothing.
     public mutating func apply(_ request: Request) -> Reply {
@@ -36,21 +45,11 @@ public struct StateMachine: Hashable, Sendable {
     /// Runs one service command, bypassing the session table. Parallel executors call this for
     /// commands the session table has already admitted; `openSession` goes through `apply`.
     public mutating func execute(_ command: Command, client: ClientID) -> Reply {
-        switch command {
-        case .openSession: preconditionFailure("openSession for \(client) must go through apply, which owns the session table")
-        case let .kvGet(key): return .value(kv.get(key))
-        case let .kvPut(key, value):
-            kv.put(key, value)
-            return .stored
-        case let .lockAcquire(name): return .flag(locks.acquire(name, by: client))
-        case let .lockRelease(name): return .flag(locks.release(name, by: client))
-        case let .logAppend(entry): return .index(log.append(entry))
-        case let .logRetrieve(first, last):
-            switch log.retrieve(first: first, last: last, limit: limits.retrieveEntriesMax) {
-            case let .success(entries): return .entries(first: first, entries)
-            case let .failure(error): return .failure(error)
-            }
-        case let .logTruncate(index): return .flag(log.truncate(below: index))
+        switch command.service {
+        case .kv: return kv.execute(command)!
+        case .lock: return locks.execute(command, client: client)!
+        case .log: return log.execute(command, retrieveLimit: limits.retrieveEntriesMax)!
+        case .session: preconditionFailure("openSession for \(client) must go through apply, which owns the session table")
         }
     }
 

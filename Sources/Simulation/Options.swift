@@ -1,3 +1,4 @@
+import Execution
 import Paxos
 import Primitives
 
@@ -19,10 +20,13 @@ public struct SimulationOptions: Hashable, Sendable {
     public var batchCommandsMax: Int
     /// Pipeline bound handed to the core.
     public var pipelineDepthMax: Int
+    /// How replicas execute decided commands (parallel schedulers must not change any result).
+    public var execution: ExecutionConfig
 
     public init(seed: UInt64, mode: LeadershipMode = .multiLeader, replicaCount: Int = 3, clientCount: Int = 4,
                 operationsPerClient: Int = 25, faults: Bool = true, faultPhaseMilliseconds: UInt64 = 1_500,
-                livenessBudgetMilliseconds: UInt64 = 30_000, batchCommandsMax: Int = 8, pipelineDepthMax: Int = 4) {
+                livenessBudgetMilliseconds: UInt64 = 30_000, batchCommandsMax: Int = 8, pipelineDepthMax: Int = 4,
+                execution: ExecutionConfig = ExecutionConfig()) {
         self.seed = seed
         self.mode = mode
         self.replicaCount = replicaCount
@@ -33,6 +37,7 @@ public struct SimulationOptions: Hashable, Sendable {
         self.livenessBudgetMilliseconds = livenessBudgetMilliseconds
         self.batchCommandsMax = batchCommandsMax
         self.pipelineDepthMax = pipelineDepthMax
+        self.execution = execution
     }
 
     /// The core's configuration in simulated time.
@@ -55,6 +60,7 @@ public struct SimulationOptions: Hashable, Sendable {
         if !faults { command += " --no-faults" }
         if batchCommandsMax != 8 { command += " --batch \(batchCommandsMax)" }
         if pipelineDepthMax != 4 { command += " --pipeline \(pipelineDepthMax)" }
+        if execution.scheduler != .sequential { command += " --scheduler \(execution.scheduler.rawValue) --workers \(execution.workers)" }
         return command
     }
 }

@@ -73,7 +73,7 @@ public struct Simulator {
         checker = ExecutionChecker(replicaCount: options.replicaCount)
         nodes = (0..<options.replicaCount).map { index in
             ReplicaNode(core: PaxosReplica(config: config, id: ReplicaID(index), now: .zero), storage: MemoryStorage(),
-                        digestIntervalSlots: Self.digestIntervalSlots)
+                        digestIntervalSlots: Self.digestIntervalSlots, execution: options.execution)
         }
     }
 
@@ -186,7 +186,7 @@ public struct Simulator {
     private mutating func restart(_ replica: Int) {
         let disk = disks[replica]
         let core = PaxosReplica(config: config, id: ReplicaID(replica), now: now, restoring: disk.records)
-        nodes[replica] = ReplicaNode(core: core, storage: disk, digestIntervalSlots: Self.digestIntervalSlots)
+        nodes[replica] = ReplicaNode(core: core, storage: disk, digestIntervalSlots: Self.digestIntervalSlots, execution: options.execution)
         incarnation[replica] += 1
         checker.restarted(replica: replica)
         crashedCount -= 1

@@ -19,7 +19,9 @@ extension WorkloadSpec {
         lines.append("  batch_bytes_max: \(group.batchBytesMax)")
         lines.append("  batch_delay_us: \(group.batchDelayMicroseconds)")
         lines.append("  pipeline_depth_max: \(group.pipelineDepthMax)")
+        lines.append("  scheduler: \(group.scheduler)")
         lines.append("  workers: \(group.workers)")
+        lines.append("  cost_us: \(number(group.costMicroseconds))")
         lines.append("  threads: \(group.threads)")
         lines.append("clients:")
         lines.append("  count: \(clients.count)")
@@ -34,6 +36,7 @@ extension WorkloadSpec {
         lines.append("keys:")
         lines.append("  count: \(keys.count)")
         lines.append("  distribution: \(keys.distribution.rawValue)")
+        lines.append("  conflict_rate: \(keys.conflictRate)")
         switch keys.distribution {
         case .zipfian: lines.append("  zipf_theta: \(keys.zipfTheta)")
         case .hotspot:

@@ -35,8 +35,12 @@ public struct GroupSpec: Hashable, Sendable {
     public var batchBytesMax = 1 << 20
     public var batchDelayMicroseconds: UInt64 = 0
     public var pipelineDepthMax = 16
-    /// Execution workers per replica (parallel execution arrives with the Execution module; 1 today).
+    /// How each replica executes decided commands: `sequential`, `early` or `graph`.
+    public var scheduler = "sequential"
+    /// Execution workers per replica (for `early` and `graph`).
     public var workers = 1
+    /// Synthetic CPU work per executed command, in microseconds (calibrated at start-up).
+    public var costMicroseconds = 0.0
     /// Event-loop threads shared by the in-process replicas and clients.
     public var threads = 2
 }
@@ -76,6 +80,9 @@ public struct KeySpec: Hashable, Sendable {
     public var zipfTheta = 0.99
     public var hotspotFraction = 0.2
     public var hotspotProbability = 0.8
+    /// Share of kv and lock commands that use one shared key instead of a drawn one, so they all
+    /// conflict (log commands always conflict with each other: the log is one object).
+    public var conflictRate = 0.0
 }
 
 public struct ValueSpec: Hashable, Sendable {
@@ -175,9 +182,11 @@ extension WorkloadSpec {
             group.batchBytesMax = fields.int("batch_bytes_max", default: group.batchBytesMax, range: 1_024...(64 << 20), unit: "bytes")
             group.batchDelayMicroseconds = UInt64(fields.int("batch_delay_us", default: Int(group.batchDelayMicroseconds), range: 0...100_000, unit: "µs"))
             group.pipelineDepthMax = fields.int("pipeline_depth_max", default: group.pipelineDepthMax, range: 1...4_096, unit: "batches")
-            group.workers = fields.int("workers", default: group.workers, range: 1...1, unit: "workers (parallel execution is not built yet)")
+            group.scheduler = fields.choice("scheduler", default: group.scheduler, from: ["sequential", "early", "graph"])
+            group.workers = fields.int("workers", default: group.workers, range: 1...64, unit: "workers")
+            group.costMicroseconds = fields.double("cost_us", default: group.costMicroseconds, range: 0...1_000_000, unit: "µs")
             group.threads = fields.int("threads", default: group.threads, range: 1...64)
-            fields.rejectUnknown(expected: ["replicas", "protocol", "batch_commands_max", "batch_bytes_max", "batch_delay_us", "pipeline_depth_max", "workers", "threads"])
+            fields.rejectUnknown(expected: ["replicas", "protocol", "batch_commands_max", "batch_bytes_max", "batch_delay_us", "pipeline_depth_max", "scheduler", "workers", "cost_us", "threads"])
         }
         if let fields = root.mapping("clients") {
             clients.count = fields.int("count", default: clients.count, range: 1...100_000)
@@ -201,7 +210,8 @@ extension WorkloadSpec {
             keys.zipfTheta = fields.double("zipf_theta", default: keys.zipfTheta, range: 0.01...5)
             keys.hotspotFraction = fields.double("hotspot_fraction", default: keys.hotspotFraction, range: 0.000_001...1)
             keys.hotspotProbability = fields.double("hotspot_probability", default: keys.hotspotProbability, range: 0...1)
-            fields.rejectUnknown(expected: ["count", "distribution", "zipf_theta", "hotspot_fraction", "hotspot_probability"])
+            keys.conflictRate = fields.double("conflict_rate", default: keys.conflictRate, range: 0...1, unit: "share of kv and lock commands")
+            fields.rejectUnknown(expected: ["count", "distribution", "zipf_theta", "hotspot_fraction", "hotspot_probability", "conflict_rate"])
         }
         if let fields = root.mapping("values") {
             if fields.has("size_bytes") {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Execution
 import Paxos
 import Simulation
 
@@ -40,6 +41,12 @@ struct Sim: ParsableCommand {
     @Option(help: "Batches in flight per leader.")
     var pipeline = 4
 
+    @Option(help: "How replicas execute decided commands: sequential, early or graph.")
+    var scheduler = "sequential"
+
+    @Option(help: "Execution workers per replica (with --scheduler early or graph).")
+    var workers = 2
+
     @Flag(help: "Run without crashes, partitions, loss or duplication.")
     var noFaults = false
 
@@ -53,12 +60,17 @@ struct Sim: ParsableCommand {
         guard (0...10_000).contains(operations) else { throw ValidationError("--operations must be 0 ... 10000, got \(operations)") }
         guard (1...1_024).contains(batch) else { throw ValidationError("--batch must be 1 ... 1024, got \(batch)") }
         guard (1...256).contains(pipeline) else { throw ValidationError("--pipeline must be 1 ... 256, got \(pipeline)") }
+        guard SchedulerKind(rawValue: scheduler) != nil else {
+            throw ValidationError("--scheduler must be one of \(SchedulerKind.allCases.map(\.rawValue).joined(separator: ", ")), got \(scheduler)")
+        }
+        guard (1...16).contains(workers) else { throw ValidationError("--workers must be 1 ... 16, got \(workers)") }
     }
 
     func options(seed: UInt64) -> SimulationOptions {
         SimulationOptions(seed: seed, mode: leadership == "multi" ? .multiLeader : .singleLeader, replicaCount: replicas,
                           clientCount: clients, operationsPerClient: operations, faults: !noFaults,
-                          batchCommandsMax: batch, pipelineDepthMax: pipeline)
+                          batchCommandsMax: batch, pipelineDepthMax: pipeline,
+                          execution: ExecutionConfig(scheduler: SchedulerKind(rawValue: scheduler)!, workers: workers))
     }
 
     func run() throws {

@@ -37,9 +37,9 @@ private func errors(_ text: String) -> [String] {
             name: round
             seed: 9
             duration_s: 2.5
-            group: {replicas: 5, protocol: single-leader, batch_commands_max: 7}
+            group: {replicas: 5, protocol: single-leader, batch_commands_max: 7, scheduler: graph, workers: 2, cost_us: 12.5}
             clients: {count: 3, loop: open, rate_ops_s: 1500, arrivals: uniform}
-            keys: {count: 50, distribution: hotspot, hotspot_fraction: 0.25}
+            keys: {count: 50, distribution: hotspot, hotspot_fraction: 0.25, conflict_rate: 0.1}
             values: {size_bytes_min: 3, size_bytes_max: 9}
             mix: {kv.get: 0.25, lock.acquire: 0.25, log.append: 0.5}
             events:
@@ -65,8 +65,11 @@ private func errors(_ text: String) -> [String] {
         ("group: {protocol: raft}", "w.yaml:1:19: group.protocol: expected one of multi-leader, single-leader, unreplicated, got \"raft\""),
         ("group: {batch_commands_max: 0}", "w.yaml:1:29: group.batch_commands_max: expected 1...65536 requests, got 0"),
         ("group: {pipeline_depth_max: 9999}", "w.yaml:1:29: group.pipeline_depth_max: expected 1...4096 batches, got 9999"),
-        ("group: {workers: 2}", "w.yaml:1:18: group.workers: expected 1...1 workers (parallel execution is not built yet), got 2"),
-        ("group: {replica: 3}", "w.yaml:1:9: group.replica: unknown field (expected one of: replicas, protocol, batch_commands_max, batch_bytes_max, batch_delay_us, pipeline_depth_max, workers, threads)"),
+        ("group: {workers: 0}", "w.yaml:1:18: group.workers: expected 1...64 workers, got 0"),
+        ("group: {scheduler: eager}", "w.yaml:1:20: group.scheduler: expected one of sequential, early, graph, got \"eager\""),
+        ("group: {cost_us: -5}", "w.yaml:1:18: group.cost_us: expected 0.0...1000000.0 µs, got -5.0"),
+        ("keys: {conflict_rate: 2}", "w.yaml:1:23: keys.conflict_rate: expected 0.0...1.0 share of kv and lock commands, got 2.0"),
+        ("group: {replica: 3}", "w.yaml:1:9: group.replica: unknown field (expected one of: replicas, protocol, batch_commands_max, batch_bytes_max, batch_delay_us, pipeline_depth_max, scheduler, workers, cost_us, threads)"),
         ("clients: {count: 0}", "w.yaml:1:18: clients.count: expected 1...100000, got 0"),
         ("clients: {loop: half}", "w.yaml:1:17: clients.loop: expected one of closed, open, got \"half\""),
         ("clients: {rate_ops_s: 10}", "w.yaml:1:23: clients.rate_ops_s: only applies to loop: open"),

@@ -1,0 +1,271 @@
+import DequeModule
+import Foundation
+import Primitives
+import Services
+
+/// Executes decided requests on a pool of workers, with replies and state always equal to those
+/// of sequential execution (`StateMachine.apply` in order).
+///
+/// How. The key-value store and the lock table are split into `partitions` conflict classes (by
+/// a stable hash of the key or lock name); the log is one more class. The session table stays with
+/// the calling thread: it admits a window of requests in order (`ExecutionPlan`), the admitted
+/// commands run on the workers under the chosen scheduler, and the replies are then recorded in
+/// the session table in order, exactly as sequential execution would have. Two commands of one
+/// class never run at once and keep their order; commands of different classes touch disjoint
+/// state, so the order between them cannot change any result. `openSession` ends a window (it
+/// changes the session table, which admission reads).
+public final class ParallelExecutor: @unchecked Sendable {
+    // Partitions are touched only by the task the scheduler lets run on them; everything else only
+    // by the calling thread. That discipline, not a lock, is what makes this class Sendable.
+    public let config: ExecutionConfig
+    public let limits: ServiceLimits
+    private let partitions: [Partition]
+    private let logPartition = LogPartition()
+    private var sessions: SessionTable
+    private let pool: WorkerPool?
+
+    final class Partition: @unchecked Sendable {
+        var kv = KeyValueStore()
+        var locks = LockTable()
+    }
+
+    final class LogPartition: @unchecked Sendable {
+        var log = ReplicatedLog()
+    }
+
+    public init(config: ExecutionConfig, limits: ServiceLimits = ServiceLimits()) {
+        precondition((try? config.validate()) != nil, "invalid execution config \(config)")
+        self.config = config
+        self.limits = limits
+        partitions = (0..<config.partitions).map { _ in Partition() }
+        sessions = SessionTable(sessionsMax: limits.sessionsMax)
+        pool = config.scheduler == .sequential ? nil : WorkerPool(count: config.workers)
+    }
+
+    deinit { pool?.shutdown() }
+
+    /// The session table's answer for a request, without executing anything.
+    public func sessionVerdict(for request: Request) -> SessionTable.Verdict { sessions.verdict(for: request) }
+
+    /// Executes `requests` in order (as one decided batch or several) and returns their replies.
+    public func execute(_ requests: [Request]) -> [Reply] {
+        var replies: [Reply] = []
+        replies.reserveCapacity(requests.count)
+        var start = requests.startIndex
+        while start < requests.endIndex {
+            if case .openSession = requests[start].command {
+                replies.append(.session(sessions.open()))
+                start += 1
+                continue
+            }
+            var end = start
+            while end < requests.endIndex, requests[end].command != .openSession { end += 1 }
+            replies += executeWindow(Array(requests[start..<end]))
+            start = end
+        }
+        return replies
+    }
+
+    /// The whole state as one `StateMachine` (for digests, snapshots and comparison).
+    public var stateMachine: StateMachine {
+        var kv: [String: String] = [:]
+        var holders: [String: ClientID] = [:]
+        for partition in partitions {
+            kv.merge(partition.kv.entries) { first, _ in first }
+            holders.merge(partition.locks.holders) { first, _ in first }
+        }
+        return StateMachine(kv: KeyValueStore(entries: kv), locks: LockTable(holders: holders), log: logPartition.log,
+                            sessions: sessions, limits: limits)
+    }
+
+    private func executeWindow(_ window: [Request]) -> [Reply] {
+        let plan = ExecutionPlan(window: window, sessions: sessions, partitions: config.partitions)
+        let results = ReplySlots(count: plan.tasks.count)
+        let tasks = plan.tasks
+        Schedule.run(tasks, scheduler: config.scheduler, pool: pool) { [self] position in results[position] = perform(tasks[position]) }
+        var replies: [Reply] = []
+        replies.reserveCapacity(window.count)
+        for (index, admission) in plan.admissions.enumerated() {
+            switch admission {
+            case let .execute(task):
+                replies.append(results[task])
+                sessions.record(window[index], reply: results[task])
+            case let .duplicateOfTask(task): replies.append(results[task])
+            case let .answered(reply): replies.append(reply)
+            }
+        }
+        return replies
+    }
+
+    private func perform(_ task: ExecutionTask) -> Reply {
+        if config.spinIterationsPerCommand > 0 { SyntheticWork.spin(iterations: config.spinIterationsPerCommand) }
+        let command = task.request.command
+        switch command.service {
+        case .kv: return partitions[task.classes[0]].kv.execute(command)!
+        case .lock: return partitions[task.classes[0]].locks.execute(command, client: task.request.client)!
+        case .log: return logPartition.log.execute(command, retrieveLimit: limits.retrieveEntriesMax)!
+        case .session: preconditionFailure("openSession reached a worker")
+        }
+    }
+
+}
+
+/// Runs the tasks of a window under a scheduler: tasks sharing a class never overlap and keep
+/// their order; `body(position)` does the work of task `position`.
+enum Schedule {
+    static func run(_ tasks: [ExecutionTask], scheduler: SchedulerKind, pool: WorkerPool?, _ body: @escaping @Sendable (Int) -> Void) {
+        switch scheduler {
+        case .sequential: for position in tasks.indices { body(position) }
+        case .early: runEarly(tasks, pool: pool!, body)
+        case .graph: runGraph(tasks, pool: pool!, body)
+        }
+    }
+
+    private static func runEarly(_ tasks: [ExecutionTask], pool: WorkerPool, _ run: @escaping @Sendable (Int) -> Void) {
+        let lists = ExecutionPlan.assignment(of: tasks, workers: pool.count)
+        // A task on several workers' lists is a barrier: the last worker to reach it runs it,
+        // the others wait until it is done.
+        var barriers: [Int: Barrier] = [:]
+        for (position, task) in tasks.enumerated() {
+            let workers = Set(task.classes.map { $0 % pool.count })
+            if workers.count > 1 { barriers[position] = Barrier(parties: workers.count) }
+        }
+        let frozenBarriers = barriers
+        pool.run(lists.map { list in
+            { @Sendable in
+                for position in list {
+                    if let barrier = frozenBarriers[position] {
+                        barrier.arrive { run(position) }
+                    } else {
+                        run(position)
+                    }
+                }
+            }
+        })
+    }
+
+    private static func runGraph(_ tasks: [ExecutionTask], pool: WorkerPool, _ run: @escaping @Sendable (Int) -> Void) {
+        let graph = DependencyGraph(dependencies: ExecutionPlan.dependencies(of: tasks))
+        pool.run(Array(repeating: { @Sendable in graph.work(run) }, count: pool.count))
+    }
+}
+
+/// One reply per task, written by whichever worker runs the task (each slot by exactly one, and
+/// read only after the round), so no lock is needed.
+final class ReplySlots: @unchecked Sendable {
+    private let buffer: UnsafeMutableBufferPointer<Reply>
+
+    init(count: Int) {
+        buffer = .allocate(capacity: count)
+        buffer.initialize(repeating: .stored)
+    }
+
+    deinit {
+        buffer.deinitialize()
+        buffer.deallocate()
+    }
+
+    subscript(position: Int) -> Reply {
+        get { buffer[position] }
+        set { buffer[position] = newValue }
+    }
+}
+
+/// Workers meeting over one task: the last to arrive runs it; the others wait for it.
+final class Barrier: @unchecked Sendable {
+    private let condition = NSCondition()
+    private let parties: Int
+    private var arrived = 0
+    private var done = false
+
+    init(parties: Int) { self.parties = parties }
+
+    func arrive(_ body: () -> Void) {
+        condition.lock()
+        arrived += 1
+        if arrived == parties {
+            condition.unlock()
+            body()
+            condition.lock()
+            done = true
+            condition.broadcast()
+        } else {
+            while !done { condition.wait() }
+        }
+        condition.unlock()
+    }
+}
+
+/// The pending tasks of a window and who waits for whom; workers take free tasks from it.
+final class DependencyGraph: @unchecked Sendable {
+    // Guarded by `condition`.
+    private let condition = NSCondition()
+    private var waitingOn: [Int]
+    private var successors: [[Int]]
+    private var ready = Deque<Int>()
+    private var finished = 0
+    private let total: Int
+
+    init(dependencies: [[Int]]) {
+        total = dependencies.count
+        waitingOn = dependencies.map(\.count)
+        successors = Array(repeating: [], count: dependencies.count)
+        for (task, waits) in dependencies.enumerated() {
+            for earlier in waits { successors[earlier].append(task) }
+            if waits.isEmpty { ready.append(task) }
+        }
+    }
+
+    /// A worker's loop: take a free task, run it, release its successors. A worker keeps one
+    /// freed successor for itself, so a chain of conflicting commands runs on one worker without
+    /// a wake-up per command.
+    func work(_ run: (Int) -> Void) {
+        var next: Int?
+        while true {
+            if next == nil {
+                condition.lock()
+                while ready.isEmpty && finished < total { condition.wait() }
+                if finished == total {
+                    condition.unlock()
+                    return
+                }
+                next = ready.popFirst()
+                condition.unlock()
+            }
+            let task = next!
+            run(task)
+            condition.lock()
+            finished += 1
+            next = nil
+            for successor in successors[task] {
+                waitingOn[successor] -= 1
+                if waitingOn[successor] == 0 {
+                    if next == nil {
+                        next = successor
+                    } else {
+                        ready.append(successor)
+                        condition.signal()
+                    }
+                }
+            }
+            if finished == total { condition.broadcast() }
+            condition.unlock()
+        }
+    }
+}
+
+/// CPU work that the optimizer cannot remove.
+public enum SyntheticWork {
+    /// Iterations of a multiply-add loop; the driver calibrates how many make a microsecond.
+    @inline(never)
+    public static func spin(iterations: Int) {
+        var value: UInt64 = 0x9e37_79b9_7f4a_7c15
+        for _ in 0..<iterations { value = value &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407 }
+        sink(value)
+    }
+
+    @inline(never)
+    static func sink(_ value: UInt64) {
+        if value == 42 { print("") }
+    }
+}
