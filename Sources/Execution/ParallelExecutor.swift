@@ -90,6 +90,7 @@ public final class ParallelExecutor: @unchecked Sendable {
             case let .execute(task):
                 replies.append(results[task])
                 sessions.record(window[index], reply: results[task])
+            case let .executeWithoutSession(task): replies.append(results[task])
             case let .duplicateOfTask(task): replies.append(results[task])
             case let .answered(reply): replies.append(reply)
             }

@@ -57,6 +57,8 @@ public struct ExecutionTask: Hashable, Sendable {
 public enum Admission: Hashable, Sendable {
     /// Executed as task `task` (an index into the plan's tasks).
     case execute(task: Int)
+    /// Executed as task `task`, outside the session table (`logAppendFrom`).
+    case executeWithoutSession(task: Int)
     /// A retry of the request executed as task `task` in this window: gets its reply.
     case duplicateOfTask(Int)
     /// Answered without execution (a stored reply, or a refusal).
@@ -78,7 +80,7 @@ public struct ExecutionPlan: Hashable, Sendable {
             // Locks use the same partitions as keys but their own state, so a lock and a key of
             // one name only share a class, never state.
             return Int(Digest(of: name.utf8).value % UInt64(partitions))
-        case .logAppend, .logRetrieve, .logTruncate: return partitions
+        case .logAppend, .logRetrieve, .logTruncate, .logAppendFrom: return partitions
         case .openSession: preconditionFailure("openSession is not executed by workers")
         }
     }
@@ -89,6 +91,11 @@ public struct ExecutionPlan: Hashable, Sendable {
         // Requests of this window already admitted, per client: their sequence and task.
         var admitted: [ClientID: (sequence: UInt64, task: Int)] = [:]
         for (index, request) in window.enumerated() {
+            if !request.command.usesSession {
+                tasks.append(ExecutionTask(index: index, request: request, classes: [Self.conflictClass(of: request.command, partitions: partitions)]))
+                admissions.append(.executeWithoutSession(task: tasks.count - 1))
+                continue
+            }
             if let earlier = admitted[request.client] {
                 if request.sequence == earlier.sequence {
                     admissions.append(.duplicateOfTask(earlier.task))

@@ -78,6 +78,7 @@ enum Explanation {
         case let .logAppend(entry): "log.append \(entry.debugDescription)"
         case let .logRetrieve(first, last): "log.retrieve \(first)...\(last)"
         case let .logTruncate(index): "log.truncate below \(index)"
+        case let .logAppendFrom(origin, index, entry): "log.append-from g\(origin)#\(index) \(entry.debugDescription)"
         }
     }
 
@@ -88,6 +89,7 @@ enum Explanation {
         case let .flag(flag): "\(flag)"
         case let .index(index): "index \(index)"
         case let .session(client): "session \(client)"
+        case let .extensionStep(appendedAt, applied): "extension step appended at \(appendedAt.map(String.init) ?? "none"), \(applied) applied"
         case let .failure(error): "failure (\(error))"
         case let .entries(first, entries):
             if entries.count <= 6 {

@@ -71,13 +71,15 @@ public struct LinearizabilityChecker: Sendable {
         return results
     }
 
-    /// The object an operation acts on, or nil for `openSession`, which acts on none.
+    /// The object an operation acts on, or nil for `openSession`, which acts on none, and for
+    /// `logAppendFrom`, which histories record as the plain append it became (with the index it
+    /// got), since only the replicas know which of its sends appended it.
     static func object(of command: Command) -> (name: String, kind: ObjectKind)? {
         switch command {
         case let .kvGet(key), let .kvPut(key, _): ("kv:\(key)", .register)
         case let .lockAcquire(name), let .lockRelease(name): ("lock:\(name)", .lock)
         case .logAppend, .logRetrieve, .logTruncate: ("log", .log)
-        case .openSession: nil
+        case .openSession, .logAppendFrom: nil
         }
     }
 

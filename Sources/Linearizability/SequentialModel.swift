@@ -155,8 +155,8 @@ struct SequentialModel {
             return .success(.truncate(index: index, done: done))
         case let .logRetrieve(first, last):
             return compileRetrieve(first: first, last: last, reply: reply)
-        case .openSession:
-            preconditionFailure("openSession belongs to no object; the checker drops it before compiling")
+        case .openSession, .logAppendFrom:
+            preconditionFailure("\(operation.command.operationName) belongs to no object; the checker drops it before compiling")
         }
     }
 

@@ -19,6 +19,7 @@ extension Command {
         case let .logAppend(entry): "\(operationName) \(Self.word(entry))"
         case let .logRetrieve(first, last): "\(operationName) \(first)...\(last)"
         case let .logTruncate(index): "\(operationName) \(index)"
+        case let .logAppendFrom(origin, index, entry): "\(operationName) g\(origin)#\(index) \(Self.word(entry))"
         }
     }
 

@@ -608,7 +608,7 @@ public struct PaxosReplica: Sendable {
         case let .kvGet(key): key.utf8.count
         case let .kvPut(key, value): key.utf8.count + value.utf8.count
         case let .lockAcquire(name), let .lockRelease(name): name.utf8.count
-        case let .logAppend(entry): entry.utf8.count
+        case let .logAppend(entry), let .logAppendFrom(_, _, entry): entry.utf8.count
         case .logRetrieve, .logTruncate, .openSession: 16
         }
         return 32 + payload

@@ -41,6 +41,8 @@ extension Command {
             writer.write(UInt8(7)); writer.write(index)
         case .openSession:
             writer.write(UInt8(8))
+        case let .logAppendFrom(origin, index, entry):
+            writer.write(UInt8(9)); writer.write(origin); writer.write(index); writer.write(entry)
         }
     }
 
@@ -56,6 +58,7 @@ extension Command {
         case 6: return .logRetrieve(first: try reader.readUInt64(), last: try reader.readUInt64())
         case 7: return .logTruncate(index: try reader.readUInt64())
         case 8: return .openSession
+        case 9: return .logAppendFrom(origin: try reader.readUInt32(), index: try reader.readUInt64(), entry: try reader.readString(maxBytes: max))
         case let tag: throw .unknownTag(offset: at, tag: tag, type: "command")
         }
     }
@@ -97,6 +100,8 @@ extension Reply {
             writer.write(UInt8(6)); error.encode(into: &writer)
         case let .session(client):
             writer.write(UInt8(7)); writer.write(client.rawValue)
+        case let .extensionStep(appendedAt, applied):
+            writer.write(UInt8(8)); writer.write(appendedAt != nil); writer.write(appendedAt ?? 0); writer.write(applied)
         }
     }
 
@@ -117,6 +122,10 @@ extension Reply {
             return .entries(first: first, entries)
         case 6: return .failure(try ServiceError.decode(from: &reader))
         case 7: return .session(ClientID(try reader.readUInt64()))
+        case 8:
+            let appended = try reader.readBool()
+            let index = try reader.readUInt64()
+            return .extensionStep(appendedAt: appended ? index : nil, applied: try reader.readUInt64())
         case let tag: throw .unknownTag(offset: at, tag: tag, type: "reply")
         }
     }

@@ -33,13 +33,26 @@ public enum Command: Hashable, Sendable {
     case logRetrieve(first: UInt64, last: UInt64)
     /// Drops every entry below `index`.
     case logTruncate(index: UInt64)
+    /// An extension step of a composed service: entry `index` (1, 2, 3, …) of origin group
+    /// `origin`'s stream, appended only if it is the next one of that stream, so every step lands
+    /// exactly once and in the origin's order however often it is sent. Not a client operation.
+    case logAppendFrom(origin: UInt32, index: UInt64, entry: String)
 
     public var service: ServiceKind {
         switch self {
         case .kvGet, .kvPut: .kv
         case .lockAcquire, .lockRelease: .lock
-        case .logAppend, .logRetrieve, .logTruncate: .log
+        case .logAppend, .logRetrieve, .logTruncate, .logAppendFrom: .log
         case .openSession: .session
+        }
+    }
+
+    /// Whether the session table guards this command. `openSession` creates sessions and
+    /// `logAppendFrom` carries its own exactly-once rule.
+    public var usesSession: Bool {
+        switch self {
+        case .openSession, .logAppendFrom: false
+        default: true
         }
     }
 
@@ -54,6 +67,7 @@ public enum Command: Hashable, Sendable {
         case .logRetrieve: "log.retrieve"
         case .logTruncate: "log.truncate"
         case .openSession: "session.open"
+        case .logAppendFrom: "log.append-from"
         }
     }
 
@@ -61,7 +75,7 @@ public enum Command: Hashable, Sendable {
     public var isReadOnly: Bool {
         switch self {
         case .kvGet, .logRetrieve: true
-        case .kvPut, .lockAcquire, .lockRelease, .logAppend, .logTruncate, .openSession: false
+        case .kvPut, .lockAcquire, .lockRelease, .logAppend, .logTruncate, .openSession, .logAppendFrom: false
         }
     }
 
@@ -73,7 +87,7 @@ public enum Command: Hashable, Sendable {
         switch self {
         case let .kvGet(key), let .kvPut(key, _): return [Access(key: .kv(key), mode: mode)]
         case let .lockAcquire(name), let .lockRelease(name): return [Access(key: .lock(name), mode: mode)]
-        case .logAppend, .logRetrieve, .logTruncate: return [Access(key: .log, mode: mode)]
+        case .logAppend, .logRetrieve, .logTruncate, .logAppendFrom: return [Access(key: .log, mode: mode)]
         case .openSession: return [Access(key: .sessions, mode: .write)]
         }
     }
@@ -150,6 +164,10 @@ public enum Reply: Hashable, Sendable {
     case entries(first: UInt64, [String])
     /// `openSession`: the new session's id.
     case session(ClientID)
+    /// `logAppendFrom`: the index the entry got if this request appended it (nil when it was
+    /// already there or an earlier step is missing), and how many steps of the origin the log
+    /// holds now.
+    case extensionStep(appendedAt: UInt64?, applied: UInt64)
     /// The command was refused; nothing changed.
     case failure(ServiceError)
 }

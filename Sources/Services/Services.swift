@@ -137,6 +137,8 @@ public struct ReplicatedLog: Hashable, Sendable {
     /// amortized.
     private var storage: [String] = []
     private var head = 0
+    /// Per origin group, how many of its extension steps the log holds.
+    public private(set) var originApplied: [UInt32: UInt64] = [:]
 
     public init() {}
 
@@ -150,6 +152,11 @@ public struct ReplicatedLog: Hashable, Sendable {
             case let .failure(error): return .failure(error)
             }
         case let .logTruncate(index): return .flag(truncate(below: index))
+        case let .logAppendFrom(origin, index, entry):
+            let applied = originApplied[origin, default: 0]
+            guard index == applied + 1 else { return .extensionStep(appendedAt: nil, applied: applied) }
+            originApplied[origin] = index
+            return .extensionStep(appendedAt: append(entry), applied: index)
         default: return nil
         }
     }
@@ -193,7 +200,7 @@ public struct ReplicatedLog: Hashable, Sendable {
     public var entries: ArraySlice<String> { storage[head...] }
 
     public static func == (lhs: ReplicatedLog, rhs: ReplicatedLog) -> Bool {
-        lhs.firstIndex == rhs.firstIndex && lhs.entries.elementsEqual(rhs.entries)
+        lhs.firstIndex == rhs.firstIndex && lhs.entries.elementsEqual(rhs.entries) && lhs.originApplied == rhs.originApplied
     }
 
     public func hash(into hasher: inout Hasher) {
@@ -205,6 +212,11 @@ public struct ReplicatedLog: Hashable, Sendable {
         writer.write(firstIndex)
         writer.write(UInt32(storage.count - head))
         for entry in entries { writer.write(entry) }
+        writer.write(UInt32(originApplied.count))
+        for origin in originApplied.keys.sorted() {
+            writer.write(origin)
+            writer.write(originApplied[origin]!)
+        }
     }
 
     public static func decode(from reader: inout ByteReader, limits: CodecLimits) throws(DecodeError) -> ReplicatedLog {
@@ -216,6 +228,14 @@ public struct ReplicatedLog: Hashable, Sendable {
         }
         log.storage.reserveCapacity(count)
         for _ in 0..<count { log.storage.append(try reader.readString(maxBytes: limits.stringBytesMax)) }
+        let origins = try reader.readCount(max: limits.snapshotItemsMax, minElementBytes: 12)
+        for _ in 0..<origins {
+            let at = reader.offset
+            let origin = try reader.readUInt32()
+            guard log.originApplied.updateValue(try reader.readUInt64(), forKey: origin) == nil else {
+                throw .invalidValue(offset: at, reason: "origin \(origin) appears twice")
+            }
+        }
         return log
     }
 

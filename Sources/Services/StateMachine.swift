@@ -31,6 +31,7 @@ public struct StateMachine: Hashable, Sendable {
     /// Executes `request` at most once: a retry of the session's latest request gets the stored
     /// reply and changes nothing.
     public mutating func apply(_ request: Request) -> Reply {
+        if case .logAppendFrom = request.command { return log.execute(request.command, retrieveLimit: limits.retrieveEntriesMax)! }
         switch sessions.verdict(for: request) {
         case let .duplicate(reply): return reply
         case let .reject(error): return .failure(error)

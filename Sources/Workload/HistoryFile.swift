@@ -87,7 +87,7 @@ public enum HistoryFile {
             case let .logAppend(entry): line.entry = entry
             case let .logRetrieve(first, last): line.first = first; line.last = last
             case let .logTruncate(index): line.index = index
-            case .openSession: continue
+            case .openSession, .logAppendFrom: continue
             }
             if let completion = operation.completion {
                 line.complete_ns = completion.nanoseconds
@@ -107,6 +107,7 @@ public enum HistoryFile {
         case let .entries(first, entries): Result(first: first, entries: entries)
         case let .failure(error): Result(error: errorName(error))
         case let .session(client): Result(index: client.rawValue)
+        case let .extensionStep(appendedAt, applied): Result(index: appendedAt ?? applied)
         }
     }
 

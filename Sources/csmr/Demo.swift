@@ -67,6 +67,7 @@ struct Demo: ParsableCommand {
         case let .entries(first, entries): "entries from \(first): \(entries)"
         case let .failure(error): "error: \(error)"
         case let .session(client): "session \(client)"
+        case let .extensionStep(appendedAt, applied): "extension step at \(appendedAt.map(String.init) ?? "none"), \(applied) applied"
         }
     }
 }

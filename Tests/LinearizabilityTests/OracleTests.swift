@@ -79,6 +79,7 @@ enum TinyObject: CaseIterable {
             }
             return .entries(first: first, (first...last).map { _ in values[Int(random.next() % 3)] })
         case .openSession: return .session(ClientID(1))
+        case .logAppendFrom: return .extensionStep(appendedAt: nil, applied: 0)
         }
     }
 }

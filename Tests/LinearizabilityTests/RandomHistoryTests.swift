@@ -114,7 +114,7 @@ func corrupted(_ reply: Reply) -> Reply? {
     case let .entries(first, entries): return .entries(first: first, ["corrupt"] + entries.dropFirst())
     case let .failure(.outOfRange(first, last, available)):
         return .failure(.outOfRange(first: first, last: last, available: available.lowerBound..<(available.upperBound + 1)))
-    case .stored, .session, .failure: return nil
+    case .stored, .session, .extensionStep, .failure: return nil
     }
 }
 
@@ -214,6 +214,6 @@ func objectName(of command: Command) -> String {
     case let .kvGet(key), let .kvPut(key, _): "kv:\(key)"
     case let .lockAcquire(name), let .lockRelease(name): "lock:\(name)"
     case .logAppend, .logRetrieve, .logTruncate: "log"
-    case .openSession: "none"
+    case .openSession, .logAppendFrom: "none"
     }
 }

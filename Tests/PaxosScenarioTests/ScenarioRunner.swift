@@ -600,6 +600,7 @@ struct ScenarioRunner {
         case let .index(index): "index \(index)"
         case let .entries(first, entries): "entries from \(first) [\(entries.map(word).joined(separator: ", "))]"
         case let .session(client): "session \(client)"
+        case let .extensionStep(appendedAt, applied): "extension step at \(appendedAt.map(String.init) ?? "none"), \(applied) applied"
         case let .failure(error): "failure: \(error)"
         }
     }

@@ -1,3 +1,4 @@
+import Execution
 import Paxos
 import Primitives
 @testable import Simulation
@@ -19,6 +20,18 @@ import Testing
     func everySeedPassesEveryChecker(mode: LeadershipMode, replicas: Int, seeds: Int) {
         let failed = Self.failures(mode: mode, replicas: replicas, seeds: 1...UInt64(seeds))
         #expect(failed.isEmpty, "\(failed.count) failing seed(s):\n\(failed.prefix(5).joined(separator: "\n"))")
+    }
+
+    /// Parallel execution must not change what any checker sees.
+    @Test(arguments: [SchedulerKind.early, .graph], LeadershipMode.allCases)
+    func everySeedPassesWithParallelExecution(scheduler: SchedulerKind, mode: LeadershipMode) {
+        let failed = (UInt64(1)...30).compactMap { seed -> String? in
+            let options = SimulationOptions(seed: seed, mode: mode, execution: ExecutionConfig(scheduler: scheduler, workers: 2))
+            var simulator = Simulator(options: options)
+            let report = simulator.run()
+            return report.passed ? nil : "\(report.violations.joined(separator: "; ")) | replay: \(options.replayCommand)"
+        }
+        #expect(failed.isEmpty, "\(failed.prefix(5).joined(separator: "\n"))")
     }
 
     @Test func aSeedReplaysExactly() {
