@@ -31,6 +31,7 @@ let package = Package(
             dependencies: ["Primitives", "Services", .product(name: "DequeModule", package: "swift-collections")]
         ),
         .target(name: "Runtime", dependencies: ["Primitives", "Services", "Paxos", "Execution"]),
+        .target(name: "Composition", dependencies: ["Primitives", "Services", "Paxos", "Workload", .product(name: "Yams", package: "Yams")]),
         .target(
             name: "Workload",
             dependencies: [
@@ -52,7 +53,7 @@ let package = Package(
         .target(
             name: "Simulation",
             dependencies: [
-                "Primitives", "Services", "Paxos", "Runtime", "Linearizability", "Execution",
+                "Primitives", "Services", "Paxos", "Runtime", "Linearizability", "Execution", "Composition",
                 .product(name: "HeapModule", package: "swift-collections"),
             ]
         ),

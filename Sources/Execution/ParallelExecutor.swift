@@ -47,14 +47,20 @@ public final class ParallelExecutor: @unchecked Sendable {
     /// The session table's answer for a request, without executing anything.
     public func sessionVerdict(for request: Request) -> SessionTable.Verdict { sessions.verdict(for: request) }
 
+    /// For each request of the last `execute` call, whether it ran (false for retries answered
+    /// from the session table and for refusals).
+    public private(set) var lastExecuted: [Bool] = []
+
     /// Executes `requests` in order (as one decided batch or several) and returns their replies.
     public func execute(_ requests: [Request]) -> [Reply] {
         var replies: [Reply] = []
         replies.reserveCapacity(requests.count)
+        lastExecuted.removeAll(keepingCapacity: true)
         var start = requests.startIndex
         while start < requests.endIndex {
             if case .openSession = requests[start].command {
                 replies.append(.session(sessions.open()))
+                lastExecuted.append(true)
                 start += 1
                 continue
             }
@@ -93,6 +99,10 @@ public final class ParallelExecutor: @unchecked Sendable {
             case let .executeWithoutSession(task): replies.append(results[task])
             case let .duplicateOfTask(task): replies.append(results[task])
             case let .answered(reply): replies.append(reply)
+            }
+            switch admission {
+            case .execute, .executeWithoutSession: lastExecuted.append(true)
+            case .duplicateOfTask, .answered: lastExecuted.append(false)
             }
         }
         return replies

@@ -15,6 +15,10 @@ public struct NodeOutput: Sendable {
     public var digests: [(slot: UInt64, digest: Digest)] = []
     /// Requests refused because the proposer's queue was full.
     public var dropped: [Request] = []
+    /// Extension steps produced by executing puts (when this node's group extends them), in order.
+    public var extensionSteps: [(index: UInt64, entry: String)] = []
+    /// Extension steps this node's log appended: origin, step index, log index.
+    public var extensionsAppended: [(origin: UInt32, index: UInt64, logIndex: UInt64)] = []
 
     public init() {}
 }
@@ -50,12 +54,17 @@ public struct ReplicaNode<Storage: PaxosStorage>: Sendable where Storage: Sendab
     private var owed: Set<OwedReply> = []
     /// Take a state digest after every this many delivered slots (0: never).
     public var digestIntervalSlots: UInt64
+    /// When set, every executed `kv.put` also yields an extension step of this origin.
+    public let extensionOrigin: UInt32?
+    /// Extension steps produced so far: deterministic, as it counts executed puts in slot order.
+    private var extensionStepCount: UInt64 = 0
 
     /// - Parameter execution: how delivered commands run; `.sequential` applies them one by one on
     ///   a `StateMachine`, the others use a `ParallelExecutor` with the same results.
     public init(core: PaxosReplica, storage: Storage, limits: ServiceLimits = ServiceLimits(), digestIntervalSlots: UInt64 = 0,
-                execution: ExecutionConfig = ExecutionConfig()) {
+                execution: ExecutionConfig = ExecutionConfig(), extensionOrigin: UInt32? = nil) {
         self.core = core
+        self.extensionOrigin = extensionOrigin
         self.storage = storage
         if execution.scheduler == .sequential, execution.spinIterationsPerCommand == 0 {
             sequentialMachine = StateMachine(limits: limits)
@@ -120,14 +129,29 @@ public struct ReplicaNode<Storage: PaxosStorage>: Sendable where Storage: Sendab
     private mutating func execute(_ deliveries: [Delivery], into output: inout NodeOutput) {
         for delivery in deliveries {
             if case let .batch(requests) = delivery.value {
-                let replies: [Reply]
+                var replies: [Reply] = []
+                var executed: [Bool] = []
                 if sequentialMachine != nil {
-                    replies = requests.map { sequentialMachine!.apply($0) }
+                    for request in requests {
+                        executed.append(sequentialMachine!.sessionVerdict(for: request) == .execute || !request.command.usesSession)
+                        replies.append(sequentialMachine!.apply(request))
+                    }
                 } else {
                     replies = executor!.execute(requests)
+                    executed = executor!.lastExecuted
                 }
-                for (request, reply) in zip(requests, replies) where owed.remove(OwedReply(request)) != nil {
-                    output.replies.append(ClientReplyOut(client: request.client, sequence: request.sequence, reply: reply))
+                for (position, request) in requests.enumerated() {
+                    let reply = replies[position]
+                    if owed.remove(OwedReply(request)) != nil {
+                        output.replies.append(ClientReplyOut(client: request.client, sequence: request.sequence, reply: reply))
+                    }
+                    if let origin = extensionOrigin, executed[position], case let .kvPut(key, value) = request.command {
+                        extensionStepCount += 1
+                        output.extensionSteps.append((extensionStepCount, ExtensionEntry.text(origin: origin, index: extensionStepCount, key: key, value: value)))
+                    }
+                    if case let .logAppendFrom(origin, index, _) = request.command, case let .extensionStep(appendedAt?, _) = reply {
+                        output.extensionsAppended.append((origin, index, appendedAt))
+                    }
                 }
             }
             output.deliveries.append(delivery)
@@ -135,6 +159,13 @@ public struct ReplicaNode<Storage: PaxosStorage>: Sendable where Storage: Sendab
                 output.digests.append((delivery.slot, machine.digest))
             }
         }
+    }
+}
+
+/// The log entry an extension step appends for a put.
+public enum ExtensionEntry {
+    public static func text(origin: UInt32, index: UInt64, key: String, value: String) -> String {
+        "g\(origin)#\(index) put \(key)=\(value)"
     }
 }
 

@@ -1,18 +1,24 @@
+import Composition
 import Linearizability
 import Primitives
 import Runtime
 import Services
 
-/// A simulated client: opens a session, then issues its operations one at a time, retrying a
-/// request on a timeout at the next replica, and records what it saw for the linearizability check.
+/// A simulated client with the proxy built in: it routes each operation by the composition's
+/// `Router`, opens a session in a group the first time it needs one, issues its operations one
+/// at a time, retries a request on a timeout at the next replica of the same group, and records
+/// what it saw for the linearizability check.
 struct SimulatedClient {
     let index: Int
     /// Routes the reply to `openSession` before the session id is known.
     let nonce: ClientID
-    private(set) var session: ClientID?
-    private var sequence: UInt64 = 0
+    private var sessions: [Int: ClientID] = [:]
+    private var sequences: [Int: UInt64] = [:]
     private var remaining: Int
-    private var current: (request: Request, historyIndex: Int?)?
+    /// The request in flight, its group, and its history entry (nil for `openSession`).
+    private var current: (request: Request, group: Int, historyIndex: Int?)?
+    /// The operation waiting for its group's session to open.
+    private var waitingCommand: (command: Command, historyIndex: Int)?
     private var target = 0
     private(set) var attempt = 0
     private(set) var history: [HistoryOperation] = []
@@ -26,67 +32,87 @@ struct SimulatedClient {
     }
 
     var isIdle: Bool { current == nil }
-    var isDone: Bool { session != nil && remaining == 0 && current == nil }
+    var isDone: Bool { remaining == 0 && current == nil }
 
-    func owns(_ client: ClientID) -> Bool { client == nonce || client == session }
+    /// Whether a reply from `group` addressed to `client` is this client's.
+    func owns(_ client: ClientID, group: Int) -> Bool { client == nonce || sessions[group] == client }
 
     var statusDescription: String {
         guard let current else { return "client \(index): idle, \(remaining) left" }
-        return "client \(index): waiting for \(current.request), \(remaining) left, attempt \(attempt)"
+        return "client \(index): waiting for \(current.request) in group \(current.group), \(remaining) left, attempt \(attempt)"
     }
 
-    /// The next request to send, and where; nil when busy or done.
-    mutating func next(now: Instant, random: inout SplitMix64, replicaCount: Int) -> (Int, Request)? {
-        guard current == nil else { return nil }
-        target = Int(random.next() % UInt64(replicaCount))
+    /// The next request to send, to which group and replica; nil when busy or done.
+    mutating func next(now: Instant, random: inout SplitMix64, router: Router, replicas: (Int) -> Int) -> (group: Int, replica: Int, Request)? {
+        guard current == nil, remaining > 0 else { return nil }
+        let command = generate(&random)
+        let group = router.group(for: command)
         attempt += 1
-        guard let session else {
-            let request = Request(client: nonce, sequence: 1, command: .openSession)
-            current = (request, nil)
-            return (target, request)
+        target = Int(random.next() % UInt64(replicas(group)))
+        let historyIndex = history.count
+        guard let session = sessions[group] else {
+            // The invocation starts now: opening the session is part of this operation's latency.
+            history.append(HistoryOperation(client: nonce, command: command, invokeNanoseconds: now.nanoseconds, completion: nil))
+            waitingCommand = (command, historyIndex)
+            let open = Request(client: nonce, sequence: 1, command: .openSession)
+            current = (open, group, nil)
+            return (group, target, open)
         }
-        guard remaining > 0 else { return nil }
-        sequence += 1
-        let request = Request(client: session, sequence: sequence, command: generate(&random))
-        history.append(HistoryOperation(client: session, command: request.command, invokeNanoseconds: now.nanoseconds, completion: nil))
-        current = (request, history.count - 1)
-        return (target, request)
+        history.append(HistoryOperation(client: session, command: command, invokeNanoseconds: now.nanoseconds, completion: nil))
+        return send(command, group: group, session: session, historyIndex: historyIndex)
     }
 
-    /// The same request again, at the next replica.
-    mutating func retry(replicaCount: Int) -> (Int, Request)? {
+    private mutating func send(_ command: Command, group: Int, session: ClientID, historyIndex: Int) -> (group: Int, replica: Int, Request) {
+        sequences[group, default: 0] += 1
+        let request = Request(client: session, sequence: sequences[group]!, command: command)
+        history[historyIndex].client = session
+        current = (request, group, historyIndex)
+        return (group, target, request)
+    }
+
+    /// The same request again, at the next replica of its group.
+    mutating func retry(replicas: (Int) -> Int) -> (group: Int, replica: Int, Request)? {
         guard let current else { return nil }
-        target = (target + 1) % replicaCount
+        target = (target + 1) % replicas(current.group)
         attempt += 1
-        return (target, current.request)
+        return (current.group, target, current.request)
     }
 
-    mutating func receive(_ reply: ClientReplyOut, now: Instant) {
-        guard let current, reply.client == current.request.client, reply.sequence == current.request.sequence else { return }
-        if let historyIndex = current.historyIndex {
-            history[historyIndex].completion = HistoryOperation.Completion(nanoseconds: now.nanoseconds, reply: reply.reply)
-            remaining -= 1
-            switch reply.reply {
-            case let .index(index): logEndSeen = max(logEndSeen, index + 1)
-            case let .entries(first, entries): logEndSeen = max(logEndSeen, first + UInt64(entries.count))
-            default: break
-            }
-        } else if case let .session(id) = reply.reply {
-            session = id
-        }
+    /// Handles a reply from `group`; returns a follow-up request to send at once (the operation
+    /// that waited for its session).
+    mutating func receive(_ reply: ClientReplyOut, group: Int, now: Instant) -> (group: Int, replica: Int, Request)? {
+        guard let current, current.group == group, reply.client == current.request.client, reply.sequence == current.request.sequence else { return nil }
         self.current = nil
+        guard let historyIndex = current.historyIndex else {
+            guard case let .session(id) = reply.reply, let waiting = waitingCommand else {
+                self.current = current
+                return nil
+            }
+            sessions[group] = id
+            waitingCommand = nil
+            return send(waiting.command, group: group, session: id, historyIndex: waiting.historyIndex)
+        }
+        history[historyIndex].completion = HistoryOperation.Completion(nanoseconds: now.nanoseconds, reply: reply.reply)
+        remaining -= 1
+        switch reply.reply {
+        case let .index(index): logEndSeen = max(logEndSeen, index + 1)
+        case let .entries(first, entries): logEndSeen = max(logEndSeen, first + UInt64(entries.count))
+        default: break
+        }
+        return nil
     }
 
     /// A small key space so that clients contend, over every operation of the three services.
     private mutating func generate(_ random: inout SplitMix64) -> Command {
         let key = "k\(random.next() % 3)"
         let lock = "L\(random.next() % 2)"
+        let tag = "c\(index).\(remaining)"
         switch random.next() % 100 {
         case 0..<18: return .kvGet(key: key)
-        case 18..<36: return .kvPut(key: key, value: "c\(index).\(sequence)")
+        case 18..<36: return .kvPut(key: key, value: tag)
         case 36..<48: return .lockAcquire(name: lock)
         case 48..<60: return .lockRelease(name: lock)
-        case 60..<80: return .logAppend(entry: "c\(index).\(sequence)")
+        case 60..<80: return .logAppend(entry: tag)
         case 80..<95:
             let first = logEndSeen == 0 ? 0 : random.next() % logEndSeen
             return .logRetrieve(first: first, last: first + random.next() % 3)

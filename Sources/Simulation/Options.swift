@@ -1,3 +1,4 @@
+import Composition
 import Execution
 import Paxos
 import Primitives
@@ -22,6 +23,10 @@ public struct SimulationOptions: Hashable, Sendable {
     public var pipelineDepthMax: Int
     /// How replicas execute decided commands (parallel schedulers must not change any result).
     public var execution: ExecutionConfig
+    /// Several groups composed by a spec; nil runs one group of `replicaCount` replicas in `mode`.
+    public var composition: CompositionSpec?
+    /// Where `composition` was read from, for the replay command.
+    public var compositionPath: String?
 
     public init(seed: UInt64, mode: LeadershipMode = .multiLeader, replicaCount: Int = 3, clientCount: Int = 4,
                 operationsPerClient: Int = 25, faults: Bool = true, faultPhaseMilliseconds: UInt64 = 1_500,
@@ -38,6 +43,14 @@ public struct SimulationOptions: Hashable, Sendable {
         self.batchCommandsMax = batchCommandsMax
         self.pipelineDepthMax = pipelineDepthMax
         self.execution = execution
+    }
+
+    /// The groups to run: the composition's, or one group in `mode`.
+    public var groupSpec: CompositionSpec {
+        if let composition { return composition }
+        let group = CompositionSpec.Group(name: "group", replicas: replicaCount, toleratedFailures: (replicaCount - 1) / 2, mode: mode,
+                                          services: [.kv, .lock, .log], batchCommandsMax: batchCommandsMax, pipelineDepthMax: pipelineDepthMax)
+        return CompositionSpec(name: "monolithic", groups: [group], extendPutsIntoLog: false, partition: nil)
     }
 
     /// The core's configuration in simulated time.
@@ -61,6 +74,7 @@ public struct SimulationOptions: Hashable, Sendable {
         if batchCommandsMax != 8 { command += " --batch \(batchCommandsMax)" }
         if pipelineDepthMax != 4 { command += " --pipeline \(pipelineDepthMax)" }
         if execution.scheduler != .sequential { command += " --scheduler \(execution.scheduler.rawValue) --workers \(execution.workers)" }
+        if let compositionPath { command += " --composition \(compositionPath)" }
         return command
     }
 }

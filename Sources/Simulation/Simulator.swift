@@ -1,3 +1,5 @@
+import Composition
+import Execution
 import HeapModule
 import Linearizability
 import Paxos
@@ -14,73 +16,81 @@ public struct SimulationReport: Sendable {
     public var messagesSent: Int
     public var simulatedMilliseconds: UInt64
     public var faultLog: [String]
+    public var extensionSteps: Int
 
     public var passed: Bool { violations.isEmpty }
 }
 
-/// A deterministic simulation of one replica group and its clients.
+/// A deterministic simulation of one or more replica groups and their clients.
 ///
 /// The replica code is the production `ReplicaNode` over `PaxosReplica`; only the network, the
 /// clock and the disk are simulated. Every random choice comes from one `SplitMix64` seeded with
 /// `options.seed`, and every collection the run iterates has a fixed order, so a seed replays
 /// exactly. Until the heal point, the network delays, reorders, drops and duplicates messages, and
-/// replicas crash (at most f at a time, losing everything but their disk) and get partitioned.
-/// After it, the network is reliable and every crashed replica restarts; every client must then
-/// finish its operations (liveness). Checkers outside the replicas watch agreement per slot,
-/// delivery without gaps, equal state digests at equal slots and, at the end, linearizability of
-/// the clients' history.
+/// replicas crash (at most f of a group at a time, losing everything but their disk) and get
+/// partitioned from their group. After it, the network is reliable and every crashed replica
+/// restarts; every client must then finish its operations, and every extension step must reach
+/// the log (liveness). Checkers outside the replicas watch agreement per slot, delivery without
+/// gaps and equal state digests at equal slots in every group, the extension's log against the
+/// origin group's puts, and at the end linearizability of the clients' history.
+///
+/// With a composition, clients route by its `Router` (the proxy, in process) and an
+/// `ExtensionForwarder` per origin group carries extension steps to the log's group.
 public struct Simulator {
     public let options: SimulationOptions
-    private let config: PaxosConfig
+    private let spec: CompositionSpec
+    private let router: Router
     private var random: SplitMix64
     private var profile: NetworkProfile
     private var now = Instant.zero
     private var events = Heap<ScheduledEvent>()
     private var eventSequence: UInt64 = 0
 
-    private var nodes: [ReplicaNode<MemoryStorage>?]
-    private var disks: [MemoryStorage]
-    private var incarnation: [Int]
+    private var groups: [SimulatedGroup]
     private var clients: [SimulatedClient]
-    /// Pairs of replicas that cannot talk (both directions are listed).
-    private var blocked: Set<Pair> = []
     private var healed = false
-    private var crashedCount = 0
-
-    private var checker: ExecutionChecker
+    private var forwarders: [Int: ExtensionForwarder] = [:]
+    /// Per extension step (origin group, index): when it was first sent, and where it landed.
+    private var extensionFirstSent: [StepKey: UInt64] = [:]
+    private var extensionAppended: [StepKey: (logIndex: UInt64, nanoseconds: UInt64)] = [:]
+    private var extensionViolations: [String] = []
     private var faultLog: [String] = []
     private var messagesSent = 0
     private var crashedInvariantViolations: [String] = []
 
     private static let tickMicroseconds: UInt64 = 2_000
+    private static let digestIntervalSlots: UInt64 = 8
     /// Clients think up to this long between operations, which spreads their operations over
     /// the whole fault phase instead of finishing before the first fault.
     private var thinkMicrosecondsMax: UInt64 {
         max(1_000, 2 * options.faultPhaseMilliseconds * 1_000 / UInt64(max(1, options.operationsPerClient)))
     }
-    private static let digestIntervalSlots: UInt64 = 8
 
     public init(options: SimulationOptions) {
         self.options = options
-        config = options.paxosConfig
+        spec = options.groupSpec
+        router = Router(spec: spec)
         var random = SplitMix64(seed: options.seed)
         profile = NetworkProfile(random: &random, faults: options.faults)
         self.random = random
-        nodes = []
-        disks = Array(repeating: MemoryStorage(), count: options.replicaCount)
-        incarnation = Array(repeating: 0, count: options.replicaCount)
         clients = (0..<options.clientCount).map { SimulatedClient(index: $0, operations: options.operationsPerClient) }
-        checker = ExecutionChecker(replicaCount: options.replicaCount)
-        nodes = (0..<options.replicaCount).map { index in
-            ReplicaNode(core: PaxosReplica(config: config, id: ReplicaID(index), now: .zero), storage: MemoryStorage(),
-                        digestIntervalSlots: Self.digestIntervalSlots, execution: options.execution)
+        groups = []
+        for index in spec.groups.indices {
+            var config = spec.paxosConfig(of: index, simulated: true)
+            if options.composition == nil { config = options.paxosConfig }
+            let origin: UInt32? = router.extensionOrigin == index ? UInt32(index) : nil
+            groups.append(SimulatedGroup(index: index, config: config, execution: options.execution, extensionOrigin: origin,
+                                         digestIntervalSlots: Self.digestIntervalSlots))
         }
+        if let origin = router.extensionOrigin { forwarders[origin] = ExtensionForwarder(origin: UInt32(origin)) }
     }
 
     /// Runs to the end and checks everything.
     public mutating func run() -> SimulationReport {
-        for replica in 0..<options.replicaCount {
-            schedule(.tick(replica), afterMicroseconds: random.next() % Self.tickMicroseconds + 1)
+        for group in groups.indices {
+            for replica in 0..<groups[group].replicaCount {
+                schedule(.tick(group, replica), afterMicroseconds: random.next() % Self.tickMicroseconds + 1)
+            }
         }
         for client in clients.indices { schedule(.clientWake(client), afterMicroseconds: 1 + random.next() % 5_000) }
         scheduleFaults()
@@ -92,123 +102,211 @@ public struct Simulator {
             if event.time > deadline { break }
             now = event.time
             handle(event.kind)
-            if healed, clients.allSatisfy(\.isDone) { break }
+            if healed, clients.allSatisfy(\.isDone), forwarders.values.allSatisfy(\.isDrained) { break }
         }
+        return report()
+    }
 
-        var violations = checker.violations
-        for node in nodes.compactMap({ $0 }) { violations += node.core.invariantViolations }
+    private func report() -> SimulationReport {
+        var violations: [String] = []
+        for group in groups {
+            violations += group.checker.violations.map { groups.count > 1 ? "group \(spec.groups[group.index].name): \($0)" : $0 }
+            for node in group.nodes.compactMap({ $0 }) { violations += node.core.invariantViolations }
+        }
         violations += crashedInvariantViolations
+        violations += extensionViolations
+        violations += checkExtension()
         let unfinished = clients.filter { !$0.isDone }
         if !unfinished.isEmpty {
             violations.append("liveness: \(unfinished.count) client(s) unfinished \(options.livenessBudgetMilliseconds) ms after the heal point: "
                 + unfinished.prefix(3).map(\.statusDescription).joined(separator: "; "))
         }
-        let history = clients.flatMap(\.history)
+        var history = clients.flatMap(\.history)
+        history += extensionHistory()
         switch LinearizabilityChecker().check(history) {
         case .linearizable: break
         case let .violation(object, explanation): violations.append("linearizability of \(object): \(explanation)")
         case let .undecided(object, reason): violations.append("linearizability of \(object) undecided: \(reason)")
         }
         return SimulationReport(options: options, violations: violations,
-                                operationsCompleted: history.filter { $0.completion != nil }.count,
-                                slotsDecided: checker.slotsDecided, messagesSent: messagesSent,
-                                simulatedMilliseconds: now.nanoseconds / 1_000_000, faultLog: faultLog)
+                                operationsCompleted: clients.flatMap(\.history).filter { $0.completion != nil }.count,
+                                slotsDecided: groups.reduce(0) { $0 + $1.checker.slotsDecided }, messagesSent: messagesSent,
+                                simulatedMilliseconds: now.nanoseconds / 1_000_000, faultLog: faultLog,
+                                extensionSteps: forwarders.values.reduce(0) { $0 + $1.steps.count })
+    }
+
+    // MARK: Extension checks
+
+    /// The log must hold exactly the origin's puts, in the origin's order, each once; after the
+    /// heal every step must have arrived.
+    private func checkExtension() -> [String] {
+        guard let target = router.extensionTarget else { return [] }
+        var violations: [String] = []
+        for (origin, forwarder) in forwarders.sorted(by: { $0.key < $1.key }) {
+            if !forwarder.isDrained {
+                violations.append("liveness: extension of group \(origin): \(forwarder.applied) of \(forwarder.steps.count) steps reached the log")
+            }
+            let prefix = "g\(origin)#"
+            for node in groups[target].nodes.compactMap({ $0 }) {
+                let log = node.machine.log
+                let found = log.entries.filter { $0.hasPrefix(prefix) }
+                let applied = log.originApplied[UInt32(origin)] ?? 0
+                // Clients may truncate the log, so the log holds the newest steps: a suffix of the
+                // first `applied` steps, contiguous and in order.
+                let expected = Array(forwarder.steps.prefix(Int(applied)).suffix(found.count))
+                if Array(found) != expected || applied > UInt64(forwarder.steps.count) {
+                    violations.append("extension: r\(node.id.rawValue) of group \(spec.groups[target].name) holds \(found.count) steps of group \(origin) that are not its puts in order (applied \(applied) of \(forwarder.steps.count))")
+                }
+            }
+        }
+        return violations
+    }
+
+    /// Extension steps as the plain appends they became, for the log's linearizability check:
+    /// invoked when first sent, complete when a replica appended them, at the index they got.
+    private func extensionHistory() -> [HistoryOperation] {
+        var operations: [HistoryOperation] = []
+        for (key, appended) in extensionAppended.sorted(by: { ($0.key.origin, $0.key.index) < ($1.key.origin, $1.key.index) }) {
+            guard let forwarder = forwarders[key.origin], key.index >= 1, key.index <= UInt64(forwarder.steps.count) else { continue }
+            let invoked = extensionFirstSent[key] ?? appended.nanoseconds
+            operations.append(HistoryOperation(client: ExtensionForwarder.client(origin: UInt32(key.origin)),
+                                               command: .logAppend(entry: forwarder.steps[Int(key.index - 1)]),
+                                               invokeNanoseconds: min(invoked, appended.nanoseconds),
+                                               completion: .init(nanoseconds: appended.nanoseconds, reply: .index(appended.logIndex))))
+        }
+        return operations
     }
 
     // MARK: Events
 
     private mutating func handle(_ kind: EventKind) {
         switch kind {
-        case let .tick(replica):
-            if nodes[replica] != nil {
-                let output = nodes[replica]!.tick(now: now)
-                absorb(output, from: replica)
+        case let .tick(group, replica):
+            if groups[group].nodes[replica] != nil {
+                let output = groups[group].nodes[replica]!.tick(now: now)
+                absorb(output, group: group, from: replica)
             }
-            schedule(.tick(replica), afterMicroseconds: Self.tickMicroseconds)
-        case let .message(from, to, message):
-            guard nodes[to] != nil, !blocked.contains(Pair(from, to)) else { return }
-            let output = nodes[to]!.receive(message, from: ReplicaID(from), now: now)
-            absorb(output, from: to)
-        case let .request(_, replica, request):
-            guard nodes[replica] != nil else { return }
-            let output = nodes[replica]!.clientRequest(request, now: now)
-            absorb(output, from: replica)
-        case let .reply(client, reply):
-            clients[client].receive(reply, now: now)
+            if group == router.extensionOrigin, replica == 0 { forwardExtensionSteps() }
+            schedule(.tick(group, replica), afterMicroseconds: Self.tickMicroseconds)
+        case let .message(group, from, to, message):
+            guard groups[group].nodes[to] != nil, !groups[group].blocked.contains(Pair(from, to)) else { return }
+            let output = groups[group].nodes[to]!.receive(message, from: ReplicaID(from), now: now)
+            absorb(output, group: group, from: to)
+        case let .request(group, replica, request):
+            guard groups[group].nodes[replica] != nil else { return }
+            let output = groups[group].nodes[replica]!.clientRequest(request, now: now)
+            absorb(output, group: group, from: replica)
+        case let .reply(client, group, reply):
+            if let followUp = clients[client].receive(reply, group: group, now: now) {
+                sendToReplica(client: client, followUp)
+                scheduleTimeout(client)
+            }
             if !clients[client].isDone, clients[client].isIdle {
                 schedule(.clientWake(client), afterMicroseconds: random.next() % thinkMicrosecondsMax)
             }
+        case let .extensionReply(origin, reply):
+            forwarders[origin]?.acknowledged(reply.reply)
         case let .clientWake(client):
-            if let (replica, request) = clients[client].next(now: now, random: &random, replicaCount: options.replicaCount) {
-                sendToReplica(client: client, replica: replica, request: request)
-                schedule(.clientTimeout(client, clients[client].attempt), afterMicroseconds: 40_000 + random.next() % 40_000)
+            let counts = groups.map(\.replicaCount)
+            if let next = clients[client].next(now: now, random: &random, router: router, replicas: { counts[$0] }) {
+                sendToReplica(client: client, next)
+                scheduleTimeout(client)
             }
         case let .clientTimeout(client, attempt):
             guard clients[client].attempt == attempt, !clients[client].isIdle else { return }
-            if let (replica, request) = clients[client].retry(replicaCount: options.replicaCount) {
-                sendToReplica(client: client, replica: replica, request: request)
-                schedule(.clientTimeout(client, clients[client].attempt), afterMicroseconds: 40_000 + random.next() % 40_000)
+            let counts = groups.map(\.replicaCount)
+            if let retry = clients[client].retry(replicas: { counts[$0] }) {
+                sendToReplica(client: client, retry)
+                scheduleTimeout(client)
             }
-        case let .crash(replica):
-            guard nodes[replica] != nil, !healed, crashedCount < (options.replicaCount - 1) / 2 else { return }
-            disks[replica] = nodes[replica]!.storage
-            crashedInvariantViolations += nodes[replica]!.core.invariantViolations
-            nodes[replica] = nil
-            crashedCount += 1
-            faultLog.append("\(now) crash r\(replica)")
-        case let .restart(replica):
-            guard nodes[replica] == nil else { return }
-            restart(replica)
-        case let .partition(side):
+        case let .crash(group, replica):
+            guard groups[group].nodes[replica] != nil, !healed, groups[group].crashed < (groups[group].replicaCount - 1) / 2 else { return }
+            crashedInvariantViolations += groups[group].crash(replica)
+            faultLog.append("\(now) crash \(name(group, replica))")
+        case let .restart(group, replica):
+            guard groups[group].nodes[replica] == nil else { return }
+            restart(group, replica)
+        case let .partition(group, side):
             guard !healed else { return }
-            blocked = []
-            for inside in side {
-                for outside in 0..<options.replicaCount where !side.contains(outside) {
-                    blocked.insert(Pair(inside, outside))
-                    blocked.insert(Pair(outside, inside))
-                }
-            }
-            faultLog.append("\(now) partition \(side.sorted()) from the rest")
-        case .healPartition:
-            if !blocked.isEmpty { faultLog.append("\(now) heal partition") }
-            blocked = []
+            groups[group].partition(side)
+            faultLog.append("\(now) partition \(side.sorted().map { name(group, $0) }) from the rest of their group")
+        case let .healPartition(group):
+            if !groups[group].blocked.isEmpty { faultLog.append("\(now) heal partition\(groups.count > 1 ? " in group \(spec.groups[group].name)" : "")") }
+            groups[group].blocked = []
         case .heal:
             healed = true
-            blocked = []
             profile.lossProbability = 0
             profile.duplicateProbability = 0
             profile.slowProbability = 0
-            for replica in 0..<options.replicaCount where nodes[replica] == nil { restart(replica) }
+            for group in groups.indices {
+                groups[group].blocked = []
+                for replica in 0..<groups[group].replicaCount where groups[group].nodes[replica] == nil { restart(group, replica) }
+            }
             faultLog.append("\(now) heal: network reliable, all replicas up")
         }
     }
 
-    private mutating func restart(_ replica: Int) {
-        let disk = disks[replica]
-        let core = PaxosReplica(config: config, id: ReplicaID(replica), now: now, restoring: disk.records)
-        nodes[replica] = ReplicaNode(core: core, storage: disk, digestIntervalSlots: Self.digestIntervalSlots, execution: options.execution)
-        incarnation[replica] += 1
-        checker.restarted(replica: replica)
-        crashedCount -= 1
-        faultLog.append("\(now) restart r\(replica) from \(disk.records.count) persisted records")
+    private func name(_ group: Int, _ replica: Int) -> String {
+        groups.count > 1 ? "\(spec.groups[group].name)/r\(replica)" : "r\(replica)"
     }
 
-    private mutating func absorb(_ output: NodeOutput, from replica: Int) {
-        for delivery in output.deliveries { checker.delivered(delivery, by: replica) }
-        for (slot, digest) in output.digests { checker.digest(digest, atSlot: slot, by: replica) }
+    private mutating func restart(_ group: Int, _ replica: Int) {
+        let records = groups[group].restart(replica, now: now)
+        faultLog.append("\(now) restart \(name(group, replica)) from \(records) persisted records")
+    }
+
+    private mutating func absorb(_ output: NodeOutput, group: Int, from replica: Int) {
+        for delivery in output.deliveries { groups[group].checker.delivered(delivery, by: replica) }
+        for (slot, digest) in output.digests { groups[group].checker.digest(digest, atSlot: slot, by: replica) }
         for outgoing in output.messages {
             let to = outgoing.to.rawValue
-            guard !blocked.contains(Pair(replica, to)) else { continue }
-            sendOverNetwork(.message(from: replica, to: to, outgoing.message))
+            guard !groups[group].blocked.contains(Pair(replica, to)) else { continue }
+            sendOverNetwork(.message(group, from: replica, to: to, outgoing.message))
+        }
+        for step in output.extensionSteps {
+            if let known = forwarders[group]?.steps, step.index <= UInt64(known.count) {
+                if known[Int(step.index - 1)] != step.entry, extensionViolations.count < 5 {
+                    extensionViolations.append("extension: \(name(group, replica)) produced step \(step.index) as \(step.entry) but another replica as \(known[Int(step.index - 1)])")
+                }
+            } else {
+                forwarders[group]?.produced(index: step.index, entry: step.entry)
+            }
+        }
+        for appended in output.extensionsAppended {
+            let key = StepKey(origin: Int(appended.origin), index: appended.index)
+            if extensionAppended[key] == nil { extensionAppended[key] = (appended.logIndex, now.nanoseconds) }
         }
         for reply in output.replies {
-            guard let client = clients.firstIndex(where: { $0.owns(reply.client) }) else { continue }
-            sendOverNetwork(.reply(client, reply))
+            if let origin = forwarders.keys.first(where: { ExtensionForwarder.client(origin: UInt32($0)) == reply.client }) {
+                sendOverNetwork(.extensionReply(origin, reply))
+                continue
+            }
+            guard let client = clients.firstIndex(where: { $0.owns(reply.client, group: group) }) else { continue }
+            sendOverNetwork(.reply(client, group, reply))
         }
     }
 
-    private mutating func sendToReplica(client: Int, replica: Int, request: Request) {
-        sendOverNetwork(.request(client, replica, request))
+    /// The forwarder's due steps go to one replica of the log's group, a different one each round.
+    private mutating func forwardExtensionSteps() {
+        guard let target = router.extensionTarget else { return }
+        for origin in forwarders.keys.sorted() {
+            let requests = forwarders[origin]!.due(nowNanoseconds: now.nanoseconds)
+            guard !requests.isEmpty else { continue }
+            let replica = Int(random.next() % UInt64(groups[target].replicaCount))
+            for request in requests {
+                let key = StepKey(origin: origin, index: request.sequence)
+                if extensionFirstSent[key] == nil { extensionFirstSent[key] = now.nanoseconds }
+                sendOverNetwork(.request(target, replica, request))
+            }
+        }
+    }
+
+    private mutating func sendToReplica(client: Int, _ target: (group: Int, replica: Int, Request)) {
+        sendOverNetwork(.request(target.group, target.replica, target.2))
+    }
+
+    private mutating func scheduleTimeout(_ client: Int) {
+        schedule(.clientTimeout(client, clients[client].attempt), afterMicroseconds: 40_000 + random.next() % 40_000)
     }
 
     /// Puts a message on the simulated wire: maybe lost, maybe duplicated, always delayed.
@@ -227,23 +325,26 @@ public struct Simulator {
         let phase = options.faultPhaseMilliseconds * 1_000
         guard options.faults, phase > 0 else { return }
         for _ in 0..<profile.crashes {
-            let replica = Int(random.next() % UInt64(options.replicaCount))
+            let group = Int(random.next() % UInt64(groups.count))
+            let replica = Int(random.next() % UInt64(groups[group].replicaCount))
             let at = random.next() % phase
             let downFor = 20_000 + random.next() % 400_000
-            schedule(.crash(replica), afterMicroseconds: at)
-            schedule(.restart(replica), afterMicroseconds: at + downFor)
+            schedule(.crash(group, replica), afterMicroseconds: at)
+            schedule(.restart(group, replica), afterMicroseconds: at + downFor)
         }
         for _ in 0..<profile.partitions {
+            let group = Int(random.next() % UInt64(groups.count))
+            let count = groups[group].replicaCount
             let at = random.next() % phase
             let lasting = 20_000 + random.next() % 400_000
             // A random side of 1 ... n-1 replicas: sometimes a minority, sometimes a majority.
-            let size = 1 + Int(random.next() % UInt64(max(1, options.replicaCount - 1)))
-            var members = Array(0..<options.replicaCount)
+            let size = 1 + Int(random.next() % UInt64(max(1, count - 1)))
+            var members = Array(0..<count)
             for index in members.indices.reversed() where index > 0 {
                 members.swapAt(index, Int(random.next() % UInt64(index + 1)))
             }
-            schedule(.partition(Set(members.prefix(size))), afterMicroseconds: at)
-            schedule(.healPartition, afterMicroseconds: at + lasting)
+            schedule(.partition(group, Set(members.prefix(size))), afterMicroseconds: at)
+            schedule(.healPartition(group), afterMicroseconds: at + lasting)
         }
     }
 
@@ -253,7 +354,67 @@ public struct Simulator {
     }
 }
 
-private struct Pair: Hashable {
+/// One replica group of a simulation: its nodes, their disks, its partitions and its checker.
+struct SimulatedGroup {
+    let index: Int
+    let config: PaxosConfig
+    let execution: ExecutionConfig
+    let extensionOrigin: UInt32?
+    let digestIntervalSlots: UInt64
+    var nodes: [ReplicaNode<MemoryStorage>?]
+    var disks: [MemoryStorage]
+    var blocked: Set<Pair> = []
+    var crashed = 0
+    var checker: ExecutionChecker
+
+    init(index: Int, config: PaxosConfig, execution: ExecutionConfig, extensionOrigin: UInt32?, digestIntervalSlots: UInt64) {
+        self.index = index
+        self.config = config
+        self.execution = execution
+        self.extensionOrigin = extensionOrigin
+        self.digestIntervalSlots = digestIntervalSlots
+        disks = Array(repeating: MemoryStorage(), count: config.replicaCount)
+        checker = ExecutionChecker(replicaCount: config.replicaCount)
+        nodes = (0..<config.replicaCount).map { replica in
+            ReplicaNode(core: PaxosReplica(config: config, id: ReplicaID(replica), now: .zero), storage: MemoryStorage(),
+                        digestIntervalSlots: digestIntervalSlots, execution: execution, extensionOrigin: extensionOrigin)
+        }
+    }
+
+    var replicaCount: Int { config.replicaCount }
+
+    /// Crashes a replica, keeping its disk; returns the invariant violations it had noticed.
+    mutating func crash(_ replica: Int) -> [String] {
+        let node = nodes[replica]!
+        disks[replica] = node.storage
+        nodes[replica] = nil
+        crashed += 1
+        return node.core.invariantViolations
+    }
+
+    /// Restarts a replica from its disk; returns how many records it restored.
+    mutating func restart(_ replica: Int, now: Instant) -> Int {
+        let disk = disks[replica]
+        let core = PaxosReplica(config: config, id: ReplicaID(replica), now: now, restoring: disk.records)
+        nodes[replica] = ReplicaNode(core: core, storage: disk, digestIntervalSlots: digestIntervalSlots, execution: execution,
+                                     extensionOrigin: extensionOrigin)
+        checker.restarted(replica: replica)
+        crashed -= 1
+        return disk.records.count
+    }
+
+    mutating func partition(_ side: Set<Int>) {
+        blocked = []
+        for inside in side {
+            for outside in 0..<replicaCount where !side.contains(outside) {
+                blocked.insert(Pair(inside, outside))
+                blocked.insert(Pair(outside, inside))
+            }
+        }
+    }
+}
+
+struct Pair: Hashable {
     var from: Int
     var to: Int
     init(_ from: Int, _ to: Int) {
@@ -262,17 +423,23 @@ private struct Pair: Hashable {
     }
 }
 
+struct StepKey: Hashable {
+    var origin: Int
+    var index: UInt64
+}
+
 enum EventKind {
-    case tick(Int)
-    case message(from: Int, to: Int, PaxosMessage)
+    case tick(Int, Int)
+    case message(Int, from: Int, to: Int, PaxosMessage)
     case request(Int, Int, Request)
-    case reply(Int, ClientReplyOut)
+    case reply(Int, Int, ClientReplyOut)
+    case extensionReply(Int, ClientReplyOut)
     case clientWake(Int)
     case clientTimeout(Int, Int)
-    case crash(Int)
-    case restart(Int)
-    case partition(Set<Int>)
-    case healPartition
+    case crash(Int, Int)
+    case restart(Int, Int)
+    case partition(Int, Set<Int>)
+    case healPartition(Int)
     case heal
 }
 

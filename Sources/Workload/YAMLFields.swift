@@ -22,6 +22,9 @@ public struct SpecError: Error, Hashable, Sendable, CustomStringConvertible {
 /// Every problem found in one file (reading stops at none: the user sees them all at once).
 public struct SpecErrors: Error, Sendable, CustomStringConvertible {
     public var errors: [SpecError]
+
+    public init(errors: [SpecError]) { self.errors = errors }
+
     public var description: String { errors.map(\.description).joined(separator: "\n") }
 }
 

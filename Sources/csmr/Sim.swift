@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Composition
 import Execution
 import Paxos
 import Simulation
@@ -47,6 +48,9 @@ struct Sim: ParsableCommand {
     @Option(help: "Execution workers per replica (with --scheduler early or graph).")
     var workers = 2
 
+    @Option(help: "A composition spec (YAML): several groups, routed by a proxy (see docs/composition.md).")
+    var composition: String?
+
     @Flag(help: "Run without crashes, partitions, loss or duplication.")
     var noFaults = false
 
@@ -66,21 +70,35 @@ struct Sim: ParsableCommand {
         guard (1...16).contains(workers) else { throw ValidationError("--workers must be 1 ... 16, got \(workers)") }
     }
 
-    func options(seed: UInt64) -> SimulationOptions {
-        SimulationOptions(seed: seed, mode: leadership == "multi" ? .multiLeader : .singleLeader, replicaCount: replicas,
-                          clientCount: clients, operationsPerClient: operations, faults: !noFaults,
-                          batchCommandsMax: batch, pipelineDepthMax: pipeline,
-                          execution: ExecutionConfig(scheduler: SchedulerKind(rawValue: scheduler)!, workers: workers))
+    func options(seed: UInt64, spec: CompositionSpec?) -> SimulationOptions {
+        var options = SimulationOptions(seed: seed, mode: leadership == "multi" ? .multiLeader : .singleLeader, replicaCount: replicas,
+                                        clientCount: clients, operationsPerClient: operations, faults: !noFaults,
+                                        batchCommandsMax: batch, pipelineDepthMax: pipeline,
+                                        execution: ExecutionConfig(scheduler: SchedulerKind(rawValue: scheduler)!, workers: workers))
+        options.composition = spec
+        options.compositionPath = composition
+        return options
     }
 
     func run() throws {
+        var spec: CompositionSpec?
+        if let composition {
+            do {
+                spec = try CompositionSpec.load(path: composition)
+            } catch {
+                FileHandle.standardError.write(Data("csmr sim: the composition has errors; nothing ran.\n\(error)\n".utf8))
+                throw ExitCode(2)
+            }
+        }
+        let options = { (seed: UInt64) in self.options(seed: seed, spec: spec) }
         if let seed {
-            let options = options(seed: seed)
+            let options = options(seed)
             print("seed \(seed): \(options.replayCommand)")
             var simulator = Simulator(options: options)
             let report = simulator.run()
             for line in report.faultLog { print("  \(line)") }
             print("  \(report.operationsCompleted) operations completed, \(report.slotsDecided) slots decided, \(report.messagesSent) messages, \(report.simulatedMilliseconds) ms simulated")
+            if report.extensionSteps > 0 { print("  \(report.extensionSteps) extension steps, each in the log once, in put order") }
             for violation in report.violations { print("  VIOLATION \(violation)") }
             print(report.passed ? "seed \(seed): ok" : "seed \(seed): FAILED")
             if !report.passed { throw ExitCode.failure }
@@ -90,7 +108,7 @@ struct Sim: ParsableCommand {
         var failures = 0
         var operations = 0
         for offset in 0..<UInt64(seeds) {
-            let options = options(seed: firstSeed + offset)
+            let options = options(firstSeed + offset)
             var simulator = Simulator(options: options)
             let report = simulator.run()
             operations += report.operationsCompleted
@@ -100,7 +118,8 @@ struct Sim: ParsableCommand {
             }
         }
         let seconds = Date().timeIntervalSince(start)
-        print("\(seeds) seeds from \(firstSeed), \(leadership)-leader, \(replicas) replicas: \(seeds - failures) passed, \(failures) failed; \(operations) client operations checked; \(String(format: "%.1f", seconds)) s")
+        let shape = spec.map { "composition \($0.name) (\($0.strategy), \($0.groups.count) groups)" } ?? "\(leadership)-leader, \(replicas) replicas"
+        print("\(seeds) seeds from \(firstSeed), \(shape): \(seeds - failures) passed, \(failures) failed; \(operations) client operations checked; \(String(format: "%.1f", seconds)) s")
         if failures > 0 { throw ExitCode.failure }
     }
 }

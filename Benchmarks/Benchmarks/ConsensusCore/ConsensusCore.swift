@@ -37,6 +37,9 @@ let benchmarks: @Sendable () -> Void = {
                 "Paxos \(mode.rawValue) batch \(batch)",
                 configuration: .init(
                     metrics: [.wallClock, .throughput, .cpuTotal, .mallocCountTotal, .peakMemoryResident],
+                    // Raw counts, not K/M: with `--scale` (per iteration = per 10⁶ commands) this
+                    // gives the fractional allocations per command that the per-command row rounds.
+                    units: [.mallocCountTotal: .count],
                     warmupIterations: 1,
                     scalingFactor: .mega,
                     maxDuration: .seconds(25),
