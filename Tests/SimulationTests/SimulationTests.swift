@@ -1,4 +1,6 @@
+import Composition
 import Execution
+import Foundation
 import Paxos
 import Primitives
 @testable import Simulation
@@ -32,6 +34,27 @@ import Testing
             return report.passed ? nil : "\(report.violations.joined(separator: "; ")) | replay: \(options.replayCommand)"
         }
         #expect(failed.isEmpty, "\(failed.prefix(5).joined(separator: "\n"))")
+    }
+
+    /// Every composition strategy under faults: per-group checkers, the extension's log, and
+    /// linearizability of the composed service.
+    @Test(arguments: ["monolithic", "addition-2", "addition-3", "extension-2", "partition-2", "partition-3", "partition-prefix"])
+    func everySeedPassesForEveryComposition(name: String) throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../workloads/compositions/\(name).yaml").standardized.path
+        let spec = try CompositionSpec.load(path: path)
+        var steps = 0
+        let failed = (UInt64(1)...25).compactMap { seed -> String? in
+            var options = SimulationOptions(seed: seed)
+            options.composition = spec
+            options.compositionPath = path
+            var simulator = Simulator(options: options)
+            let report = simulator.run()
+            steps += report.extensionSteps
+            return report.passed ? nil : "\(report.violations.joined(separator: "; ")) | replay: \(options.replayCommand)"
+        }
+        #expect(failed.isEmpty, "\(failed.prefix(5).joined(separator: "\n"))")
+        if spec.extendPutsIntoLog { #expect(steps > 100) }
     }
 
     @Test func aSeedReplaysExactly() {
