@@ -43,7 +43,7 @@ let package = Package(
         .target(
             name: "Harness",
             dependencies: [
-                "Primitives", "Services", "Paxos", "Runtime", "Workload", "Linearizability", "Execution",
+                "Primitives", "Services", "Paxos", "Runtime", "Workload", "Linearizability", "Execution", "Composition",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -63,7 +63,8 @@ let package = Package(
         .executableTarget(
             name: "csmr",
             dependencies: [
-                "Primitives", "Services", "Wire", "Paxos", "Runtime", "Simulation", "Workload", "Harness", "Linearizability", "Execution", "CJemalloc",
+                "Primitives", "Services", "Wire", "Paxos", "Runtime", "Simulation", "Workload", "Harness", "Linearizability", "Execution",
+                "Composition", "CJemalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             linkerSettings: [.linkedLibrary("jemalloc", .when(platforms: [.linux]))]

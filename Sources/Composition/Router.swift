@@ -69,6 +69,9 @@ public struct ExtensionForwarder: Sendable {
     public private(set) var applied: UInt64 = 0
     private var lastSendNanoseconds: UInt64 = 0
     private var sentThrough: UInt64 = 0
+    /// How many times unapplied steps were sent again: a driver moves to another replica of the
+    /// log's group when this grows, and otherwise keeps one, whose proposals stay in order.
+    public private(set) var resends = 0
     /// Steps sent per round.
     public let windowSteps: Int
     /// Unacknowledged steps are sent again after this long.
@@ -96,7 +99,8 @@ public struct ExtensionForwarder: Sendable {
     /// The requests to send now: new steps right away, unapplied ones again after the timeout.
     public mutating func due(nowNanoseconds now: UInt64) -> [Request] {
         guard !isDrained else { return [] }
-        let resend = now &- lastSendNanoseconds >= resendNanoseconds
+        let resend = sentThrough > applied && now &- lastSendNanoseconds >= resendNanoseconds
+        if resend { resends += 1 }
         let from = resend ? applied + 1 : max(applied, sentThrough) + 1
         let through = min(UInt64(steps.count), applied + UInt64(windowSteps))
         guard from <= through else { return [] }

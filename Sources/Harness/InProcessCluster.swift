@@ -18,19 +18,29 @@ public final class InProcessCluster: @unchecked Sendable {
     private(set) var hosts: [ReplicaHost] = []
     private let blocked = NIOLockedValueBox(Set<LinkPair>())
     private let replySink: @Sendable (ClientReplyOut) -> Void
+    private let extensionSink: (@Sendable ([(index: UInt64, entry: String)]) -> Void)?
+    private let appendedSink: (@Sendable ([(origin: UInt32, index: UInt64, logIndex: UInt64)]) -> Void)?
     public let config: PaxosConfig?
 
     /// - Parameters:
     ///   - config: the Paxos configuration, or nil for one unreplicated copy of the services.
     ///   - loops: event loops to place replicas on (round robin).
     ///   - onReply: called, on the replying replica's loop, with every reply to a client.
-    public init(config: PaxosConfig?, execution: ExecutionConfig = ExecutionConfig(), loops: [EventLoop],
-                onReply: @escaping @Sendable (ClientReplyOut) -> Void) {
+    ///   - extensionOrigin: when set, every executed put yields an extension step, reported to
+    ///     `onExtensionSteps` (on the replica's loop).
+    public init(config: PaxosConfig?, execution: ExecutionConfig = ExecutionConfig(), loops: [EventLoop], firstLoop: Int = 0,
+                extensionOrigin: UInt32? = nil,
+                onReply: @escaping @Sendable (ClientReplyOut) -> Void,
+                onExtensionSteps: (@Sendable ([(index: UInt64, entry: String)]) -> Void)? = nil,
+                onExtensionAppended: (@Sendable ([(origin: UInt32, index: UInt64, logIndex: UInt64)]) -> Void)? = nil) {
         self.config = config
         replySink = onReply
+        extensionSink = onExtensionSteps
+        appendedSink = onExtensionAppended
         let count = config?.replicaCount ?? 1
         hosts = (0..<count).map { index in
-            ReplicaHost(index: index, loop: loops[index % loops.count], config: config, execution: execution)
+            ReplicaHost(index: index, loop: loops[(firstLoop + index) % loops.count], config: config, execution: execution,
+                        extensionOrigin: extensionOrigin)
         }
         for host in hosts { host.cluster = self }
     }
@@ -95,6 +105,10 @@ public final class InProcessCluster: @unchecked Sendable {
     }
 
     func reply(_ reply: ClientReplyOut) { replySink(reply) }
+
+    func extensionSteps(_ steps: [(index: UInt64, entry: String)]) { extensionSink?(steps) }
+
+    func extensionsAppended(_ appended: [(origin: UInt32, index: UInt64, logIndex: UInt64)]) { appendedSink?(appended) }
 }
 
 struct LinkPair: Hashable, Sendable {
@@ -112,6 +126,7 @@ final class ReplicaHost: @unchecked Sendable {
     let loop: EventLoop
     let config: PaxosConfig?
     let execution: ExecutionConfig
+    let extensionOrigin: UInt32?
     unowned var cluster: InProcessCluster!
     private var node: ReplicaNode<MemoryStorage>?
     /// The services alone, for an unreplicated run.
@@ -126,13 +141,15 @@ final class ReplicaHost: @unchecked Sendable {
         case message(PaxosMessage, from: Int)
     }
 
-    init(index: Int, loop: EventLoop, config: PaxosConfig?, execution: ExecutionConfig) {
+    init(index: Int, loop: EventLoop, config: PaxosConfig?, execution: ExecutionConfig, extensionOrigin: UInt32?) {
         self.index = index
         self.loop = loop
         self.config = config
         self.execution = execution
+        self.extensionOrigin = extensionOrigin
         if let config {
-            node = ReplicaNode(core: PaxosReplica(config: config, id: ReplicaID(index), now: Self.now()), storage: disk, execution: execution)
+            node = ReplicaNode(core: PaxosReplica(config: config, id: ReplicaID(index), now: Self.now()), storage: disk, execution: execution,
+                               extensionOrigin: extensionOrigin)
         } else {
             machine = ParallelExecutor(config: execution)
         }
@@ -210,11 +227,13 @@ final class ReplicaHost: @unchecked Sendable {
     func restart() {
         guard node == nil, let config else { return }
         node = ReplicaNode(core: PaxosReplica(config: config, id: ReplicaID(index), now: Self.now(), restoring: disk.records), storage: disk,
-                           execution: execution)
+                           execution: execution, extensionOrigin: extensionOrigin)
     }
 
     private func carryOut(_ output: NodeOutput) {
         for outgoing in output.messages { cluster.route(outgoing, from: index) }
         for reply in output.replies { cluster.reply(reply) }
+        if !output.extensionSteps.isEmpty { cluster.extensionSteps(output.extensionSteps) }
+        if !output.extensionsAppended.isEmpty { cluster.extensionsAppended(output.extensionsAppended) }
     }
 }

@@ -1,3 +1,4 @@
+import Composition
 import DequeModule
 import Foundation
 import Linearizability
@@ -11,6 +12,8 @@ import Workload
 public struct RunOutcome: Sendable {
     public var summary: RunSummary
     public var history: [HistoryOperation]
+    /// With an extension: steps produced by the origin group, and how many reached the log.
+    public var extensionSteps: (produced: Int, applied: Int)?
 }
 
 /// The load generator: client sessions on one event loop, driving an `InProcessCluster`.
@@ -22,11 +25,18 @@ public struct RunOutcome: Sendable {
 /// request spends waiting behind a slow system is never hidden (no coordinated omission).
 /// A request unanswered after the retry timeout is sent again to the next replica; its latency
 /// still counts from its first intended send.
+///
+/// With a composition, the driver is also the proxy: it routes each command to its group with the
+/// `Router`, keeps one session per client in every group, and forwards the extension's steps to
+/// the log's group with an `ExtensionForwarder`.
 final class LoadDriver: @unchecked Sendable {
     // Everything below is touched only on `loop` (the unchecked Sendable rests on that).
     let spec: WorkloadSpec
     let loop: EventLoop
-    let cluster: InProcessCluster
+    let cluster: ComposedCluster
+    /// Timed events resolved to group indices.
+    private let events: [(group: Int, event: TimedEvent)]
+    private var forwarder: ExtensionForwarder?
     private var random: SplitMix64
     private var keys: KeyGenerator
     private let values: ValueGenerator
@@ -35,11 +45,12 @@ final class LoadDriver: @unchecked Sendable {
     private let recordHistory: Bool
     private let progress: (@Sendable (String) -> Void)?
 
+    /// A client: one session per group, each with its own sequence and target replica.
     private struct Session {
         var nonce: ClientID
-        var id: ClientID?
-        var sequence: UInt64 = 0
-        var replica: Int
+        var ids: [ClientID?]
+        var sequences: [UInt64]
+        var replicas: [Int]
         var outstanding: Outstanding?
         /// A lock this client holds and must release after the hold time.
         var heldLock: String?
@@ -47,6 +58,7 @@ final class LoadDriver: @unchecked Sendable {
 
     private struct Outstanding {
         var kind: OperationKind?
+        var group: Int
         var request: Request
         var intendedNanoseconds: UInt64
         var sentNanoseconds: UInt64
@@ -55,7 +67,12 @@ final class LoadDriver: @unchecked Sendable {
     }
 
     private var sessions: [Session] = []
-    private var sessionByClient: [ClientID: Int] = [:]
+    private var sessionByClient: [GroupClient: Int] = [:]
+
+    private struct GroupClient: Hashable {
+        var group: Int
+        var client: ClientID
+    }
     private var freeSessions: [Int] = []
     private var backlog = Deque<(kind: OperationKind, intended: UInt64)>()
     private var recorder = LatencyRecorder()
@@ -75,10 +92,17 @@ final class LoadDriver: @unchecked Sendable {
     private var progressCount: UInt64 = 0
     private var progressLastCount: UInt64 = 0
 
-    init(spec: WorkloadSpec, loop: EventLoop, cluster: InProcessCluster, recordHistory: Bool, progress: (@Sendable (String) -> Void)?) {
+    init(spec: WorkloadSpec, loop: EventLoop, cluster: ComposedCluster, events: [(group: Int, event: TimedEvent)], recordHistory: Bool,
+         progress: (@Sendable (String) -> Void)?) {
         self.spec = spec
         self.loop = loop
         self.cluster = cluster
+        self.events = events
+        // A wide window: steps arrive at the rate of puts, and every step costs one decision in the
+        // log's group.
+        if let origin = cluster.router.extensionOrigin {
+            forwarder = ExtensionForwarder(origin: UInt32(origin), windowSteps: 4_096, resendNanoseconds: 250_000_000)
+        }
         random = SplitMix64(seed: spec.seed)
         keys = KeyGenerator(spec: spec.keys)
         values = ValueGenerator(spec: spec.values)
@@ -91,27 +115,84 @@ final class LoadDriver: @unchecked Sendable {
 
     static func now() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
 
-    /// Opens every client session, then runs the load; the future completes when the run is over.
+    /// Opens every client's sessions (one group after the other), then runs the load; the future
+    /// completes when the run is over.
     func run() -> EventLoopFuture<RunOutcome> {
         loop.execute { [self] in
+            let groups = cluster.groupCount
             for index in 0..<spec.clients.count {
                 let nonce = ClientID((1 << 48) + UInt64(index))
-                sessions.append(Session(nonce: nonce, replica: index % cluster.replicaCount))
-                sessionByClient[nonce] = index
-                let request = Request(client: nonce, sequence: 1, command: .openSession)
-                let now = Self.now()
-                sessions[index].outstanding = Outstanding(kind: nil, request: request, intendedNanoseconds: now, sentNanoseconds: now,
-                                                          lastSendNanoseconds: now, historyIndex: nil)
-                cluster.submit(request, to: sessions[index].replica)
+                sessions.append(Session(nonce: nonce, ids: Array(repeating: nil, count: groups), sequences: Array(repeating: 0, count: groups),
+                                        replicas: (0..<groups).map { index % cluster.replicaCount(of: $0) }))
+                for group in 0..<groups { sessionByClient[GroupClient(group: group, client: nonce)] = index }
+                openSession(index, group: 0)
             }
             timers.append(loop.scheduleRepeatedTask(initialDelay: .milliseconds(50), delay: .milliseconds(50)) { [self] _ in retryOverdue() })
+            if forwarder != nil {
+                timers.append(loop.scheduleRepeatedTask(initialDelay: .milliseconds(2), delay: .milliseconds(2)) { [self] _ in forwardExtensionSteps() })
+            }
         }
         return promise.futureResult
     }
 
+    private func openSession(_ index: Int, group: Int) {
+        let request = Request(client: sessions[index].nonce, sequence: 1, command: .openSession)
+        let now = Self.now()
+        sessions[index].outstanding = Outstanding(kind: nil, group: group, request: request, intendedNanoseconds: now, sentNanoseconds: now,
+                                                  lastSendNanoseconds: now, historyIndex: nil)
+        cluster.submit(request, group: group, replica: sessions[index].replicas[group])
+    }
+
     /// Called from any replica's loop.
-    func deliver(_ reply: ClientReplyOut) {
-        loop.execute { [self] in receive(reply) }
+    func deliver(_ reply: ClientReplyOut, group: Int) {
+        loop.execute { [self] in receive(reply, group: group) }
+    }
+
+    /// Extension steps from the origin group's replicas (any loop).
+    func extensionSteps(_ steps: [(index: UInt64, entry: String)]) {
+        loop.execute { [self] in
+            for step in steps { forwarder?.produced(index: step.index, entry: step.entry) }
+        }
+    }
+
+    /// Per extension step: when first sent, and (from the log's replicas) where and when it landed,
+    /// so recorded histories show the log as it really is.
+    private var extensionFirstSent: [UInt64: UInt64] = [:]
+    private var extensionAppended: [UInt64: (logIndex: UInt64, nanoseconds: UInt64)] = [:]
+
+    /// Appends reported by the log group's replicas (any loop).
+    func extensionsAppended(_ appended: [(origin: UInt32, index: UInt64, logIndex: UInt64)]) {
+        guard recordHistory else { return }
+        let now = Self.now()
+        loop.execute { [self] in
+            for step in appended where extensionAppended[step.index] == nil { extensionAppended[step.index] = (step.logIndex, now) }
+        }
+    }
+
+    private func forwardExtensionSteps() {
+        guard var forwarder, let target = cluster.router.extensionTarget else { return }
+        let now = Self.now()
+        let requests = forwarder.due(nowNanoseconds: now)
+        self.forwarder = forwarder
+        guard !requests.isEmpty else { return }
+        // One replica keeps the steps in order in its proposals; after a resend (no progress)
+        // the next replica takes over, so a crashed one is not relied on.
+        let replica = forwarder.resends % cluster.replicaCount(of: target)
+        for request in requests {
+            if recordHistory, extensionFirstSent[request.sequence] == nil { extensionFirstSent[request.sequence] = now }
+            cluster.submit(request, group: target, replica: replica)
+        }
+    }
+
+    /// The extension steps as the plain appends they became, for `history.jsonl`.
+    private func extensionHistory() -> [HistoryOperation] {
+        guard let forwarder else { return [] }
+        return extensionAppended.keys.sorted().compactMap { index in
+            guard index >= 1, index <= UInt64(forwarder.steps.count), let appended = extensionAppended[index] else { return nil }
+            let invoked = min(extensionFirstSent[index] ?? appended.nanoseconds, appended.nanoseconds)
+            return HistoryOperation(client: ExtensionForwarder.client(origin: forwarder.origin), command: .logAppend(entry: forwarder.steps[Int(index - 1)]),
+                                    invokeNanoseconds: invoked, completion: .init(nanoseconds: appended.nanoseconds, reply: .index(appended.logIndex)))
+        }
     }
 
     // MARK: Phases
@@ -121,9 +202,9 @@ final class LoadDriver: @unchecked Sendable {
         measureStart = startNanoseconds + UInt64(spec.warmupSeconds * 1e9)
         measureEnd = measureStart + UInt64(spec.durationSeconds * 1e9)
         if spec.operations != nil { measureEnd = UInt64.max }
-        for event in spec.events {
+        for (group, event) in events {
             let delay = Int64(event.atSeconds * 1e9)
-            loop.scheduleTask(in: .nanoseconds(delay)) { [self] in apply(event) }
+            loop.scheduleTask(in: .nanoseconds(delay)) { [self] in apply(event, group: group) }
         }
         timers.append(loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in reportProgress() })
         switch spec.clients.loop {
@@ -136,13 +217,14 @@ final class LoadDriver: @unchecked Sendable {
         }
     }
 
-    private func apply(_ event: TimedEvent) {
+    private func apply(_ event: TimedEvent, group index: Int) {
+        let group = cluster.group(index)
         switch event.action {
-        case let .crash(replica): cluster.crash(replica)
-        case let .restart(replica): cluster.restart(replica)
-        case let .partition(sides): cluster.partition(sides)
-        case .heal: cluster.heal()
-        case let .pause(replica, milliseconds): cluster.pause(replica, milliseconds: milliseconds)
+        case let .crash(replica): group.crash(replica)
+        case let .restart(replica): group.restart(replica)
+        case let .partition(sides): group.partition(sides)
+        case .heal: group.heal()
+        case let .pause(replica, milliseconds): group.pause(replica, milliseconds: milliseconds)
         }
         recorder.recordEvent(event.label, second: second(of: Self.now()))
     }
@@ -191,18 +273,19 @@ final class LoadDriver: @unchecked Sendable {
     }
 
     private func send(_ command: Command, kind: OperationKind, session index: Int, intended: UInt64) {
-        let client = sessions[index].id!
-        sessions[index].sequence += 1
-        let request = Request(client: client, sequence: sessions[index].sequence, command: command)
+        let group = cluster.router.group(for: command)
+        let client = sessions[index].ids[group]!
+        sessions[index].sequences[group] += 1
+        let request = Request(client: client, sequence: sessions[index].sequences[group], command: command)
         let now = Self.now()
         var historyIndex: Int?
         if recordHistory {
             history.append(HistoryOperation(client: client, command: command, invokeNanoseconds: now, completion: nil))
             historyIndex = history.count - 1
         }
-        sessions[index].outstanding = Outstanding(kind: kind, request: request, intendedNanoseconds: intended, sentNanoseconds: now,
+        sessions[index].outstanding = Outstanding(kind: kind, group: group, request: request, intendedNanoseconds: intended, sentNanoseconds: now,
                                                   lastSendNanoseconds: now, historyIndex: historyIndex)
-        cluster.submit(request, to: sessions[index].replica)
+        cluster.submit(request, group: group, replica: sessions[index].replicas[group])
     }
 
     /// A key by the distribution, or, for `keys.conflict_rate` of the commands, the shared key.
@@ -228,16 +311,25 @@ final class LoadDriver: @unchecked Sendable {
         }
     }
 
-    private func receive(_ reply: ClientReplyOut) {
-        guard let index = sessionByClient[reply.client], let outstanding = sessions[index].outstanding,
-              outstanding.request.sequence == reply.sequence, outstanding.request.client == reply.client else { return }
+    private func receive(_ reply: ClientReplyOut, group: Int) {
+        if let origin = forwarder?.origin, reply.client == ExtensionForwarder.client(origin: origin) {
+            forwarder?.acknowledged(reply.reply)
+            finishIfDrained()
+            return
+        }
+        guard let index = sessionByClient[GroupClient(group: group, client: reply.client)], let outstanding = sessions[index].outstanding,
+              outstanding.group == group, outstanding.request.sequence == reply.sequence, outstanding.request.client == reply.client else { return }
         let now = Self.now()
         sessions[index].outstanding = nil
         guard let kind = outstanding.kind else {
-            // A session opened.
+            // A session opened; open the next group's, or start once every client has all.
             if case let .session(id) = reply.reply {
-                sessions[index].id = id
-                sessionByClient[id] = index
+                sessions[index].ids[group] = id
+                sessionByClient[GroupClient(group: group, client: id)] = index
+                if group + 1 < cluster.groupCount {
+                    openSession(index, group: group + 1)
+                    return
+                }
                 opened += 1
                 if opened == sessions.count { beginLoad() }
             } else {
@@ -299,10 +391,11 @@ final class LoadDriver: @unchecked Sendable {
         let timeout = spec.clients.retryTimeoutMilliseconds * 1_000_000
         for index in sessions.indices {
             guard var outstanding = sessions[index].outstanding, now &- outstanding.lastSendNanoseconds >= timeout else { continue }
-            sessions[index].replica = (sessions[index].replica + 1) % cluster.replicaCount
+            let group = outstanding.group
+            sessions[index].replicas[group] = (sessions[index].replicas[group] + 1) % cluster.replicaCount(of: group)
             outstanding.lastSendNanoseconds = now
             sessions[index].outstanding = outstanding
-            cluster.submit(outstanding.request, to: sessions[index].replica)
+            cluster.submit(outstanding.request, group: group, replica: sessions[index].replicas[group])
         }
         if stoppedIssuing, let drainDeadline, now >= drainDeadline { finish() }
     }
@@ -319,7 +412,7 @@ final class LoadDriver: @unchecked Sendable {
 
     private func finishIfDrained() {
         guard stoppedIssuing, !finished else { return }
-        if sessions.allSatisfy({ $0.outstanding == nil }) { finish() }
+        if sessions.allSatisfy({ $0.outstanding == nil }), forwarder?.isDrained ?? true { finish() }
     }
 
     private func finish() {
@@ -346,7 +439,8 @@ final class LoadDriver: @unchecked Sendable {
         case .closed: offered = measuredSeconds > 0 ? Double(issuedMeasured) / measuredSeconds : 0
         }
         let summary = RunSummary(spec: spec, recorder: recorder, measuredSeconds: measuredSeconds, offeredOperationsPerSecond: offered, unfinished: unfinished)
-        promise.succeed(RunOutcome(summary: summary, history: history))
+        promise.succeed(RunOutcome(summary: summary, history: history + extensionHistory(),
+                                   extensionSteps: forwarder.map { ($0.steps.count, Int($0.applied)) }))
     }
 
     private func reportProgress() {

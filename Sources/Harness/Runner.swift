@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import Composition
 import Execution
 import Paxos
 import Workload
@@ -30,10 +31,52 @@ public enum WorkloadRunner {
         return config
     }
 
+    /// The groups a workload runs: its composition's (loaded and checked), or its one group.
+    public static func topology(for spec: WorkloadSpec) throws -> (composition: CompositionSpec, configs: [PaxosConfig?], events: [(group: Int, event: TimedEvent)]) {
+        guard let path = spec.composition else {
+            let single = CompositionSpec(name: spec.name, groups: [CompositionSpec.Group(name: "group", replicas: spec.group.replicas,
+                                                                                         toleratedFailures: (spec.group.replicas - 1) / 2, mode: .multiLeader,
+                                                                                         services: [.kv, .lock, .log])],
+                                         extendPutsIntoLog: false, partition: nil)
+            return (single, [try paxosConfig(for: spec)], spec.events.map { (0, $0) })
+        }
+        let composition = try CompositionSpec.load(path: path)
+        var configs: [PaxosConfig?] = []
+        for index in composition.groups.indices {
+            var config = composition.paxosConfig(of: index, simulated: false)
+            config.batchDelayMicrosecondsMax = spec.group.batchDelayMicroseconds
+            try config.validate()
+            configs.append(config)
+        }
+        var events: [(Int, TimedEvent)] = []
+        var errors: [SpecError] = []
+        for event in spec.events {
+            let name = event.group ?? composition.groups[0].name
+            guard let group = composition.groups.firstIndex(where: { $0.name == name }) else {
+                errors.append(SpecError(file: spec.file, line: event.line, column: event.column, field: "events.group",
+                                        problem: "no group named \(name) in \(path)"))
+                continue
+            }
+            let replicas = composition.groups[group].replicas
+            let indices: [Int] = switch event.action {
+            case let .crash(replica), let .restart(replica), let .pause(replica, _): [replica]
+            case let .partition(sides): sides.flatMap { $0 }
+            case .heal: []
+            }
+            if let bad = indices.first(where: { $0 >= replicas }) {
+                errors.append(SpecError(file: spec.file, line: event.line, column: event.column, field: "events",
+                                        problem: "replica \(bad) is outside group \(name), which has \(replicas)"))
+            }
+            events.append((group, event))
+        }
+        guard errors.isEmpty else { throw SpecErrors(errors: errors) }
+        return (composition, configs, events)
+    }
+
     /// Runs `spec` to completion. `progress` gets a line about once a second.
     public static func run(_ spec: WorkloadSpec, recordHistory: Bool = false,
                            progress: (@Sendable (String) -> Void)? = nil) throws -> RunOutcome {
-        let config = try paxosConfig(for: spec)
+        let topology = try topology(for: spec)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: spec.group.threads)
         defer { try? group.syncShutdownGracefully() }
         let loops = Array(group.makeIterator())
@@ -42,8 +85,12 @@ public enum WorkloadRunner {
         let driverBox = DriverBox()
         let execution = ExecutionConfig(scheduler: SchedulerKind(rawValue: spec.group.scheduler)!, workers: spec.group.workers,
                                         spinIterationsPerCommand: SpinCalibration.iterations(microseconds: spec.group.costMicroseconds))
-        let cluster = InProcessCluster(config: config, execution: execution, loops: loops, onReply: { reply in driverBox.driver?.deliver(reply) })
-        let driver = LoadDriver(spec: spec, loop: clientLoop, cluster: cluster, recordHistory: recordHistory, progress: progress)
+        let cluster = ComposedCluster(spec: topology.composition, configs: topology.configs, execution: execution, loops: loops,
+                                      onReply: { group, reply in driverBox.driver?.deliver(reply, group: group) },
+                                      onExtensionSteps: { steps in driverBox.driver?.extensionSteps(steps) },
+                                      onExtensionAppended: { appended in driverBox.driver?.extensionsAppended(appended) })
+        let driver = LoadDriver(spec: spec, loop: clientLoop, cluster: cluster, events: topology.events, recordHistory: recordHistory,
+                                progress: progress)
         driverBox.driver = driver
         cluster.start()
         let outcome = try driver.run().wait()

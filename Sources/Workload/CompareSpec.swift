@@ -98,7 +98,14 @@ public struct CompareSpec: Sendable {
             let label = assignments.map { "\($0.0)=\($0.1.scalar?.string ?? "…")" }.joined(separator: " ")
             do {
                 let variantText = try Yams.serialize(node: tree)
-                let workload = try WorkloadSpec.parse(variantText, file: "\(path) (variant \(index + 1): \(label))")
+                var workload = try WorkloadSpec.parse(variantText, file: "\(path) (variant \(index + 1): \(label))")
+                // A composition named by the comparison is relative to the comparison's folder;
+                // one named by the base workload, to the base's folder.
+                if let composition = workload.composition, !composition.hasPrefix("/") {
+                    let assigned = (sets + assignments).contains { $0.0 == "composition" }
+                    let folder = URL(fileURLWithPath: assigned ? path : basePath).deletingLastPathComponent()
+                    workload.composition = folder.appendingPathComponent(composition).standardized.path
+                }
                 let values = fields.map { field in assignments.first { $0.0 == field }?.1.scalar?.string ?? "" }
                 variants.append(Variant(values: values, workload: workload, label: label))
             } catch let error as SpecErrors {

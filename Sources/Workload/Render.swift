@@ -12,13 +12,16 @@ extension WorkloadSpec {
         lines.append("duration_s: \(number(durationSeconds))")
         lines.append("warmup_s: \(number(warmupSeconds))")
         if let operations { lines.append("operations: \(operations)") }
+        if let composition { lines.append("composition: \(Self.quoted(composition))") }
         lines.append("group:")
-        lines.append("  replicas: \(group.replicas)")
-        lines.append("  protocol: \(group.replication.rawValue)")
-        lines.append("  batch_commands_max: \(group.batchCommandsMax)")
-        lines.append("  batch_bytes_max: \(group.batchBytesMax)")
+        if composition == nil {
+            lines.append("  replicas: \(group.replicas)")
+            lines.append("  protocol: \(group.replication.rawValue)")
+            lines.append("  batch_commands_max: \(group.batchCommandsMax)")
+            lines.append("  batch_bytes_max: \(group.batchBytesMax)")
+            lines.append("  pipeline_depth_max: \(group.pipelineDepthMax)")
+        }
         lines.append("  batch_delay_us: \(group.batchDelayMicroseconds)")
-        lines.append("  pipeline_depth_max: \(group.pipelineDepthMax)")
         lines.append("  scheduler: \(group.scheduler)")
         lines.append("  workers: \(group.workers)")
         lines.append("  cost_us: \(number(group.costMicroseconds))")
@@ -58,6 +61,7 @@ extension WorkloadSpec {
             lines.append("events:")
             for event in events {
                 lines.append("  - at_s: \(number(event.atSeconds))")
+                if let group = event.group { lines.append("    group: \(Self.quoted(group))") }
                 switch event.action {
                 case let .crash(replica): lines.append("    crash: \(replica)")
                 case let .restart(replica): lines.append("    restart: \(replica)")

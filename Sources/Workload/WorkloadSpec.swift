@@ -104,8 +104,24 @@ public struct TimedEvent: Hashable, Sendable {
 
     public var atSeconds: Double
     public var action: Action
+    /// The composition group the event hits (nil: the first group).
+    public var group: String?
+    /// Where the event is written, for errors found once the composition is known.
+    public var line = 0
+    public var column = 0
+
+    public init(atSeconds: Double, action: Action, group: String? = nil) {
+        self.atSeconds = atSeconds
+        self.action = action
+        self.group = group
+    }
 
     public var label: String {
+        let prefix = group.map { "\($0)/" } ?? ""
+        return prefix + actionLabel
+    }
+
+    private var actionLabel: String {
         switch action {
         case let .crash(replica): "crash r\(replica)"
         case let .restart(replica): "restart r\(replica)"
@@ -135,12 +151,17 @@ public struct WorkloadSpec: Hashable, Sendable {
     /// `log.truncate` drops everything but the newest this many entries.
     public var truncateKeepEntries = 1_000
     public var events: [TimedEvent] = []
+    /// A composition spec (docs/composition.md), resolved against the workload file's folder.
+    /// Its groups replace `group`'s replicas, protocol, batch and pipeline.
+    public var composition: String?
+    /// The file this workload was read from, for errors found later.
+    public var file = ""
 
     public init() {}
 }
 
 extension WorkloadSpec {
-    public static let topLevelFields = ["name", "seed", "duration_s", "warmup_s", "operations", "group", "clients", "keys", "values", "mix", "lock", "log", "events"]
+    public static let topLevelFields = ["name", "seed", "duration_s", "warmup_s", "operations", "composition", "group", "clients", "keys", "values", "mix", "lock", "log", "events"]
 
     /// Reads a workload file, reporting every problem with its file, line, field and expectation.
     public static func load(path: String) throws(SpecErrors) -> WorkloadSpec {
@@ -150,12 +171,17 @@ extension WorkloadSpec {
         } catch {
             throw SpecErrors(errors: [SpecError(file: path, line: 0, column: 0, field: "", problem: "cannot read the file: \(error.localizedDescription)")])
         }
-        return try parse(text, file: path)
+        var spec = try parse(text, file: path)
+        if let composition = spec.composition, !composition.hasPrefix("/") {
+            spec.composition = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent(composition).standardized.path
+        }
+        return spec
     }
 
     public static func parse(_ text: String, file: String) throws(SpecErrors) -> WorkloadSpec {
         let root = try YAMLFields.parse(text, file: file)
         var spec = WorkloadSpec()
+        spec.file = file
         spec.read(from: root)
         guard root.errors.isEmpty else { throw SpecErrors(errors: root.errors) }
         return spec
@@ -170,7 +196,13 @@ extension WorkloadSpec {
         if root.has("operations") { operations = root.int("operations", default: 0, range: 1...1_000_000_000) }
 
         var replicasGiven = false
+        if root.has("composition") { composition = root.string("composition", default: "") }
         if let fields = root.mapping("group") {
+            if composition != nil {
+                for key in ["replicas", "protocol", "batch_commands_max", "batch_bytes_max", "pipeline_depth_max"] where fields.has(key) {
+                    fields.fail(fields.value(key), field: fields.qualified(key), "comes from the composition's groups; remove it here")
+                }
+            }
             replicasGiven = fields.has("replicas")
             group.replicas = fields.int("replicas", default: group.replicas, range: 1...15)
             if fields.has("replicas"), group.replicas % 2 == 0 {
@@ -258,7 +290,18 @@ extension WorkloadSpec {
                 fields.fail(node, field: path, "expected exactly one of crash, restart, partition, heal, pause; got \(actions.isEmpty ? "none" : actions.joined(separator: ", "))")
                 continue
             }
-            let limit = group.replicas - 1
+            // With a composition, replica indices are checked once its groups are known.
+            let limit = composition == nil ? group.replicas - 1 : 14
+            let groupName = fields.has("group") ? fields.string("group", default: "") : nil
+            if groupName != nil, composition == nil { fields.fail(fields.value("group"), field: "\(path).group", "only applies with a composition") }
+            let eventMark = node.mark
+            defer {
+                if !events.isEmpty, events[events.count - 1].line == 0 {
+                    events[events.count - 1].group = groupName
+                    events[events.count - 1].line = eventMark?.line ?? 0
+                    events[events.count - 1].column = eventMark?.column ?? 0
+                }
+            }
             switch actions[0] {
             case "crash": events.append(TimedEvent(atSeconds: at, action: .crash(replica: fields.int("crash", default: 0, range: 0...limit, unit: "replica index"))))
             case "restart": events.append(TimedEvent(atSeconds: at, action: .restart(replica: fields.int("restart", default: 0, range: 0...limit, unit: "replica index"))))
@@ -283,7 +326,7 @@ extension WorkloadSpec {
                 if sides.count < 2 { fields.fail(node, field: "\(path).partition", "expected at least two sides, e.g. [[0], [1, 2]]") }
                 events.append(TimedEvent(atSeconds: at, action: .partition(sides: sides)))
             }
-            fields.rejectUnknown(expected: ["at_s", "crash", "restart", "partition", "heal", "pause", "for_ms"])
+            fields.rejectUnknown(expected: ["at_s", "crash", "restart", "partition", "heal", "pause", "for_ms", "group"])
         }
         events.sort { $0.atSeconds < $1.atSeconds }
         if group.replication == .unreplicated, group.replicas != 1, replicasGiven {

@@ -35,11 +35,19 @@ struct Run: ParsableCommand {
             throw ExitCode(2)
         }
         let folder = URL(fileURLWithPath: out ?? "results/\(spec.name)-\(RunMetadata.timestamp())")
-        FileHandle.standardError.write(Data("csmr run: \(spec.name): \(spec.group.replication.rawValue), \(spec.group.replicas) replica(s), \(spec.clients.count) \(spec.clients.loop.rawValue)-loop client(s), \(spec.warmupSeconds) s warm-up + \(spec.operations.map { "\($0) operations" } ?? "\(spec.durationSeconds) s") -> \(folder.path)\n".utf8))
+        let shape = spec.composition.map { "composition \(URL(fileURLWithPath: $0).lastPathComponent)" }
+            ?? "\(spec.group.replication.rawValue), \(spec.group.replicas) replica(s)"
+        FileHandle.standardError.write(Data("csmr run: \(spec.name): \(shape), \(spec.clients.count) \(spec.clients.loop.rawValue)-loop client(s), \(spec.warmupSeconds) s warm-up + \(spec.operations.map { "\($0) operations" } ?? "\(spec.durationSeconds) s") -> \(folder.path)\n".utf8))
         let progress: (@Sendable (String) -> Void)? = quiet ? nil : { @Sendable (line: String) in
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }
-        let outcome = try WorkloadRunner.run(spec, recordHistory: history, progress: progress)
+        let outcome: RunOutcome
+        do {
+            outcome = try WorkloadRunner.run(spec, recordHistory: history, progress: progress)
+        } catch let error as SpecErrors {
+            FileHandle.standardError.write(Data("csmr run: the workload does not fit its composition; nothing ran.\n\(error)\n".utf8))
+            throw ExitCode(2)
+        }
         try outcome.summary.write(to: folder)
         try RunMetadata.yaml(for: spec, command: CommandLine.arguments.joined(separator: " "))
             .write(to: folder.appendingPathComponent("run.yaml"), atomically: true, encoding: .utf8)
@@ -47,6 +55,9 @@ struct Run: ParsableCommand {
             try HistoryFile.encode(outcome.history).write(to: folder.appendingPathComponent("history.jsonl"), atomically: true, encoding: .utf8)
         }
         print(outcome.summary.table)
+        if let steps = outcome.extensionSteps {
+            print("extension: \(steps.produced) put(s) extended into the log, \(steps.applied) applied")
+        }
         if outcome.summary.unfinished > 0 {
             print("\(outcome.summary.unfinished) measured request(s) never completed; they count as errors.")
         }

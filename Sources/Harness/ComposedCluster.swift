@@ -1,0 +1,51 @@
+import Composition
+import Execution
+import NIOCore
+import Paxos
+import Primitives
+import Runtime
+import Services
+
+/// Several in-process groups behind one front: the groups of a composition, or a single group.
+/// The load driver routes each request with the composition's `Router` (the proxy) and submits it
+/// to a replica of the chosen group.
+public final class ComposedCluster: @unchecked Sendable {
+    // `groups` is written once in `init`; each group's state is confined to its loops.
+    public let router: Router
+    private(set) var groups: [InProcessCluster] = []
+
+    /// - Parameters:
+    ///   - configs: one Paxos configuration per group of `spec` (nil for one unreplicated group).
+    ///   - onReply: a reply and the group it came from.
+    ///   - onExtensionSteps: steps produced by the extension's origin group.
+    init(spec: CompositionSpec, configs: [PaxosConfig?], execution: ExecutionConfig, loops: [EventLoop],
+         onReply: @escaping @Sendable (Int, ClientReplyOut) -> Void,
+         onExtensionSteps: @escaping @Sendable ([(index: UInt64, entry: String)]) -> Void,
+         onExtensionAppended: @escaping @Sendable ([(origin: UInt32, index: UInt64, logIndex: UInt64)]) -> Void) {
+        router = Router(spec: spec)
+        var firstLoop = 0
+        for (index, config) in configs.enumerated() {
+            let origin: UInt32? = router.extensionOrigin == index ? UInt32(index) : nil
+            groups.append(InProcessCluster(config: config, execution: execution, loops: loops, firstLoop: firstLoop, extensionOrigin: origin,
+                                           onReply: { reply in onReply(index, reply) },
+                                           onExtensionSteps: origin == nil ? nil : onExtensionSteps,
+                                           onExtensionAppended: router.extensionTarget == index ? onExtensionAppended : nil))
+            firstLoop += config?.replicaCount ?? 1
+        }
+    }
+
+    public var groupCount: Int { groups.count }
+
+    public func replicaCount(of group: Int) -> Int { groups[group].replicaCount }
+
+    public func start() { for group in groups { group.start() } }
+
+    public func stop() -> EventLoopFuture<Void> {
+        let futures = groups.map { $0.stop() }
+        return EventLoopFuture.andAllSucceed(futures, on: futures[0].eventLoop)
+    }
+
+    public func submit(_ request: Request, group: Int, replica: Int) { groups[group].submit(request, to: replica) }
+
+    public func group(_ index: Int) -> InProcessCluster { groups[index] }
+}
