@@ -42,6 +42,50 @@ private func workload(_ text: String) throws -> WorkloadSpec { try WorkloadSpec.
         #expect(LinearizabilityChecker().check(decoded) == .linearizable)
     }
 
+    static let compositions = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../../workloads/compositions").standardized.path
+
+    @Test func anExtensionRunLogsEveryPutOnceAndItsHistoryIsLinearizable() throws {
+        var spec = try workload("""
+            name: ext
+            duration_s: 1
+            warmup_s: 0.2
+            clients: {count: 6}
+            keys: {count: 20}
+            mix: {kv.get: 0.3, kv.put: 0.4, log.retrieve: 0.3}
+            log: {retrieve_length: 3}
+            """)
+        spec.composition = "\(Self.compositions)/extension-2.yaml"
+        let outcome = try WorkloadRunner.run(spec, recordHistory: true)
+        let steps = try #require(outcome.extensionSteps)
+        #expect(steps.produced > 50)
+        #expect(steps.applied == steps.produced)
+        #expect(LinearizabilityChecker().check(outcome.history) == .linearizable)
+    }
+
+    @Test func aPartitionedRunServesEveryOperation() throws {
+        var spec = try workload("""
+            name: part
+            duration_s: 0.8
+            warmup_s: 0.2
+            clients: {count: 6}
+            keys: {count: 50}
+            mix: {kv.get: 0.4, kv.put: 0.3, lock.acquire: 0.1, log.append: 0.2}
+            lock: {hold_us: 100}
+            """)
+        spec.composition = "\(Self.compositions)/partition-3.yaml"
+        let outcome = try WorkloadRunner.run(spec, recordHistory: true)
+        #expect(outcome.summary.rows.last!.count > 100 && outcome.summary.rows.last!.errors == 0)
+        #expect(LinearizabilityChecker().check(outcome.history) == .linearizable)
+    }
+
+    @Test func anEventNamingAGroupTheCompositionLacksIsRefused() throws {
+        var spec = try workload("name: x\nevents:\n  - {at_s: 1, crash: 0}\n")
+        spec.composition = "\(Self.compositions)/extension-2.yaml"
+        spec.events[0].group = "nowhere"
+        #expect { try WorkloadRunner.topology(for: spec) } throws: { "\($0)".contains("events.group: no group named nowhere") }
+    }
+
     @Test func aTamperedHistoryIsNotLinearizable() throws {
         let history = """
             {"client":1,"op":"kv.put","key":"a","value":"1","invoke_ns":0,"complete_ns":10,"result":{"stored":true}}
