@@ -19,7 +19,7 @@ public final class ComposedCluster: @unchecked Sendable {
     ///   - onReply: a reply and the group it came from.
     ///   - onExtensionSteps: steps produced by the extension's origin group.
     init(spec: CompositionSpec, configs: [PaxosConfig?], execution: ExecutionConfig, loops: [EventLoop],
-         onReply: @escaping @Sendable (Int, ClientReplyOut) -> Void,
+         onReply: @escaping @Sendable (Int, ClientReply) -> Void,
          onExtensionSteps: @escaping @Sendable ([(index: UInt64, entry: String)]) -> Void,
          onExtensionAppended: @escaping @Sendable ([(origin: UInt32, index: UInt64, logIndex: UInt64)]) -> Void) {
         router = Router(spec: spec)

@@ -17,7 +17,7 @@ public final class InProcessCluster: @unchecked Sendable {
     // to its own event loop. That is what makes the unchecked `Sendable` sound.
     private(set) var hosts: [ReplicaHost] = []
     private let blocked = NIOLockedValueBox(Set<LinkPair>())
-    private let replySink: @Sendable (ClientReplyOut) -> Void
+    private let replySink: @Sendable (ClientReply) -> Void
     private let extensionSink: (@Sendable ([(index: UInt64, entry: String)]) -> Void)?
     private let appendedSink: (@Sendable ([(origin: UInt32, index: UInt64, logIndex: UInt64)]) -> Void)?
     public let config: PaxosConfig?
@@ -30,7 +30,7 @@ public final class InProcessCluster: @unchecked Sendable {
     ///     `onExtensionSteps` (on the replica's loop).
     public init(config: PaxosConfig?, execution: ExecutionConfig = ExecutionConfig(), loops: [EventLoop], firstLoop: Int = 0,
                 extensionOrigin: UInt32? = nil,
-                onReply: @escaping @Sendable (ClientReplyOut) -> Void,
+                onReply: @escaping @Sendable (ClientReply) -> Void,
                 onExtensionSteps: (@Sendable ([(index: UInt64, entry: String)]) -> Void)? = nil,
                 onExtensionAppended: (@Sendable ([(origin: UInt32, index: UInt64, logIndex: UInt64)]) -> Void)? = nil) {
         self.config = config
@@ -104,7 +104,7 @@ public final class InProcessCluster: @unchecked Sendable {
         host.loop.execute { host.receive(outgoing.message, from: sender) }
     }
 
-    func reply(_ reply: ClientReplyOut) { replySink(reply) }
+    func reply(_ reply: ClientReply) { replySink(reply) }
 
     func extensionSteps(_ steps: [(index: UInt64, entry: String)]) { extensionSink?(steps) }
 
@@ -194,7 +194,7 @@ final class ReplicaHost: @unchecked Sendable {
         }
         if let machine {
             let reply = machine.execute([request])[0]
-            cluster.reply(ClientReplyOut(client: request.client, sequence: request.sequence, reply: reply))
+            cluster.reply(ClientReply(client: request.client, sequence: request.sequence, reply: reply))
             return
         }
         guard node != nil else { return }

@@ -144,7 +144,7 @@ final class LoadDriver: @unchecked Sendable {
     }
 
     /// Called from any replica's loop.
-    func deliver(_ reply: ClientReplyOut, group: Int) {
+    func deliver(_ reply: ClientReply, group: Int) {
         loop.execute { [self] in receive(reply, group: group) }
     }
 
@@ -311,7 +311,7 @@ final class LoadDriver: @unchecked Sendable {
         }
     }
 
-    private func receive(_ reply: ClientReplyOut, group: Int) {
+    private func receive(_ reply: ClientReply, group: Int) {
         if let origin = forwarder?.origin, reply.client == ExtensionForwarder.client(origin: origin) {
             forwarder?.acknowledged(reply.reply)
             finishIfDrained()

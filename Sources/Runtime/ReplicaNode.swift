@@ -8,7 +8,7 @@ public struct NodeOutput: Sendable {
     /// Messages for other replicas of the group (messages to itself are handled inside the node).
     public var messages: [Outgoing] = []
     /// Replies owed to clients that sent their request to this node.
-    public var replies: [ClientReplyOut] = []
+    public var replies: [ClientReply] = []
     /// Slots delivered and executed by this input, in order.
     public var deliveries: [Delivery] = []
     /// State digests taken after executing the given slot (every `digestIntervalSlots`).
@@ -21,19 +21,6 @@ public struct NodeOutput: Sendable {
     public var extensionsAppended: [(origin: UInt32, index: UInt64, logIndex: UInt64)] = []
 
     public init() {}
-}
-
-/// A reply to one client request.
-public struct ClientReplyOut: Hashable, Sendable {
-    public var client: ClientID
-    public var sequence: UInt64
-    public var reply: Reply
-
-    public init(client: ClientID, sequence: UInt64, reply: Reply) {
-        self.client = client
-        self.sequence = sequence
-        self.reply = reply
-    }
 }
 
 /// The replica driver: runs the pure Paxos core's effects in the order it demands (persist, then
@@ -87,7 +74,7 @@ public struct ReplicaNode<Storage: PaxosStorage>: Sendable where Storage: Sendab
         var output = NodeOutput()
         let verdict = sequentialMachine?.sessionVerdict(for: request) ?? executor!.sessionVerdict(for: request)
         if case let .duplicate(reply) = verdict {
-            output.replies.append(ClientReplyOut(client: request.client, sequence: request.sequence, reply: reply))
+            output.replies.append(ClientReply(client: request.client, sequence: request.sequence, reply: reply))
             return output
         }
         owed.insert(OwedReply(request))
@@ -143,7 +130,7 @@ public struct ReplicaNode<Storage: PaxosStorage>: Sendable where Storage: Sendab
                 for (position, request) in requests.enumerated() {
                     let reply = replies[position]
                     if owed.remove(OwedReply(request)) != nil {
-                        output.replies.append(ClientReplyOut(client: request.client, sequence: request.sequence, reply: reply))
+                        output.replies.append(ClientReply(client: request.client, sequence: request.sequence, reply: reply))
                     }
                     if let origin = extensionOrigin, executed[position], case let .kvPut(key, value) = request.command {
                         extensionStepCount += 1

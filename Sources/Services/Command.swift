@@ -150,6 +150,19 @@ public struct Request: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(client)#\(sequence) \(command)" }
 }
 
+/// A reply on its way to a client, labelled with the request it answers.
+public struct ClientReply: Hashable, Sendable {
+    public var client: ClientID
+    public var sequence: UInt64
+    public var reply: Reply
+
+    public init(client: ClientID, sequence: UInt64, reply: Reply) {
+        self.client = client
+        self.sequence = sequence
+        self.reply = reply
+    }
+}
+
 /// What a command returns.
 public enum Reply: Hashable, Sendable {
     /// `kv.get`: the value, or nil for an unknown key.

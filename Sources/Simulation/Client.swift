@@ -80,7 +80,7 @@ struct SimulatedClient {
 
     /// Handles a reply from `group`; returns a follow-up request to send at once (the operation
     /// that waited for its session).
-    mutating func receive(_ reply: ClientReplyOut, group: Int, now: Instant) -> (group: Int, replica: Int, Request)? {
+    mutating func receive(_ reply: ClientReply, group: Int, now: Instant) -> (group: Int, replica: Int, Request)? {
         guard let current, current.group == group, reply.client == current.request.client, reply.sequence == current.request.sequence else { return nil }
         self.current = nil
         guard let historyIndex = current.historyIndex else {

@@ -55,19 +55,6 @@ public enum WireError: Error, Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// A reply to a client request, labelled with the request it answers.
-public struct ClientReply: Hashable, Sendable {
-    public var client: ClientID
-    public var sequence: UInt64
-    public var reply: Reply
-
-    public init(client: ClientID, sequence: UInt64, reply: Reply) {
-        self.client = client
-        self.sequence = sequence
-        self.reply = reply
-    }
-}
-
 /// Everything that travels in a frame.
 public enum Message: Hashable, Sendable {
     case request(Request)
