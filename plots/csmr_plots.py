@@ -122,7 +122,13 @@ def plot_comparison(folder, out):
     totals = [r for r in rows if r["op"] == "all"]
 
     def label(row):
-        return " ".join(f"{f.split('.')[-1]}={row[f]}" for f in fields if row[f]) or f"variant {row['variant']}"
+        return " ".join(f"{f.split('.')[-1]}={os.path.basename(row[f]).removesuffix('.yaml')}" for f in fields if row[f]) \
+            or f"variant {row['variant']}"
+
+    if {"group.scheduler", "keys.conflict_rate", "group.cost_us", "group.workers"} <= set(fields):
+        plot_scheduler_lines([{"cost": r["group.cost_us"], "rate": r["keys.conflict_rate"], "scheduler": r["group.scheduler"],
+                               "workers": r["group.workers"], "ops": r["achieved_ops_s"]} for r in totals],
+                             out, "schedulers.png", "Replicated cluster", "ops")
 
     fig, ax = plt.subplots(figsize=(9, 6))
     for row in totals:
@@ -159,6 +165,40 @@ def plot_comparison(folder, out):
     plt.close(fig)
 
 
+def plot_scheduler_lines(rows, out, name, title, throughput_key):
+    """Throughput against conflict rate, a line per scheduler and worker count, a panel per cost."""
+    costs = sorted({float(r["cost"]) for r in rows})
+    fig, axes = plt.subplots(1, len(costs), figsize=(6 * len(costs), 4.5), squeeze=False)
+    for ax, cost in zip(axes[0], costs):
+        lines = sorted({(r["scheduler"], int(r["workers"])) for r in rows if float(r["cost"]) == cost})
+        for scheduler, workers in lines:
+            if scheduler == "sequential" and workers != 1:
+                continue  # the sequential scheduler ignores workers
+            points = sorted((float(r["rate"]), float(r[throughput_key])) for r in rows
+                            if float(r["cost"]) == cost and r["scheduler"] == scheduler and int(r["workers"]) == workers)
+            label = "sequential" if scheduler == "sequential" else f"{scheduler}, {workers} worker{'s' if workers > 1 else ''}"
+            style = "-" if scheduler == "sequential" else ("--" if workers == 1 else "-")
+            ax.plot([p[0] * 100 for p in points], [p[1] for p in points], style, marker="o", label=label,
+                    linewidth=2.5 if scheduler == "sequential" else 1.5)
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xticks([0, 1, 10, 50, 100])
+        ax.set_xticklabels(["0", "1", "10", "50", "100"])
+        ax.set_xlabel("conflict rate (% of commands on one shared key)")
+        ax.set_ylabel("operations/s")
+        ax.set_title(f"{title}, {cost:g} µs per command")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, name), dpi=110)
+    plt.close(fig)
+
+
+def plot_executor_bench(path, out):
+    rows = [{"cost": r["cost_us"], "rate": r["conflict_rate"], "scheduler": r["scheduler"], "workers": r["workers"],
+             "ops": r["ops_s"]} for r in csv.DictReader(open(path))]
+    plot_scheduler_lines(rows, out, "executor-schedulers.png", "Executor alone", "ops")
+
+
 def main():
     parser = argparse.ArgumentParser(description="Plot a csmr run or comparison folder.")
     parser.add_argument("folder")
@@ -166,9 +206,11 @@ def main():
     args = parser.parse_args()
     folder = args.folder
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = args.out or os.path.join(repo, "plots", os.path.basename(os.path.abspath(folder)))
+    out = args.out or os.path.join(repo, "plots", os.path.basename(os.path.abspath(folder)).removesuffix(".csv"))
     os.makedirs(out, exist_ok=True)
-    if os.path.exists(os.path.join(folder, "compare.csv")):
+    if folder.endswith(".csv") and os.path.isfile(folder):
+        plot_executor_bench(folder, out)
+    elif os.path.exists(os.path.join(folder, "compare.csv")):
         plot_comparison(folder, out)
     elif os.path.exists(os.path.join(folder, "summary.csv")):
         plot_run(folder, out)

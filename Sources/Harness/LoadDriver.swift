@@ -267,12 +267,13 @@ final class LoadDriver: @unchecked Sendable {
     }
 
     private func issue(_ kind: OperationKind, session index: Int, intended: UInt64) {
-        if isMeasured(intended) { issuedMeasured += 1 }
         let command = makeCommand(kind, session: index)
         send(command, kind: kind, session: index, intended: intended)
     }
 
     private func send(_ command: Command, kind: OperationKind, session index: Int, intended: UInt64) {
+        // Every request sent counts as offered, lock releases included.
+        if isMeasured(intended) { issuedMeasured += 1 }
         let group = cluster.router.group(for: command)
         let client = sessions[index].ids[group]!
         sessions[index].sequences[group] += 1
