@@ -17,6 +17,9 @@ public final class InProcessCluster: @unchecked Sendable {
     // to its own event loop. That is what makes the unchecked `Sendable` sound.
     private(set) var hosts: [ReplicaHost] = []
     private let blocked = NIOLockedValueBox(Set<LinkPair>())
+    /// Set once the run is over: from then on nothing crosses between event loops, so no loop
+    /// schedules work on one that is shutting down.
+    private let halted = NIOLockedValueBox(false)
     private let replySink: @Sendable (ClientReply) -> Void
     private let extensionSink: (@Sendable ([(index: UInt64, entry: String)]) -> Void)?
     private let appendedSink: (@Sendable ([(origin: UInt32, index: UInt64, logIndex: UInt64)]) -> Void)?
@@ -52,13 +55,16 @@ public final class InProcessCluster: @unchecked Sendable {
         for host in hosts { host.loop.execute { host.start() } }
     }
 
+    /// Stops the tickers; after it has completed, no replica sends anything anywhere.
     public func stop() -> EventLoopFuture<Void> {
+        halted.withLockedValue { $0 = true }
         let futures = hosts.map { host in host.loop.submit { host.stop() } }
         return EventLoopFuture.andAllSucceed(futures, on: hosts[0].loop)
     }
 
     /// A client request arriving at `replica`.
     public func submit(_ request: Request, to replica: Int) {
+        guard !isHalted else { return }
         let host = hosts[replica % hosts.count]
         host.loop.execute { host.clientRequest(request) }
     }
@@ -99,12 +105,17 @@ public final class InProcessCluster: @unchecked Sendable {
 
     func route(_ outgoing: Outgoing, from sender: Int) {
         let to = outgoing.to.rawValue
-        guard to >= 0, to < hosts.count, !blocked.withLockedValue({ $0.contains(LinkPair(sender, to)) }) else { return }
+        guard !isHalted, to >= 0, to < hosts.count, !blocked.withLockedValue({ $0.contains(LinkPair(sender, to)) }) else { return }
         let host = hosts[to]
         host.loop.execute { host.receive(outgoing.message, from: sender) }
     }
 
-    func reply(_ reply: ClientReply) { replySink(reply) }
+    private var isHalted: Bool { halted.withLockedValue { $0 } }
+
+    func reply(_ reply: ClientReply) {
+        guard !isHalted else { return }
+        replySink(reply)
+    }
 
     func extensionSteps(_ steps: [(index: UInt64, entry: String)]) { extensionSink?(steps) }
 

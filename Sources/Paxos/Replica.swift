@@ -478,12 +478,19 @@ public struct PaxosReplica: Sendable {
 
     private mutating func dropLeadership(of sublog: Int) {
         guard let leadership = leaderships.removeValue(forKey: sublog) else { return }
-        // Batches in flight may still be decided by the next leader; if not, clients retry, and
-        // forgetting them here lets a retry be proposed again.
-        for proposal in leadership.inflight.values {
-            if case let .batch(requests) = proposal.run.value {
-                for request in requests { pendingRequests.remove(RequestKey(request)) }
-            }
+        // Client batches in flight may or may not be decided by the next leader. They go back to
+        // the front of the queue, in slot order, to be proposed again once this replica leads
+        // (or, single-leader, to be forwarded): if both copies are decided, the session table
+        // answers the second from the first's reply, so nothing runs twice, and no client waits
+        // for its retry timeout because a (falsely) suspected leader was replaced.
+        var requeued: [Request] = []
+        for first in leadership.inflight.keys.sorted() {
+            if case let .batch(requests) = leadership.inflight[first]!.run.value { requeued += requests }
+        }
+        if !requeued.isEmpty {
+            if queuedRequests == 0 { oldestQueuedAt = now }
+            queue.replaceSubrange(queueHead..<queueHead, with: requeued)
+            queueBytes += requeued.reduce(0) { $0 + Self.estimatedBytes($1) }
         }
         lastPrepareAt[sublog] = now
     }
