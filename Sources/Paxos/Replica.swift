@@ -31,13 +31,14 @@ public struct PaxosReplica: Sendable {
     public let config: PaxosConfig
     public let id: ReplicaID
     private let stride: UInt64
+    private let allReplicas: [ReplicaID]
 
     // MARK: Acceptor state (persisted)
 
     /// Highest ballot promised, per sublog.
     private var promised: [Ballot]
     /// What this replica accepted or learned, per slot.
-    private var slots: [UInt64: SlotRecord] = [:]
+    private var slots = SlotTable()
 
     // MARK: Learner state
 
@@ -78,6 +79,7 @@ public struct PaxosReplica: Sendable {
         self.config = config
         self.id = id
         stride = UInt64(config.sublogCount)
+        allReplicas = (0..<config.replicaCount).map(ReplicaID.init)
         let initial = (0..<config.sublogCount).map { Ballot(round: 0, replica: Self.owner(ofSublog: $0, mode: config.mode)) }
         promised = initial
         knownBallot = initial
@@ -337,7 +339,8 @@ public struct PaxosReplica: Sendable {
             queueBytes = 0
             oldestQueuedAt = nil
         }
-        for sublog in leaderships.keys.sorted() {
+        // In sublog order, without sorting keys (this runs after every input).
+        for sublog in 0..<config.sublogCount {
             guard var leadership = leaderships[sublog], case .leading = leadership.phase else { continue }
             let windowEnd = deliveredBelow + config.deliveryWindowSlotsMax
             if sublog == clientSublog {
@@ -506,7 +509,7 @@ public struct PaxosReplica: Sendable {
 
     private mutating func retransmit(into ready: inout Ready) {
         let timeout = config.retransmitTimeoutMicroseconds
-        for sublog in leaderships.keys.sorted() {
+        for sublog in 0..<config.sublogCount {
             guard var leadership = leaderships[sublog] else { continue }
             switch leadership.phase {
             case let .preparing(from, promises, sentAt):
@@ -576,7 +579,7 @@ public struct PaxosReplica: Sendable {
 
     // MARK: Helpers
 
-    private var replicas: [ReplicaID] { (0..<config.replicaCount).map(ReplicaID.init) }
+    private var replicas: [ReplicaID] { allReplicas }
 
     private mutating func broadcast(_ message: PaxosMessage, includingSelf: Bool, into ready: inout Ready) {
         for peer in replicas where includingSelf || peer != id { ready.send(message, to: peer) }
@@ -629,6 +632,26 @@ struct RequestKey: Hashable, Sendable {
     init(_ request: Request) {
         client = request.client
         sequence = request.sequence
+    }
+}
+
+/// Slot records by slot number. Slots fill densely from 0 (skips are records too), so an array
+/// indexed by slot beats a hash table: no hashing, and growth copies records instead of rehashing
+/// them, which at millions of slots stalled a replica for tens of milliseconds. Callers validate
+/// slot numbers from peers against the delivery window before they get here.
+struct SlotTable: Sendable {
+    private var records: [SlotRecord?] = []
+
+    subscript(slot: UInt64) -> SlotRecord? {
+        get { slot < UInt64(records.count) ? records[Int(slot)] : nil }
+        set {
+            let index = Int(slot)
+            if index >= records.count {
+                guard newValue != nil else { return }
+                records.append(contentsOf: repeatElement(nil, count: index - records.count + 1))
+            }
+            records[index] = newValue
+        }
     }
 }
 
