@@ -41,8 +41,10 @@ public struct GroupSpec: Hashable, Sendable {
     public var workers = 1
     /// Synthetic CPU work per executed command, in microseconds (calibrated at start-up).
     public var costMicroseconds = 0.0
-    /// Event-loop threads shared by the in-process replicas and clients.
-    public var threads = 2
+    /// Event-loop threads shared by the in-process replicas and clients. One by default: on a
+    /// 2-core machine, handing every message to another thread (a wake-up and a context switch)
+    /// costs more than the work, and two loops made runs bimodal (see BENCHMARKS.md).
+    public var threads = 1
 }
 
 public enum LoopKind: String, Hashable, Sendable {
