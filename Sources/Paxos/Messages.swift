@@ -7,6 +7,12 @@ public struct ReportedSlot: Hashable, Sendable {
     /// The ballot it was accepted at; nil when the acceptor knows the slot is decided.
     public var ballot: Ballot?
     public var value: SlotValue
+
+    public init(slot: UInt64, ballot: Ballot?, value: SlotValue) {
+        self.slot = slot
+        self.ballot = ballot
+        self.value = value
+    }
 }
 
 /// Everything replicas of one group say to each other.
@@ -30,6 +36,17 @@ public enum PaxosMessage: Hashable, Sendable {
     case catchUp(fromSlot: UInt64)
     /// Single-leader mode: a client request for the leader to propose.
     case forward(Request)
+}
+
+extension PaxosMessage {
+    /// The ballot a message carries, if any.
+    public var ballot: Ballot? {
+        switch self {
+        case let .prepare(_, ballot, _), let .promise(_, ballot, _, _, _), let .accept(ballot, _), let .accepted(ballot, _): ballot
+        case let .rejected(_, promised): promised
+        case .decided, .heartbeat, .catchUp, .forward: nil
+        }
+    }
 }
 
 /// A message and its destination.

@@ -133,11 +133,15 @@ public struct PaxosReplica: Sendable {
     public mutating func receive(_ message: PaxosMessage, from sender: ReplicaID, now: Instant) -> Ready {
         self.now = max(self.now, now)
         guard sender.rawValue >= 0, sender.rawValue < config.replicaCount else { return Ready() }
+        // Numbers from peers are bounded before use: a ballot round near the top of UInt64 or a
+        // slot far beyond the delivery window would overflow arithmetic or make a loop run for
+        // ever. Such a message is not from a correct replica; it is dropped.
+        guard message.ballot.map(validBallot) ?? true else { return Ready() }
         lastHeard[sender.rawValue] = self.now
         var ready = Ready()
         switch message {
         case let .prepare(sublog, ballot, fromSlot):
-            guard validSublog(sublog) else { break }
+            guard validSublog(sublog), fromSlot < slotBound else { break }
             onPrepare(sublog: sublog, ballot: ballot, fromSlot: fromSlot, from: sender, into: &ready)
         case let .promise(sublog, ballot, fromSlot, reported, complete):
             guard validSublog(sublog) else { break }
@@ -425,9 +429,10 @@ public struct PaxosReplica: Sendable {
                                     from sender: ReplicaID, into ready: inout Ready) {
         guard var leadership = leaderships[sublog], leadership.ballot == ballot,
               case .preparing(let from, var promises, let sentAt) = leadership.phase, from == fromSlot else { return }
-        guard complete else {
-            // The acceptor holds more than one report carries: this replica is too far behind to
-            // lead. Give up; it retries once catch-up has brought it closer.
+        guard complete, reported.allSatisfy({ $0.slot < slotBound }) else {
+            // The acceptor holds more than one report carries, or reports slots beyond this
+            // replica's window: this replica is too far behind to lead. Give up; it retries once
+            // catch-up has brought it closer.
             dropLeadership(of: sublog)
             return
         }
@@ -593,12 +598,19 @@ public struct PaxosReplica: Sendable {
 
     private func validSublog(_ sublog: Int) -> Bool { sublog >= 0 && sublog < config.sublogCount }
 
+    /// Ballot rounds grow by one per election; 2⁶² leaves room for any real run and no overflow.
+    private func validBallot(_ ballot: Ballot) -> Bool {
+        ballot.round < 1 << 62 && ballot.replica.rawValue >= 0 && ballot.replica.rawValue < config.replicaCount
+    }
+
+    /// No slot at or beyond this is taken from a peer (the same bound as `validRun`).
+    private var slotBound: UInt64 { deliveredBelow &+ 4 * config.deliveryWindowSlotsMax }
+
     private func validSlot(_ slot: UInt64, inSublog sublog: Int) -> Bool { sublogOf(slot) == sublog }
 
     /// Whether a run from a peer is well formed: same sublog at both ends, within the window.
     private func validRun(_ run: SlotRun) -> Bool {
-        run.first <= run.last && sublogOf(run.first) == sublogOf(run.last)
-            && run.last < deliveredBelow &+ 4 * config.deliveryWindowSlotsMax
+        run.first <= run.last && sublogOf(run.first) == sublogOf(run.last) && run.last < slotBound
     }
 
     private func firstSlot(inSublog sublog: Int, atOrAfter slot: UInt64) -> UInt64 {

@@ -96,8 +96,13 @@ public struct ReplicaNode<Storage: PaxosStorage>: Sendable where Storage: Sendab
 
     /// Carries out one `Ready` and every `Ready` its self-addressed messages produce.
     private mutating func run(_ first: Ready, now: Instant, into output: inout NodeOutput) {
+        // First in, first out: the Readys of self-addressed messages run in the order the core
+        // produced them, so deliveries stay in slot order whatever the core sends itself.
         var pending = [first]
-        while let ready = pending.popLast() {
+        var next = 0
+        while next < pending.count {
+            let ready = pending[next]
+            next += 1
             execute(ready.deliveries, into: &output)
             for request in ready.dropped {
                 owed.remove(OwedReply(request))

@@ -147,3 +147,49 @@ struct Group {
         #expect(replica.horizon == 0)
     }
 }
+
+/// Numbers from peers that would overflow arithmetic or loop for ever are dropped, not trusted.
+@Suite struct HostilePeerTests {
+    static let config = PaxosConfig(replicaCount: 3)
+
+    @Test func aPrepareFromTheEndOfTheSlotSpaceIsIgnored() {
+        var replica = PaxosReplica(config: Self.config, id: ReplicaID(1), now: .zero)
+        let ready = replica.receive(.prepare(sublog: 2, ballot: Ballot(round: 5, replica: ReplicaID(0)), fromSlot: UInt64.max),
+                                    from: ReplicaID(0), now: .zero)
+        #expect(ready.isEmpty)
+    }
+
+    @Test func aBallotRoundNearTheTopIsIgnoredSoNoElectionOverflows() {
+        var replica = PaxosReplica(config: Self.config, id: ReplicaID(1), now: .zero)
+        _ = replica.receive(.rejected(sublog: 2, promised: Ballot(round: UInt64.max, replica: ReplicaID(2))), from: ReplicaID(2), now: .zero)
+        // Long after every peer fell silent, replica 1 revokes sublog 2 with a ballot of its own:
+        // had it adopted the hostile round, the next round would have overflowed.
+        _ = replica.tick(now: Instant(nanoseconds: 10_000_000_000))
+        #expect(replica.presumedLeader(ofSublog: 2) == ReplicaID(1))
+    }
+
+    @Test func aPromiseReportingAFarSlotMakesTheLeaderGiveUpInsteadOfLooping() {
+        var replica = PaxosReplica(config: Self.config, id: ReplicaID(0), now: .zero)
+        // Replica 2 goes silent: replica 0 revokes its sublog after the suspect timeout.
+        var now = Instant.zero
+        var prepare: PaxosMessage?
+        for _ in 0..<20 {
+            now = now.adding(microseconds: 20_000)
+            _ = replica.receive(.heartbeat(deliveredBelow: 0, horizon: 0), from: ReplicaID(1), now: now)
+            let ready = replica.tick(now: now)
+            if let found = ready.pendingMessages.first(where: { if case .prepare(2, _, _) = $0.message { true } else { false } }) {
+                prepare = found.message
+                break
+            }
+        }
+        guard case let .prepare(sublog, ballot, fromSlot)? = prepare else {
+            Issue.record("no revocation started")
+            return
+        }
+        let far = ReportedSlot(slot: 3_000_000_000_002, ballot: Ballot(round: 0, replica: ReplicaID(2)), value: .noop)
+        _ = replica.receive(.promise(sublog: sublog, ballot: ballot, fromSlot: fromSlot, slots: [far], complete: true), from: ReplicaID(1), now: now)
+        _ = replica.receive(.promise(sublog: sublog, ballot: ballot, fromSlot: fromSlot, slots: [], complete: true), from: ReplicaID(0), now: now)
+        #expect(replica.leading[2] == nil)
+        #expect(replica.horizon < 1_000_000)
+    }
+}
