@@ -76,7 +76,7 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["csmr"]),
         .testTarget(name: "PaxosScenarioTests", dependencies: ["Paxos", "Runtime", "Services", "Primitives"], exclude: ["testdata"]),
         .testTarget(name: "PaxosTests", dependencies: ["Paxos", "Primitives", "Services"]),
-        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Paxos", "Primitives", "Execution", "Composition"]),
+        .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Paxos", "Primitives", "Execution", "Composition", "Workload"]),
         .testTarget(name: "CompositionTests", dependencies: ["Composition", "Workload", "Services", "Primitives"]),
         .testTarget(name: "ExecutionTests", dependencies: ["Execution", "Services", "Primitives"]),
         .testTarget(name: "WorkloadTests", dependencies: ["Workload", "Primitives", "Services", "Linearizability"]),

@@ -102,16 +102,6 @@ public struct CompositionSpec: Hashable, Sendable {
 extension CompositionSpec {
     public static let services: [ServiceKind] = [.kv, .lock, .log]
 
-    public static func load(path: String) throws(SpecErrors) -> CompositionSpec {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw SpecErrors(errors: [SpecError(file: path, line: 0, column: 0, field: "", problem: "cannot read the file: \(error.localizedDescription)")])
-        }
-        return try parse(text, file: path)
-    }
-
     /// Reads and checks a composition. Every rule broken is reported with the file, the line and
     /// the rule: an operation no group serves; a group with fewer than 2f + 1 replicas; one
     /// service's state in two groups without a partition; partition rules that overlap or leave

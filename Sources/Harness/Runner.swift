@@ -40,7 +40,7 @@ public enum WorkloadRunner {
                                          extendPutsIntoLog: false, partition: nil)
             return (single, [try paxosConfig(for: spec)], spec.events.map { (0, $0) })
         }
-        let composition = try CompositionSpec.load(path: path)
+        let composition = try CompositionSpec.parse(SpecFile.read(path), file: path)
         var configs: [PaxosConfig?] = []
         for index in composition.groups.indices {
             var config = composition.paxosConfig(of: index, simulated: false)

@@ -125,8 +125,9 @@ public struct ReplicaNode<Storage: PaxosStorage>: Sendable where Storage: Sendab
                 var executed: [Bool] = []
                 if sequentialMachine != nil {
                     for request in requests {
-                        executed.append(sequentialMachine!.sessionVerdict(for: request) == .execute || !request.command.usesSession)
-                        replies.append(sequentialMachine!.apply(request))
+                        let (reply, ran) = sequentialMachine!.applyReportingExecution(request)
+                        replies.append(reply)
+                        executed.append(ran)
                     }
                 } else {
                     replies = executor!.execute(requests)

@@ -16,8 +16,21 @@ public struct ServiceLimits: Hashable, Sendable {
     }
 }
 
+/// State with a canonical encoding: equal state, equal bytes, so the digest is the bytes' digest.
+public protocol CanonicallyEncoded {
+    func encode(into writer: inout ByteWriter)
+}
+
+extension CanonicallyEncoded {
+    public var digest: Digest {
+        var writer = ByteWriter()
+        encode(into: &writer)
+        return Digest(of: writer.bytes)
+    }
+}
+
 /// Key-value store: `get(key) -> value?`, `put(key, value)`.
-public struct KeyValueStore: Hashable, Sendable {
+public struct KeyValueStore: Hashable, Sendable, CanonicallyEncoded {
     public private(set) var entries: [String: String] = [:]
 
     public init() {}
@@ -63,11 +76,10 @@ public struct KeyValueStore: Hashable, Sendable {
         return store
     }
 
-    public var digest: Digest { var writer = ByteWriter(); encode(into: &writer); return Digest(of: writer.bytes) }
 }
 
 /// Lock table: a lock is free or held by one client session.
-public struct LockTable: Hashable, Sendable {
+public struct LockTable: Hashable, Sendable, CanonicallyEncoded {
     public private(set) var holders: [String: ClientID] = [:]
 
     public init() {}
@@ -125,11 +137,10 @@ public struct LockTable: Hashable, Sendable {
         return table
     }
 
-    public var digest: Digest { var writer = ByteWriter(); encode(into: &writer); return Digest(of: writer.bytes) }
 }
 
 /// An append-only log with absolute indices from 0 and prefix truncation.
-public struct ReplicatedLog: Hashable, Sendable {
+public struct ReplicatedLog: Hashable, Sendable, CanonicallyEncoded {
     /// Index of the first retained entry.
     public private(set) var firstIndex: UInt64 = 0
     /// Retained entries live in `storage[head...]`; dropping a prefix only moves `head`, and the
@@ -239,5 +250,4 @@ public struct ReplicatedLog: Hashable, Sendable {
         return log
     }
 
-    public var digest: Digest { var writer = ByteWriter(); encode(into: &writer); return Digest(of: writer.bytes) }
 }

@@ -11,7 +11,7 @@ import Primitives
 /// never reused, any request of an evicted session is refused with `sessionExpired` instead of
 /// risking a second execution. A retried `openSession` opens a second session; the first is
 /// simply never used and ages out.
-public struct SessionTable: Hashable, Sendable {
+public struct SessionTable: Hashable, Sendable, CanonicallyEncoded {
     public struct Entry: Hashable, Sendable {
         public var sequence: UInt64
         public var reply: Reply
@@ -109,5 +109,4 @@ public struct SessionTable: Hashable, Sendable {
         return table
     }
 
-    public var digest: Digest { var writer = ByteWriter(); encode(into: &writer); return Digest(of: writer.bytes) }
 }

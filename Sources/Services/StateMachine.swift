@@ -30,16 +30,20 @@ public struct StateMachine: Hashable, Sendable {
 
     /// Executes `request` at most once: a retry of the session's latest request gets the stored
     /// reply and changes nothing.
-    public mutating func apply(_ request: Request) -> Reply {
-        if case .logAppendFrom = request.command { return log.execute(request.command, retrieveLimit: limits.retrieveEntriesMax)! }
+    public mutating func apply(_ request: Request) -> Reply { applyReportingExecution(request).reply }
+
+    /// `apply`, also saying whether the command ran (false for a retry answered from the session
+    /// table and for a refusal), which the replica needs to number extension steps.
+    public mutating func applyReportingExecution(_ request: Request) -> (reply: Reply, executed: Bool) {
+        if case .logAppendFrom = request.command { return (log.execute(request.command, retrieveLimit: limits.retrieveEntriesMax)!, true) }
         switch sessions.verdict(for: request) {
-        case let .duplicate(reply): return reply
-        case let .reject(error): return .failure(error)
+        case let .duplicate(reply): return (reply, false)
+        case let .reject(error): return (.failure(error), false)
         case .execute:
-            if case .openSession = request.command { return .session(sessions.open()) }
+            if case .openSession = request.command { return (.session(sessions.open()), true) }
             let reply = execute(request.command, client: request.client)
             sessions.record(request, reply: reply)
-            return reply
+            return (reply, true)
         }
     }
 

@@ -24,12 +24,7 @@ public struct CompareSpec: Sendable {
     public var variants: [Variant]
 
     public static func load(path: String) throws(SpecErrors) -> CompareSpec {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw SpecErrors(errors: [SpecError(file: path, line: 0, column: 0, field: "", problem: "cannot read the file: \(error.localizedDescription)")])
-        }
+        let text = try SpecFile.read(path)
         let root = try YAMLFields.parse(text, file: path)
         let name = root.string("name", default: URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)
         let workloadPath = root.string("workload", default: "")
@@ -72,9 +67,9 @@ public struct CompareSpec: Sendable {
             : URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent(workloadPath).path
         let baseText: String
         do {
-            baseText = try String(contentsOfFile: basePath, encoding: .utf8)
+            baseText = try SpecFile.read(basePath)
         } catch {
-            throw SpecErrors(errors: [SpecError(file: path, line: 1, column: 1, field: "workload", problem: "cannot read \(basePath): \(error.localizedDescription)")])
+            throw SpecErrors(errors: [SpecError(file: path, line: 1, column: 1, field: "workload", problem: "cannot read \(basePath): \(error.errors[0].problem)")])
         }
         // The base must be valid on its own, so its errors name its own lines.
         _ = try WorkloadSpec.parse(baseText, file: basePath)

@@ -167,12 +167,7 @@ extension WorkloadSpec {
 
     /// Reads a workload file, reporting every problem with its file, line, field and expectation.
     public static func load(path: String) throws(SpecErrors) -> WorkloadSpec {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw SpecErrors(errors: [SpecError(file: path, line: 0, column: 0, field: "", problem: "cannot read the file: \(error.localizedDescription)")])
-        }
+        let text = try SpecFile.read(path)
         var spec = try parse(text, file: path)
         if let composition = spec.composition, !composition.hasPrefix("/") {
             spec.composition = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent(composition).standardized.path

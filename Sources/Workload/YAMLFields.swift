@@ -19,6 +19,23 @@ public struct SpecError: Error, Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(file):\(line):\(column): \(field.isEmpty ? "" : "\(field): ")\(problem)" }
 }
 
+/// Reading spec files and writing YAML text, shared by every kind of spec.
+public enum SpecFile {
+    /// The file's text, or an error naming the file.
+    public static func read(_ path: String) throws(SpecErrors) -> String {
+        do {
+            return try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw SpecErrors(errors: [SpecError(file: path, line: 0, column: 0, field: "", problem: "cannot read the file: \(error.localizedDescription)")])
+        }
+    }
+
+    /// A YAML double-quoted scalar.
+    public static func quoted(_ text: String) -> String {
+        "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+    }
+}
+
 /// Every problem found in one file (reading stops at none: the user sees them all at once).
 public struct SpecErrors: Error, Sendable, CustomStringConvertible {
     public var errors: [SpecError]

@@ -57,7 +57,5 @@ enum RunMetadata {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    static func quoted(_ text: String) -> String {
-        "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-    }
+    static func quoted(_ text: String) -> String { SpecFile.quoted(text) }
 }

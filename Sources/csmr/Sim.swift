@@ -4,6 +4,7 @@ import Composition
 import Execution
 import Paxos
 import Simulation
+import Workload
 
 struct Sim: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -84,7 +85,7 @@ struct Sim: ParsableCommand {
         var spec: CompositionSpec?
         if let composition {
             do {
-                spec = try CompositionSpec.load(path: composition)
+                spec = try CompositionSpec.parse(SpecFile.read(composition), file: composition)
             } catch {
                 FileHandle.standardError.write(Data("csmr sim: the composition has errors; nothing ran.\n\(error)\n".utf8))
                 throw ExitCode(2)

@@ -20,7 +20,8 @@ private func errors(_ text: String) -> [String] {
         let expected = ["monolithic": "monolithic", "addition-2": "addition", "addition-3": "addition", "extension-2": "extension",
                         "partition-2": "partition", "partition-3": "partition", "partition-prefix": "partition"]
         for (name, strategy) in expected {
-            let spec = try CompositionSpec.load(path: folder.appendingPathComponent("\(name).yaml").path)
+            let path = folder.appendingPathComponent("\(name).yaml").path
+            let spec = try CompositionSpec.parse(SpecFile.read(path), file: path)
             #expect(spec.strategy == strategy, "\(name)")
         }
     }

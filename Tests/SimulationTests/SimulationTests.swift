@@ -4,6 +4,7 @@ import Foundation
 import Paxos
 import Primitives
 @testable import Simulation
+import Workload
 import Testing
 
 /// Seeded simulation with faults: every seed must pass agreement, gap-free delivery, equal digests,
@@ -42,7 +43,7 @@ import Testing
     func everySeedPassesForEveryComposition(name: String) throws {
         let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../../workloads/compositions/\(name).yaml").standardized.path
-        let spec = try CompositionSpec.load(path: path)
+        let spec = try CompositionSpec.parse(SpecFile.read(path), file: path)
         var steps = 0
         let failed = (UInt64(1)...25).compactMap { seed -> String? in
             var options = SimulationOptions(seed: seed)
