@@ -67,8 +67,10 @@ let package = Package(
                 "Composition", "CJemalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            linkerSettings: [.linkedLibrary("jemalloc", .when(platforms: [.linux]))]
+            linkerSettings: [.linkedLibrary("jemalloc", .when(platforms: [.linux]))],
+            plugins: ["GitCommitPlugin"]
         ),
+        .plugin(name: "GitCommitPlugin", capability: .buildTool()),
         .testTarget(name: "PrimitivesTests", dependencies: ["Primitives"]),
         .testTarget(name: "ServicesTests", dependencies: ["Services"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "Services"]),

@@ -5,11 +5,12 @@ import Paxos
 import Primitives
 import Runtime
 import Services
+import Workload
 
 /// Several in-process groups behind one front: the groups of a composition, or a single group.
 /// The load driver routes each request with the composition's `Router` (the proxy) and submits it
 /// to a replica of the chosen group.
-public final class ComposedCluster: @unchecked Sendable {
+public final class ComposedCluster: LoadTarget, @unchecked Sendable {
     // `groups` is written once in `init`; each group's state is confined to its loops.
     public let router: Router
     private(set) var groups: [InProcessCluster] = []
@@ -48,4 +49,15 @@ public final class ComposedCluster: @unchecked Sendable {
     public func submit(_ request: Request, group: Int, replica: Int) { groups[group].submit(request, to: replica) }
 
     public func group(_ index: Int) -> InProcessCluster { groups[index] }
+
+    public func inject(_ action: TimedEvent.Action, group index: Int) {
+        let group = groups[index]
+        switch action {
+        case let .crash(replica): group.crash(replica)
+        case let .restart(replica): group.restart(replica)
+        case let .partition(sides): group.partition(sides)
+        case .heal: group.heal()
+        case let .pause(replica, milliseconds): group.pause(replica, milliseconds: milliseconds)
+        }
+    }
 }

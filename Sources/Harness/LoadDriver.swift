@@ -16,7 +16,7 @@ public struct RunOutcome: Sendable {
     public var extensionSteps: (produced: Int, applied: Int)?
 }
 
-/// The load generator: client sessions on one event loop, driving an `InProcessCluster`.
+/// The load generator: client sessions on one event loop, driving a `LoadTarget`.
 ///
 /// Closed loop: each client sends a request, waits for its reply, thinks, and sends the next.
 /// Open loop: requests arrive at the target rate whatever happens to earlier ones; an arrival takes
@@ -33,7 +33,7 @@ final class LoadDriver: @unchecked Sendable {
     // Everything below is touched only on `loop` (the unchecked Sendable rests on that).
     let spec: WorkloadSpec
     let loop: EventLoop
-    let cluster: ComposedCluster
+    let cluster: any LoadTarget
     /// Timed events resolved to group indices.
     private let events: [(group: Int, event: TimedEvent)]
     private var forwarder: ExtensionForwarder?
@@ -92,7 +92,7 @@ final class LoadDriver: @unchecked Sendable {
     private var progressCount: UInt64 = 0
     private var progressLastCount: UInt64 = 0
 
-    init(spec: WorkloadSpec, loop: EventLoop, cluster: ComposedCluster, events: [(group: Int, event: TimedEvent)], recordHistory: Bool,
+    init(spec: WorkloadSpec, loop: EventLoop, cluster: any LoadTarget, events: [(group: Int, event: TimedEvent)], recordHistory: Bool,
          progress: (@Sendable (String) -> Void)?) {
         self.spec = spec
         self.loop = loop
@@ -218,20 +218,16 @@ final class LoadDriver: @unchecked Sendable {
     }
 
     private func apply(_ event: TimedEvent, group index: Int) {
-        let group = cluster.group(index)
-        switch event.action {
-        case let .crash(replica): group.crash(replica)
-        case let .restart(replica): group.restart(replica)
-        case let .partition(sides): group.partition(sides)
-        case .heal: group.heal()
-        case let .pause(replica, milliseconds): group.pause(replica, milliseconds: milliseconds)
-        }
+        cluster.inject(event.action, group: index)
         recorder.recordEvent(event.label, second: second(of: Self.now()))
     }
 
     private func second(of nanoseconds: UInt64) -> Int { Int((nanoseconds &- startNanoseconds) / 1_000_000_000) }
 
     private func isMeasured(_ intended: UInt64) -> Bool { intended >= measureStart && intended < measureEnd }
+
+    /// Whether a reply arriving at `now` counts toward achieved throughput.
+    private func completesInWindow(_ now: UInt64) -> Bool { now >= measureStart && now < measureEnd }
 
     /// Whether a request meant for `intended` should still be sent.
     private func mayIssue(_ intended: UInt64) -> Bool {
@@ -274,6 +270,7 @@ final class LoadDriver: @unchecked Sendable {
     private func send(_ command: Command, kind: OperationKind, session index: Int, intended: UInt64) {
         // Every request sent counts as offered, lock releases included.
         if isMeasured(intended) { issuedMeasured += 1 }
+        recorder.recordIntended(kind, second: second(of: intended), measured: isMeasured(intended))
         let group = cluster.router.group(for: command)
         let client = sessions[index].ids[group]!
         sessions[index].sequences[group] += 1
@@ -346,7 +343,8 @@ final class LoadDriver: @unchecked Sendable {
         case .failure(.sessionExpired), .failure(.staleSequence):
             if isMeasured(outstanding.intendedNanoseconds) { recorder.recordError(kind) }
         default:
-            recorder.record(kind, latencyMicroseconds: latency, second: second(of: now), measured: isMeasured(outstanding.intendedNanoseconds))
+            recorder.record(kind, latencyMicroseconds: latency, second: second(of: now), measured: isMeasured(outstanding.intendedNanoseconds),
+                            completedInWindow: completesInWindow(now))
             progressCount += 1
         }
         switch reply.reply {
@@ -398,6 +396,8 @@ final class LoadDriver: @unchecked Sendable {
             sessions[index].outstanding = outstanding
             cluster.submit(outstanding.request, group: group, replica: sessions[index].replicas[group])
         }
+        // A closed loop whose clients are all stuck would never reach `mayIssue` again.
+        if now >= measureEnd, startNanoseconds > 0 { stopIssuing() }
         if stoppedIssuing, let drainDeadline, now >= drainDeadline { finish() }
     }
 
@@ -406,40 +406,33 @@ final class LoadDriver: @unchecked Sendable {
     private func stopIssuing() {
         guard !stoppedIssuing else { return }
         stoppedIssuing = true
-        // Requests still out get a grace period; those that never return count as errors.
-        drainDeadline = Self.now() + max(2_000_000_000, 2 * spec.clients.retryTimeoutMilliseconds * 1_000_000)
+        // Requests still out (and, open loop, arrivals still waiting for a session) get
+        // `drain_s`; those without a reply by then are counted as unfinished.
+        drainDeadline = max(Self.now(), measureEnd == .max ? Self.now() : measureEnd) + UInt64(spec.drainSeconds * 1e9)
         finishIfDrained()
     }
 
     private func finishIfDrained() {
         guard stoppedIssuing, !finished else { return }
-        if sessions.allSatisfy({ $0.outstanding == nil }), forwarder?.isDrained ?? true { finish() }
+        if sessions.allSatisfy({ $0.outstanding == nil }), backlog.isEmpty, forwarder?.isDrained ?? true { finish() }
     }
 
     private func finish() {
         guard !finished else { return }
         finished = true
         for timer in timers { timer.cancel() }
-        var unfinished = 0
         for session in sessions {
             guard let outstanding = session.outstanding, let kind = outstanding.kind else { continue }
-            if isMeasured(outstanding.intendedNanoseconds) {
-                recorder.recordError(kind)
-                unfinished += 1
-            }
+            if isMeasured(outstanding.intendedNanoseconds) { recorder.recordUnfinished(kind) }
         }
-        for waiting in backlog where isMeasured(waiting.intended) {
-            recorder.recordError(waiting.kind)
-            unfinished += 1
+        for waiting in backlog {
+            // Never sent, so never offered yet: they count now, at their intended second.
+            recorder.recordIntended(waiting.kind, second: second(of: waiting.intended), measured: isMeasured(waiting.intended))
+            if isMeasured(waiting.intended) { recorder.recordUnfinished(waiting.kind) }
         }
         let end = min(measureEnd, Self.now())
         let measuredSeconds = Double(end &- measureStart) / 1e9
-        let offered: Double
-        switch spec.clients.loop {
-        case .open: offered = spec.clients.rateOperationsPerSecond
-        case .closed: offered = measuredSeconds > 0 ? Double(issuedMeasured) / measuredSeconds : 0
-        }
-        let summary = RunSummary(spec: spec, recorder: recorder, measuredSeconds: measuredSeconds, offeredOperationsPerSecond: offered, unfinished: unfinished)
+        let summary = RunSummary(spec: spec, recorder: recorder, measuredSeconds: measuredSeconds)
         promise.succeed(RunOutcome(summary: summary, history: history + extensionHistory(),
                                    extensionSteps: forwarder.map { ($0.steps.count, Int($0.applied)) }))
     }

@@ -89,12 +89,32 @@ public enum WorkloadRunner {
                                       onReply: { group, reply in driverBox.driver?.deliver(reply, group: group) },
                                       onExtensionSteps: { steps in driverBox.driver?.extensionSteps(steps) },
                                       onExtensionAppended: { appended in driverBox.driver?.extensionsAppended(appended) })
-        let driver = LoadDriver(spec: spec, loop: clientLoop, cluster: cluster, events: topology.events, recordHistory: recordHistory,
-                                progress: progress)
+        return try drive(spec, target: cluster, loop: clientLoop, driverBox: driverBox, events: topology.events, recordHistory: recordHistory,
+                         progress: progress)
+    }
+
+    /// Runs `spec` against a synthetic target that completes `capacityOperationsPerSecond`
+    /// requests a second (see `SyntheticTarget`), on the real clock.
+    public static func runSynthetic(_ spec: WorkloadSpec, capacityOperationsPerSecond: Double,
+                                    progress: (@Sendable (String) -> Void)? = nil) throws -> RunOutcome {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        defer { try? group.syncShutdownGracefully() }
+        let loops = Array(group.makeIterator())
+        let driverBox = DriverBox()
+        let target = SyntheticTarget(capacityOperationsPerSecond: capacityOperationsPerSecond, loop: loops[0],
+                                     onReply: { group, reply in driverBox.driver?.deliver(reply, group: group) })
+        return try drive(spec, target: target, loop: loops[1], driverBox: driverBox, events: spec.events.map { (0, $0) },
+                         recordHistory: false, progress: progress)
+    }
+
+    private static func drive(_ spec: WorkloadSpec, target: any LoadTarget, loop: EventLoop, driverBox: DriverBox,
+                              events: [(group: Int, event: TimedEvent)], recordHistory: Bool,
+                              progress: (@Sendable (String) -> Void)?) throws -> RunOutcome {
+        let driver = LoadDriver(spec: spec, loop: loop, cluster: target, events: events, recordHistory: recordHistory, progress: progress)
         driverBox.driver = driver
-        cluster.start()
+        target.start()
         let outcome = try driver.run().wait()
-        try cluster.stop().wait()
+        try target.stop().wait()
         return outcome
     }
 }

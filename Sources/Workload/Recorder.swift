@@ -13,6 +13,17 @@ public struct LatencyRecorder: Sendable {
     public private(set) var errors: [OperationKind: Int] = [:]
     public private(set) var perSecond: [Int: [OperationKind: Histogram<UInt64>]] = [:]
     public private(set) var events: [Int: [String]] = [:]
+    /// Successful completions whose reply arrived inside the measured window, whenever they were
+    /// meant to be sent: the numerator of achieved throughput.
+    public private(set) var completedInWindow: [OperationKind: UInt64] = [:]
+    /// Requests meant to be sent inside the measured window (sent or not): the numerator of
+    /// offered load.
+    public private(set) var intendedInWindow: [OperationKind: UInt64] = [:]
+    /// Requests meant to be sent inside the measured window that had no reply when the drain
+    /// ended (never in `errors`).
+    public private(set) var unfinished: [OperationKind: Int] = [:]
+    /// Requests meant to be sent per second of the run, per kind (the offered load over time).
+    public private(set) var intendedPerSecond: [Int: [OperationKind: UInt64]] = [:]
 
     public init() {}
 
@@ -21,15 +32,31 @@ public struct LatencyRecorder: Sendable {
     }
 
     /// Records one completed operation.
-    public mutating func record(_ kind: OperationKind, latencyMicroseconds: UInt64, second: Int, measured isMeasured: Bool) {
+    /// - Parameters:
+    ///   - second: the second of the run the reply arrived in.
+    ///   - measured: whether it was meant to be sent inside the measured window (its latency then
+    ///     counts, wherever it completes).
+    ///   - completedInWindow: whether its reply arrived inside the measured window (it then counts
+    ///     toward achieved throughput, whenever it was meant to be sent).
+    public mutating func record(_ kind: OperationKind, latencyMicroseconds: UInt64, second: Int, measured isMeasured: Bool,
+                                completedInWindow inWindow: Bool) {
         let value = min(max(latencyMicroseconds, 1), Self.highestTrackableMicroseconds)
         if isMeasured {
             _ = measured[kind, default: Self.makeHistogram()].record(value)
         }
+        if inWindow { completedInWindow[kind, default: 0] += 1 }
         _ = perSecond[second, default: [:]][kind, default: Self.makeHistogram(digits: .two)].record(value)
     }
 
+    /// Records a request meant to be sent in `second` of the run.
+    public mutating func recordIntended(_ kind: OperationKind, second: Int, measured isMeasured: Bool) {
+        intendedPerSecond[second, default: [:]][kind, default: 0] += 1
+        if isMeasured { intendedInWindow[kind, default: 0] += 1 }
+    }
+
     public mutating func recordError(_ kind: OperationKind) { errors[kind, default: 0] += 1 }
+
+    public mutating func recordUnfinished(_ kind: OperationKind) { unfinished[kind, default: 0] += 1 }
 
     public mutating func recordEvent(_ label: String, second: Int) { events[second, default: []].append(label) }
 
@@ -40,6 +67,12 @@ public struct LatencyRecorder: Sendable {
             for (kind, histogram) in kinds { perSecond[second, default: [:]][kind, default: Self.makeHistogram(digits: .two)].add(histogram) }
         }
         for (second, labels) in other.events { events[second, default: []] += labels }
+        for (kind, count) in other.completedInWindow { completedInWindow[kind, default: 0] += count }
+        for (kind, count) in other.intendedInWindow { intendedInWindow[kind, default: 0] += count }
+        for (kind, count) in other.unfinished { unfinished[kind, default: 0] += count }
+        for (second, kinds) in other.intendedPerSecond {
+            for (kind, count) in kinds { intendedPerSecond[second, default: [:]][kind, default: 0] += count }
+        }
     }
 
     /// All kinds merged.

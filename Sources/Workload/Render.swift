@@ -11,6 +11,7 @@ extension WorkloadSpec {
         lines.append("seed: \(seed)")
         lines.append("duration_s: \(number(durationSeconds))")
         lines.append("warmup_s: \(number(warmupSeconds))")
+        lines.append("drain_s: \(number(drainSeconds))")
         if let operations { lines.append("operations: \(operations)") }
         if let composition { lines.append("composition: \(Self.quoted(composition))") }
         lines.append("group:")

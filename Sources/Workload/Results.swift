@@ -4,21 +4,29 @@ import Histogram
 /// One row of `summary.csv`.
 public struct SummaryRow: Hashable, Sendable {
     public var operation: String
+    /// Operations meant to be sent inside the measured window that completed (whenever they
+    /// completed): the population of the latency statistics.
     public var count: UInt64
     public var errors: Int
+    /// Operations meant to be sent inside the measured window without a reply when the drain ended.
+    public var unfinished: Int
+    /// Operations meant to be sent inside the window, per second of window.
     public var offeredOperationsPerSecond: Double
+    /// Operations that completed inside the window, per second of window.
     public var achievedOperationsPerSecond: Double
     public var meanMicroseconds: Double
     public var p50: UInt64, p90: UInt64, p99: UInt64, p999: UInt64, p9999: UInt64, max: UInt64
 
-    public static let header = "op,count,errors,offered_ops_s,achieved_ops_s,mean_us,p50_us,p90_us,p99_us,p999_us,p9999_us,max_us"
+    public static let header = "op,count,errors,unfinished,offered_ops_s,achieved_ops_s,mean_us,p50_us,p90_us,p99_us,p999_us,p9999_us,max_us"
 
-    public init(operation: String, histogram: Histogram<UInt64>, errors: Int, offered: Double, seconds: Double) {
+    public init(operation: String, histogram: Histogram<UInt64>, errors: Int, unfinished: Int, intended: UInt64, completedInWindow: UInt64,
+                seconds: Double) {
         self.operation = operation
         count = histogram.totalCount
         self.errors = errors
-        offeredOperationsPerSecond = offered
-        achievedOperationsPerSecond = seconds > 0 ? Double(count) / seconds : 0
+        self.unfinished = unfinished
+        offeredOperationsPerSecond = seconds > 0 ? Double(intended) / seconds : 0
+        achievedOperationsPerSecond = seconds > 0 ? Double(completedInWindow) / seconds : 0
         let empty = count == 0
         meanMicroseconds = empty ? 0 : histogram.mean
         p50 = empty ? 0 : histogram.valueAtPercentile(50)
@@ -30,7 +38,7 @@ public struct SummaryRow: Hashable, Sendable {
     }
 
     public var csv: String {
-        [operation, "\(count)", "\(errors)", Self.fixed(offeredOperationsPerSecond), Self.fixed(achievedOperationsPerSecond),
+        [operation, "\(count)", "\(errors)", "\(unfinished)", Self.fixed(offeredOperationsPerSecond), Self.fixed(achievedOperationsPerSecond),
          Self.fixed(meanMicroseconds), "\(p50)", "\(p90)", "\(p99)", "\(p999)", "\(p9999)", "\(max)"].joined(separator: ",")
     }
 
@@ -43,60 +51,60 @@ public struct RunSummary: Sendable {
     public var recorder: LatencyRecorder
     /// Length of the measured window, in seconds.
     public var measuredSeconds: Double
-    /// Requests sent per second in the measured window (open loop: the target rate).
-    public var offeredOperationsPerSecond: Double
-    public var unfinished: Int
 
-    public init(spec: WorkloadSpec, recorder: LatencyRecorder, measuredSeconds: Double, offeredOperationsPerSecond: Double, unfinished: Int) {
+    public init(spec: WorkloadSpec, recorder: LatencyRecorder, measuredSeconds: Double) {
         self.spec = spec
         self.recorder = recorder
         self.measuredSeconds = measuredSeconds
-        self.offeredOperationsPerSecond = offeredOperationsPerSecond
-        self.unfinished = unfinished
     }
+
+    /// Requests meant to be sent inside the window that never completed.
+    public var unfinished: Int { recorder.unfinished.values.reduce(0, +) }
 
     /// A row per operation kind that occurred, in a fixed order, then `all`.
     public var rows: [SummaryRow] {
-        let total = Double(recorder.measuredCount + UInt64(recorder.errors.values.reduce(0, +)))
         var rows: [SummaryRow] = []
-        for kind in OperationKind.allCases where recorder.measured[kind] != nil || recorder.errors[kind] != nil {
-            let histogram = recorder.measured[kind] ?? LatencyRecorder.makeHistogram()
-            let errors = recorder.errors[kind] ?? 0
-            let share = total > 0 ? Double(histogram.totalCount + UInt64(errors)) / total : 0
-            rows.append(SummaryRow(operation: kind.rawValue, histogram: histogram, errors: errors,
-                                   offered: offeredOperationsPerSecond * share, seconds: measuredSeconds))
+        for kind in OperationKind.allCases
+        where recorder.measured[kind] != nil || recorder.errors[kind] != nil || recorder.intendedInWindow[kind] != nil || recorder.completedInWindow[kind] != nil {
+            rows.append(SummaryRow(operation: kind.rawValue, histogram: recorder.measured[kind] ?? LatencyRecorder.makeHistogram(),
+                                   errors: recorder.errors[kind] ?? 0, unfinished: recorder.unfinished[kind] ?? 0,
+                                   intended: recorder.intendedInWindow[kind] ?? 0, completedInWindow: recorder.completedInWindow[kind] ?? 0,
+                                   seconds: measuredSeconds))
         }
-        rows.append(SummaryRow(operation: "all", histogram: recorder.all, errors: recorder.errors.values.reduce(0, +),
-                               offered: offeredOperationsPerSecond, seconds: measuredSeconds))
+        rows.append(SummaryRow(operation: "all", histogram: recorder.all, errors: recorder.errors.values.reduce(0, +), unfinished: unfinished,
+                               intended: recorder.intendedInWindow.values.reduce(0, +),
+                               completedInWindow: recorder.completedInWindow.values.reduce(0, +), seconds: measuredSeconds))
         return rows
     }
 
     public var summaryCSV: String { ([SummaryRow.header] + rows.map(\.csv)).joined(separator: "\n") + "\n" }
 
-    public static let timeseriesHeader = "second,op,count,p50_us,p99_us,events"
+    public static let timeseriesHeader = "second,op,count,offered,p50_us,p99_us,events"
 
-    /// Per second of the run (warm-up included; `second` counts from the start of the load) and
-    /// per operation kind; events are listed on the first row of their second.
+    /// Per second of the run (warm-up and drain included; `second` counts from the start of the
+    /// load) and per operation kind: `count` replies arrived in that second, `offered` requests
+    /// were meant to be sent in it. Events are listed on the first row of their second.
     public var timeseriesCSV: String {
         var lines = [Self.timeseriesHeader]
-        let seconds = Set(recorder.perSecond.keys).union(recorder.events.keys).sorted()
+        let seconds = Set(recorder.perSecond.keys).union(recorder.events.keys).union(recorder.intendedPerSecond.keys).sorted()
         for second in seconds {
             var events = (recorder.events[second] ?? []).joined(separator: "; ")
             let kinds = recorder.perSecond[second] ?? [:]
-            if kinds.isEmpty {
-                lines.append("\(second),all,0,0,0,\(Self.quoted(events))")
-                continue
-            }
+            let intended = recorder.intendedPerSecond[second] ?? [:]
             var all = LatencyRecorder.makeHistogram(digits: .two)
-            for kind in OperationKind.allCases {
-                guard let histogram = kinds[kind] else { continue }
+            for kind in OperationKind.allCases where kinds[kind] != nil || intended[kind] != nil {
+                let histogram = kinds[kind] ?? LatencyRecorder.makeHistogram(digits: .two)
                 all.add(histogram)
-                lines.append("\(second),\(kind.rawValue),\(histogram.totalCount),\(histogram.valueAtPercentile(50)),\(histogram.valueAtPercentile(99)),\(Self.quoted(events))")
+                lines.append("\(second),\(kind.rawValue),\(histogram.totalCount),\(intended[kind] ?? 0),\(Self.percentile(histogram, 50)),\(Self.percentile(histogram, 99)),\(Self.quoted(events))")
                 events = ""
             }
-            lines.append("\(second),all,\(all.totalCount),\(all.valueAtPercentile(50)),\(all.valueAtPercentile(99)),")
+            lines.append("\(second),all,\(all.totalCount),\(intended.values.reduce(0, +)),\(Self.percentile(all, 50)),\(Self.percentile(all, 99)),\(Self.quoted(events))")
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func percentile(_ histogram: Histogram<UInt64>, _ percentile: Double) -> UInt64 {
+        histogram.totalCount == 0 ? 0 : histogram.valueAtPercentile(percentile)
     }
 
     static func quoted(_ text: String) -> String { text.isEmpty ? "" : "\"\(text.replacingOccurrences(of: "\"", with: "\"\""))\"" }
@@ -110,10 +118,11 @@ public struct RunSummary: Sendable {
 
     /// A fixed-width table for the terminal.
     public var table: String {
-        let header = ["op", "count", "errors", "ops/s", "mean µs", "p50 µs", "p99 µs", "p99.9 µs", "max µs"]
+        let header = ["op", "count", "errors", "unfinished", "offered/s", "achieved/s", "mean µs", "p50 µs", "p99 µs", "p99.9 µs", "max µs"]
         var lines = [header.enumerated().map { $0.element.padding($0.offset == 0 ? 14 : 12) }.joined()]
         for row in rows {
-            lines.append([row.operation, "\(row.count)", "\(row.errors)", SummaryRow.fixed(row.achievedOperationsPerSecond),
+            lines.append([row.operation, "\(row.count)", "\(row.errors)", "\(row.unfinished)", SummaryRow.fixed(row.offeredOperationsPerSecond),
+                          SummaryRow.fixed(row.achievedOperationsPerSecond),
                           SummaryRow.fixed(row.meanMicroseconds), "\(row.p50)", "\(row.p99)", "\(row.p999)", "\(row.max)"]
                 .enumerated().map { $0.element.padding($0.offset == 0 ? 14 : 12) }.joined())
         }

@@ -140,6 +140,9 @@ public struct WorkloadSpec: Hashable, Sendable {
     public var seed: UInt64 = 1
     public var durationSeconds = 10.0
     public var warmupSeconds = 2.0
+    /// After the measured window, how long requests still out may take to complete before the run
+    /// ends; those that do not are counted as `unfinished`. Bounded, so an overloaded run ends.
+    public var drainSeconds = 5.0
     /// Stop after this many measured operations instead of after the duration, if set.
     public var operations: Int?
     public var group = GroupSpec()
@@ -163,7 +166,7 @@ public struct WorkloadSpec: Hashable, Sendable {
 }
 
 extension WorkloadSpec {
-    public static let topLevelFields = ["name", "seed", "duration_s", "warmup_s", "operations", "composition", "group", "clients", "keys", "values", "mix", "lock", "log", "events"]
+    public static let topLevelFields = ["name", "seed", "duration_s", "warmup_s", "drain_s", "operations", "composition", "group", "clients", "keys", "values", "mix", "lock", "log", "events"]
 
     /// Reads a workload file, reporting every problem with its file, line, field and expectation.
     public static func load(path: String) throws(SpecErrors) -> WorkloadSpec {
@@ -190,6 +193,7 @@ extension WorkloadSpec {
         seed = UInt64(root.int("seed", default: Int(seed), range: 0...Int.max))
         durationSeconds = root.double("duration_s", default: durationSeconds, range: 0.1...86_400, unit: "seconds")
         warmupSeconds = root.double("warmup_s", default: warmupSeconds, range: 0...3_600, unit: "seconds")
+        drainSeconds = root.double("drain_s", default: drainSeconds, range: 0...3_600, unit: "seconds")
         if root.has("operations") { operations = root.int("operations", default: 0, range: 1...1_000_000_000) }
 
         var replicasGiven = false

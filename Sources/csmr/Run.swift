@@ -59,7 +59,7 @@ struct Run: ParsableCommand {
             print("extension: \(steps.produced) put(s) extended into the log, \(steps.applied) applied")
         }
         if outcome.summary.unfinished > 0 {
-            print("\(outcome.summary.unfinished) measured request(s) never completed; they count as errors.")
+            print("\(outcome.summary.unfinished) request(s) meant for the window had no reply after the \(spec.drainSeconds) s drain (column unfinished): the system did not keep up with the offered load.")
         }
         print("results in \(folder.path)")
     }

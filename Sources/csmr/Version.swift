@@ -6,7 +6,7 @@ struct Version: ParsableCommand {
     )
 
     func run() throws {
-        print("csmr \(BuildInfo.packageVersion)")
+        print("csmr \(BuildInfo.packageVersion) (commit \(GitCommit.built))")
         print("swift \(BuildInfo.swiftVersion)")
         var allocator = "allocator \(BuildInfo.allocatorDescription)"
         if let allocated = BuildInfo.jemallocAllocatedBytes { allocator += " (\(allocated) bytes allocated now)" }

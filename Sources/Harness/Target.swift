@@ -1,0 +1,23 @@
+import Composition
+import NIOCore
+import Services
+import Workload
+
+/// What the load generator drives: replica groups that take requests and answer them through the
+/// reply callback the target was built with. The in-process cluster is one; a synthetic target of
+/// known capacity (tests) is another; processes over TCP and etcd will be more.
+///
+/// Calls come from the load generator's event loop; a target hops to its own loops itself.
+public protocol LoadTarget: AnyObject, Sendable {
+    /// Which group serves a command (the composition's proxy routing; one group: always 0).
+    var router: Router { get }
+    var groupCount: Int { get }
+    func replicaCount(of group: Int) -> Int
+    /// Sends `request` to `replica` of `group`; its reply arrives later through the callback.
+    func submit(_ request: Request, group: Int, replica: Int)
+    func start()
+    /// Stops serving; nothing is sent to the reply callback once the future completes.
+    func stop() -> EventLoopFuture<Void>
+    /// Carries out a timed fault event of the workload on `group`.
+    func inject(_ action: TimedEvent.Action, group: Int)
+}
