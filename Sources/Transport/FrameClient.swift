@@ -18,10 +18,11 @@ public final class FrameClient: @unchecked Sendable {
         queue = OutboundQueue(loop: channel.eventLoop, sendQueueBytesMax: sendQueueBytesMax)
     }
 
-    /// Connects to `address` on `loop` and sends `handshake` first. Frames the other side sends
+    /// Connects to `address` on `loop` and sends `handshake` first (nil sends none: only for tests
+    /// of a peer that skips it). Frames the other side sends
     /// reach `onFrame` on `loop`; a framing error closes the connection and is logged.
-    public static func connect(to address: SocketAddress, on loop: EventLoop, handshake: Handshake,
-                               limits: WireLimits = .standard, sendQueueBytesMax: Int = 1 << 20,
+    public static func connect(to address: SocketAddress, on loop: EventLoop, handshake: Handshake?,
+                               limits: WireLimits = .standard, sendQueueBytesMax: Int? = nil,
                                log: @escaping TransportLog, onFrame: @escaping FrameCallback) -> EventLoopFuture<FrameClient> {
         ClientBootstrap(group: loop)
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
@@ -37,9 +38,9 @@ public final class FrameClient: @unchecked Sendable {
             }
             .connect(to: address)
             .flatMapThrowing { channel in
-                let client = FrameClient(channel: channel, sendQueueBytesMax: sendQueueBytesMax)
+                let client = FrameClient(channel: channel, sendQueueBytesMax: sendQueueBytesMax ?? 2 * (limits.frameBytesMax + 4))
                 try channel.pipeline.syncOperations.addHandler(WritabilityRelay(queue: client.queue))
-                channel.write(ByteBuffer(bytes: handshake.encodeFrame()), promise: nil)
+                if let handshake { channel.write(ByteBuffer(bytes: handshake.encodeFrame()), promise: nil) }
                 client.queue.attach(channel)
                 channel.flush()
                 return client
@@ -47,8 +48,8 @@ public final class FrameClient: @unchecked Sendable {
     }
 
     /// The async form of `connect`.
-    public static func connect(to address: SocketAddress, on loop: EventLoop, handshake: Handshake,
-                               limits: WireLimits = .standard, sendQueueBytesMax: Int = 1 << 20,
+    public static func connect(to address: SocketAddress, on loop: EventLoop, handshake: Handshake?,
+                               limits: WireLimits = .standard, sendQueueBytesMax: Int? = nil,
                                log: @escaping TransportLog, onFrame: @escaping FrameCallback) async throws -> FrameClient {
         let future: EventLoopFuture<FrameClient> = connect(to: address, on: loop, handshake: handshake, limits: limits,
                                                            sendQueueBytesMax: sendQueueBytesMax, log: log, onFrame: onFrame)

@@ -19,12 +19,14 @@ public struct FrameServerConfig: Sendable {
     /// Where to accept clients (port 0 picks a free port; `start()` reports it).
     public var listenAddress: SocketAddress
     public var limits: WireLimits
-    /// Bytes queued per connection before new frames to it are dropped. Recommended 1 MiB; at
+    /// Bytes queued per connection before new frames to it are dropped. Default (nil): two frames
+    /// of `limits.frameBytesMax`; at
     /// least one frame.
     public var sendQueueBytesMax: Int
 
     public init(cluster: ClusterIdentity, group: UInt32, listenAddress: SocketAddress, limits: WireLimits = .standard,
-                sendQueueBytesMax: Int = 1 << 20) {
+                sendQueueBytesMax: Int? = nil) {
+        let sendQueueBytesMax = sendQueueBytesMax ?? 2 * (limits.frameBytesMax + 4)
         precondition(sendQueueBytesMax >= limits.frameBytesMax + 4,
                      "sendQueueBytesMax \(sendQueueBytesMax) cannot hold one frame of \(limits.frameBytesMax) bytes")
         self.cluster = cluster

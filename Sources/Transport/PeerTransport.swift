@@ -15,8 +15,8 @@ public struct PeerTransportConfig: Sendable {
     public var peers: [Int: SocketAddress]
     public var limits: WireLimits
     /// Bytes queued per peer before new frames are dropped: frames waiting for a connection, for
-    /// an emulated delay, or for the socket. Recommended 4 MiB; it must hold one delay's worth of
-    /// traffic when a delay is set. At least one frame (`limits.frameBytesMax` + header).
+    /// an emulated delay, or for the socket. Default (nil): two frames of `limits.frameBytesMax`.
+    /// It must hold one delay's worth of traffic when a delay is set, and at least one frame.
     public var sendQueueBytesMax: Int
     /// First reconnect delay; it doubles per failed attempt up to `reconnectDelayMicrosecondsMax`,
     /// and each wait is drawn uniformly from its upper half (jitter). Recommended 10 ms and 1 s.
@@ -28,7 +28,7 @@ public struct PeerTransportConfig: Sendable {
     public var jitterSeed: UInt64
 
     public init(cluster: ClusterIdentity, group: UInt32, replica: Int, listenAddress: SocketAddress, peers: [Int: SocketAddress],
-                limits: WireLimits = .standard, sendQueueBytesMax: Int = 4 << 20,
+                limits: WireLimits = .standard, sendQueueBytesMax: Int? = nil,
                 reconnectDelayMicrosecondsInitial: Int64 = 10_000, reconnectDelayMicrosecondsMax: Int64 = 1_000_000,
                 delayMicroseconds: [Int: Int64] = [:], jitterSeed: UInt64 = 0) {
         self.cluster = cluster
@@ -37,7 +37,7 @@ public struct PeerTransportConfig: Sendable {
         self.listenAddress = listenAddress
         self.peers = peers.filter { $0.key != replica }
         self.limits = limits
-        self.sendQueueBytesMax = sendQueueBytesMax
+        self.sendQueueBytesMax = sendQueueBytesMax ?? 2 * (limits.frameBytesMax + 4)
         self.reconnectDelayMicrosecondsInitial = reconnectDelayMicrosecondsInitial
         self.reconnectDelayMicrosecondsMax = reconnectDelayMicrosecondsMax
         self.delayMicroseconds = delayMicroseconds
