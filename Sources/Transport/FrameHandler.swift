@@ -89,7 +89,7 @@ final class FrameHandler: ChannelInboundHandler {
     private func refuse(context: ChannelHandlerContext, reason: String) {
         state = .refused
         let remote = context.channel.remoteAddress.map { "\($0)" } ?? "an unknown address"
-        log("\(label): closing the connection from \(remote): \(reason)")
+        log("\(label): closing the connection with \(remote): \(reason)")
         context.close(promise: nil)
     }
 }

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOEmbedded
 import Primitives
 import Testing
 import Wire
@@ -118,5 +119,21 @@ extension Handshake {
                 #expect(frame.payload.count <= 254)
             }
         }
+    }
+}
+
+@Suite struct OutboundQueueTests {
+    @Test func aFullQueueDropsTheNewestFrameAndCountsIt() {
+        let loop = EmbeddedEventLoop()
+        let queue = OutboundQueue(loop: loop, sendQueueBytesMax: 100)
+        let frame = ByteBuffer(bytes: FrameEncoding.frame(kind: 1, payload: [UInt8](repeating: 0, count: 24)))
+        var accepted = 0
+        for _ in 0..<10 where queue.enqueue(frame) { accepted += 1 }
+        #expect(accepted == 3)
+        #expect(queue.pendingBytes == 90)
+        #expect(queue.counters.framesDropped == 7)
+        #expect(queue.counters.framesSent == 0)
+        queue.clear()
+        #expect(queue.pendingBytes == 0)
     }
 }
