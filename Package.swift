@@ -50,6 +50,15 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
+        // The only module that opens sockets: frames between processes over TCP on SwiftNIO.
+        .target(
+            name: "Transport",
+            dependencies: [
+                "Primitives", "Wire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "Simulation",
             dependencies: [
@@ -82,6 +91,16 @@ let package = Package(
         .testTarget(name: "CompositionTests", dependencies: ["Composition", "Workload", "Services", "Primitives"]),
         .testTarget(name: "ExecutionTests", dependencies: ["Execution", "Services", "Primitives"]),
         .testTarget(name: "WorkloadTests", dependencies: ["Workload", "Primitives", "Services", "Linearizability"]),
+        .testTarget(
+            name: "TransportTests",
+            dependencies: [
+                "Transport", "Wire", "Primitives",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "HarnessTests", dependencies: ["Harness", "Workload", "Linearizability", "Services"]),
     ],
     swiftLanguageModes: [.v6]
