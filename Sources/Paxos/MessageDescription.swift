@@ -88,6 +88,12 @@ extension PaxosMessage: CustomStringConvertible {
             "catch-up from \(fromSlot)"
         case let .forward(request):
             "forward \(request.compactDescription)"
+        case let .compacted(below):
+            "compacted below \(below)"
+        case let .checkpointRequest(slot, chunk):
+            "checkpoint-request slot \(slot) chunk \(chunk)"
+        case let .checkpointChunk(chunk):
+            "checkpoint-chunk slot \(chunk.slot) \(chunk.index + 1)/\(chunk.count) \(chunk.bytes.count) bytes"
         }
     }
 }

@@ -36,6 +36,36 @@ public enum PaxosMessage: Hashable, Sendable {
     case catchUp(fromSlot: UInt64)
     /// Single-leader mode: a client request for the leader to propose.
     case forward(Request)
+    /// Answers a catch-up from below the sender's compaction point: those slots are only in its
+    /// checkpoint, which covers every slot below `below`.
+    case compacted(below: UInt64)
+    /// State transfer: asks for chunk `chunk` of the sender's newest checkpoint at or above `slot`.
+    case checkpointRequest(slot: UInt64, chunk: UInt32)
+    /// State transfer: one chunk of a checkpoint.
+    case checkpointChunk(CheckpointChunk)
+}
+
+/// A piece of a checkpoint sent to a replica that fell behind the others' compaction point. The
+/// receiver asks for chunks one at a time (so a large checkpoint never floods a link) and checks
+/// the whole against `digest` before installing it.
+public struct CheckpointChunk: Hashable, Sendable {
+    /// The checkpoint covers every slot below this one.
+    public var slot: UInt64
+    public var index: UInt32
+    public var count: UInt32
+    public var totalBytes: UInt64
+    /// FNV-1a digest of the whole checkpoint.
+    public var digest: UInt64
+    public var bytes: [UInt8]
+
+    public init(slot: UInt64, index: UInt32, count: UInt32, totalBytes: UInt64, digest: UInt64, bytes: [UInt8]) {
+        self.slot = slot
+        self.index = index
+        self.count = count
+        self.totalBytes = totalBytes
+        self.digest = digest
+        self.bytes = bytes
+    }
 }
 
 extension PaxosMessage {
@@ -44,7 +74,7 @@ extension PaxosMessage {
         switch self {
         case let .prepare(_, ballot, _), let .promise(_, ballot, _, _, _), let .accept(ballot, _), let .accepted(ballot, _): ballot
         case let .rejected(_, promised): promised
-        case .decided, .heartbeat, .catchUp, .forward: nil
+        case .decided, .heartbeat, .catchUp, .forward, .compacted, .checkpointRequest, .checkpointChunk: nil
         }
     }
 }

@@ -23,10 +23,13 @@ public struct Ready: Sendable {
     public private(set) var deliveries: [Delivery] = []
     /// Client requests refused because the request queue was full.
     public private(set) var dropped: [Request] = []
+    /// A peer that holds, in a checkpoint, the slots this replica misses: the driver fetches it
+    /// and calls `installCheckpoint`.
+    public private(set) var stateTransfer: (from: ReplicaID, slot: UInt64)?
 
     public init() {}
 
-    public var isEmpty: Bool { records.isEmpty && messages.isEmpty && deliveries.isEmpty && dropped.isEmpty }
+    public var isEmpty: Bool { records.isEmpty && messages.isEmpty && deliveries.isEmpty && dropped.isEmpty && stateTransfer == nil }
 
     /// Persists the records, then hands out the messages to send.
     public consuming func messages(persistingTo storage: inout some PaxosStorage) -> [Outgoing] {
@@ -41,6 +44,7 @@ public struct Ready: Sendable {
     mutating func send(_ message: PaxosMessage, to replica: ReplicaID) { messages.append(Outgoing(to: replica, message: message)) }
     mutating func deliver(_ delivery: Delivery) { deliveries.append(delivery) }
     mutating func drop(_ request: Request) { dropped.append(request) }
+    mutating func transferState(from peer: ReplicaID, slot: UInt64) { stateTransfer = (peer, slot) }
 }
 
 /// Storage that keeps records in memory, for tests, benchmarks and the simulator's disk.

@@ -44,6 +44,9 @@ public struct PaxosReplica: Sendable {
 
     /// The first slot not delivered yet; every slot below it has been delivered, in order.
     public private(set) var deliveredBelow: UInt64 = 0
+    /// Slots below this are covered by a checkpoint and forgotten: this replica can neither report
+    /// them in phase 1 nor send them to a peer that catches up (it offers its checkpoint instead).
+    public private(set) var compactedBelow: UInt64 = 0
     /// One past the highest slot this replica has seen proposed or decided anywhere.
     public private(set) var horizon: UInt64 = 0
     private var lastDeliveryAt: Instant
@@ -95,17 +98,26 @@ public struct PaxosReplica: Sendable {
 
     /// A replica restarting after a crash from its persisted records. It leads nothing until it
     /// wins phase 1 again, with a ballot above every one it promised or used.
-    public init(config: PaxosConfig, id: ReplicaID, now: Instant, restoring records: [PersistRecord]) {
+    ///
+    /// - Parameter checkpointSlot: the slot the newest checkpoint covers (every slot below it is
+    ///   in the state machine the driver restored); 0 without a checkpoint. Accepted records below
+    ///   it are ignored, and this replica reports nothing below it in phase 1.
+    public init(config: PaxosConfig, id: ReplicaID, now: Instant, checkpointSlot: UInt64 = 0, restoring records: [PersistRecord]) {
         self.init(config: config, id: id, now: now)
         leaderships = [:]
+        deliveredBelow = checkpointSlot
+        compactedBelow = checkpointSlot
+        horizon = checkpointSlot
+        slots.forget(below: checkpointSlot)
         for record in records {
             switch record {
             case let .promised(sublog, ballot):
+                guard validSublog(sublog) else { continue }
                 promised[sublog] = max(promised[sublog], ballot)
             case let .accepted(ballot, run):
                 let sublog = sublogOf(run.first)
                 promised[sublog] = max(promised[sublog], ballot)
-                for slot in run.slots(stride: stride) where (slots[slot]?.ballot ?? ballot) <= ballot {
+                for slot in run.slots(stride: stride) where slot >= checkpointSlot && (slots[slot]?.ballot ?? ballot) <= ballot {
                     slots[slot] = SlotRecord(ballot: ballot, value: run.value, decided: false)
                 }
                 horizon = max(horizon, run.last + 1)
@@ -159,6 +171,13 @@ public struct PaxosReplica: Sendable {
             horizon = max(horizon, min(peerHorizon, deliveredBelow + 2 * config.deliveryWindowSlotsMax))
         case let .catchUp(fromSlot):
             onCatchUp(fromSlot: fromSlot, from: sender, into: &ready)
+        case let .compacted(below):
+            // The peer forgot the slots this replica misses: fetch its checkpoint (the driver
+            // does; the core only learns the result through `installCheckpoint`).
+            if below > deliveredBelow { ready.transferState(from: sender, slot: below) }
+        case .checkpointRequest, .checkpointChunk:
+            // State transfer is the driver's business: it holds the checkpoints.
+            break
         case let .forward(request):
             if config.mode == .singleLeader, leaderships[0] == nil, knownBallot[0].replica != id, knownBallot[0].replica != sender {
                 ready.send(.forward(request), to: knownBallot[0].replica)
@@ -198,11 +217,61 @@ public struct PaxosReplica: Sendable {
 
     public var queuedRequests: Int { queue.count - queueHead }
 
+    // MARK: Checkpoints
+
+    /// The acceptor state a checkpoint at `deliveredBelow` must carry so that the records logged
+    /// before it can be dropped: the promise of every sublog, and every slot at or above
+    /// `deliveredBelow` this replica accepted or learned (at most the delivery window's worth).
+    public var acceptorStateAtCheckpoint: [PersistRecord] {
+        var records = promised.enumerated().map { PersistRecord.promised(sublog: $0.offset, ballot: $0.element) }
+        var slot = deliveredBelow
+        while slot < horizon {
+            if let record = slots[slot] { records.append(.accepted(ballot: record.ballot, run: SlotRun(slot: slot, value: record.value))) }
+            slot += 1
+        }
+        return records
+    }
+
+    /// Forgets every slot below `slot`, which a durable checkpoint now covers. From here on this
+    /// replica answers a catch-up from below it with `.compacted` and refuses to report on it in
+    /// phase 1 (a promise marked incomplete), so no leader mistakes a forgotten slot for an empty one.
+    public mutating func compact(below slot: UInt64) {
+        precondition(slot <= deliveredBelow, "compacting below \(slot), but only slots below \(deliveredBelow) are delivered")
+        guard slot > compactedBelow else { return }
+        compactedBelow = slot
+        slots.forget(below: slot)
+    }
+
+    /// State transfer: the driver installed a peer's checkpoint covering every slot below `slot`.
+    /// Delivery resumes there; leaderships are given up (their slots may be decided already) and
+    /// won again by phase 1 once this replica is near the others.
+    public mutating func installCheckpoint(slot: UInt64, now: Instant) -> Ready {
+        self.now = max(self.now, now)
+        var ready = Ready()
+        guard slot > deliveredBelow else { return ready }
+        for sublog in Array(leaderships.keys) { dropLeadership(of: sublog) }
+        deliveredBelow = slot
+        compactedBelow = slot
+        horizon = max(horizon, slot)
+        slots.forget(below: slot)
+        lastDeliveryAt = self.now
+        deliver(into: &ready)
+        flush(into: &ready)
+        return ready
+    }
+
     // MARK: Acceptor
 
     private mutating func onPrepare(sublog: Int, ballot: Ballot, fromSlot: UInt64, from sender: ReplicaID, into ready: inout Ready) {
         guard ballot >= promised[sublog] else {
             ready.send(.rejected(sublog: sublog, promised: promised[sublog]), to: sender)
+            return
+        }
+        guard fromSlot >= compactedBelow else {
+            // Slots the leader asks about are forgotten here: an empty report would read as
+            // "nothing accepted" and let a decided slot be filled again. Incomplete sends the
+            // leader to catch up (by state transfer) before it leads.
+            ready.send(.promise(sublog: sublog, ballot: ballot, fromSlot: fromSlot, slots: [], complete: false), to: sender)
             return
         }
         if ballot > promised[sublog] {
@@ -228,7 +297,10 @@ public struct PaxosReplica: Sendable {
     }
 
     private mutating func onAccept(ballot: Ballot, run: SlotRun, from sender: ReplicaID, into ready: inout Ready) {
-        guard validRun(run) else { return }
+        // A run reaching below the compaction point comes from a leader that is behind: those
+        // slots are decided, and this acceptor no longer knows with what. It stays silent; the
+        // leader learns the decisions by catching up.
+        guard validRun(run), run.first >= compactedBelow else { return }
         let sublog = sublogOf(run.first)
         guard ballot >= promised[sublog] else {
             ready.send(.rejected(sublog: sublog, promised: promised[sublog]), to: sender)
@@ -258,6 +330,10 @@ public struct PaxosReplica: Sendable {
     }
 
     private mutating func onCatchUp(fromSlot: UInt64, from sender: ReplicaID, into ready: inout Ready) {
+        guard fromSlot >= compactedBelow else {
+            ready.send(.compacted(below: compactedBelow), to: sender)
+            return
+        }
         var runs: [SlotRun] = []
         var slot = fromSlot
         let end = min(horizon, fromSlot &+ UInt64(config.catchUpSlotsMax))
@@ -653,17 +729,29 @@ struct RequestKey: Hashable, Sendable {
 /// slot numbers from peers against the delivery window before they get here.
 struct SlotTable: Sendable {
     private var records: [SlotRecord?] = []
+    /// The slot `records[0]` stands for; every slot below it is forgotten (compacted).
+    private var base: UInt64 = 0
 
     subscript(slot: UInt64) -> SlotRecord? {
-        get { slot < UInt64(records.count) ? records[Int(slot)] : nil }
+        get { slot >= base && slot - base < UInt64(records.count) ? records[Int(slot - base)] : nil }
         set {
-            let index = Int(slot)
+            guard slot >= base else { return }
+            let index = Int(slot - base)
             if index >= records.count {
                 guard newValue != nil else { return }
                 records.append(contentsOf: repeatElement(nil, count: index - records.count + 1))
             }
             records[index] = newValue
         }
+    }
+
+    /// Drops every record below `slot`. Runs once per checkpoint, so the copy of what remains
+    /// (at most the delivery window) is paid rarely.
+    mutating func forget(below slot: UInt64) {
+        guard slot > base else { return }
+        let count = Int(min(slot - base, UInt64(records.count)))
+        records.removeFirst(count)
+        base = slot
     }
 }
 
