@@ -23,7 +23,7 @@ let package = Package(
     targets: [
         .target(name: "Primitives"),
         .target(name: "Services", dependencies: ["Primitives"]),
-        .target(name: "Wire", dependencies: ["Primitives", "Services"]),
+        .target(name: "Wire", dependencies: ["Primitives", "Services", "Paxos"]),
         .target(name: "Linearizability", dependencies: ["Primitives", "Services"]),
         .target(name: "Paxos", dependencies: ["Primitives", "Services"]),
         .target(
@@ -71,7 +71,7 @@ let package = Package(
         ),
         .testTarget(name: "PrimitivesTests", dependencies: ["Primitives"]),
         .testTarget(name: "ServicesTests", dependencies: ["Services"]),
-        .testTarget(name: "WireTests", dependencies: ["Wire", "Services"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "Services", "Paxos"]),
         .testTarget(name: "LinearizabilityTests", dependencies: ["Linearizability", "Services"]),
         .testTarget(name: "CLITests", dependencies: ["csmr"]),
         .testTarget(name: "PaxosScenarioTests", dependencies: ["Paxos", "Runtime", "Services", "Primitives"], exclude: ["testdata"]),
