@@ -30,6 +30,8 @@ let package = Package(
             name: "Execution",
             dependencies: ["Primitives", "Services", .product(name: "DequeModule", package: "swift-collections")]
         ),
+        // The only module that touches files: the write-ahead log, checkpoints and recovery.
+        .target(name: "Storage", dependencies: ["Primitives", "Services", "Paxos", "Wire"]),
         .target(name: "Runtime", dependencies: ["Primitives", "Services", "Paxos", "Execution"]),
         .target(name: "Composition", dependencies: ["Primitives", "Services", "Paxos", "Workload", .product(name: "Yams", package: "Yams")]),
         .target(
@@ -72,6 +74,7 @@ let package = Package(
         .testTarget(name: "PrimitivesTests", dependencies: ["Primitives"]),
         .testTarget(name: "ServicesTests", dependencies: ["Services"]),
         .testTarget(name: "WireTests", dependencies: ["Wire", "Services", "Paxos"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "Wire", "Paxos", "Services", "Primitives"]),
         .testTarget(name: "LinearizabilityTests", dependencies: ["Linearizability", "Services"]),
         .testTarget(name: "CLITests", dependencies: ["csmr"]),
         .testTarget(name: "PaxosScenarioTests", dependencies: ["Paxos", "Runtime", "Services", "Primitives"], exclude: ["testdata"]),
