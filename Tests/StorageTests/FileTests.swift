@@ -199,6 +199,42 @@ func failure(of body: () throws -> Void) -> StorageError? {
         #expect(reason.hasPrefix("checksum mismatch"))
     }
 
+    @Test func aRecordWithAGoodChecksumThatDoesNotDecodeIsCorruption() throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let (wal, _) = try openLog(directory, mode: .write)
+        wal.append(.checkpointed(slot: 1))
+        var writer = ByteWriter()
+        WALFormat.encode(kind: 77, payload: [1, 2, 3], into: &writer)
+        wal.append(encodedRecord: writer.bytes)
+        try wal.close()
+        let name = directory.segments()[0]
+        let error = failure { _ = try openLog(directory) }
+        guard case let .corrupt(file, offset, reason) = error else { Issue.record("got \(String(describing: error))"); return }
+        #expect(file == directory.file(name) && offset == WALFormat.encode(.checkpointed(slot: 1)).count)
+        #expect(reason.contains("record 2 does not decode"))
+    }
+
+    @Test func aSegmentCreatedJustBeforeACrashIsReusedForTheNextAppends() throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let entries = sampleEntries(30)
+        try writeLog(directory, entries)
+        // The new segment file exists, preallocated, but its first record never reached disk.
+        let empty = WALFormat.segmentName(firstLSN: 31)
+        directory.write(empty, [UInt8](repeating: 0, count: 4_096))
+        do {
+            let (wal, recovered) = try openLog(directory)
+            #expect(recovered.nextLSN == 31 && recovered.records.count == 30)
+            #expect(wal.append(.checkpointed(slot: 5)) == 31)
+            try wal.close()
+        }
+        let (wal, recovered) = try openLog(directory)
+        defer { try? wal.close() }
+        #expect(recovered.records.map { $0.entry } == entries + [.checkpointed(slot: 5)])
+        #expect(WALFormat.scan(directory.read(empty)).records.count == 1)
+    }
+
     @Test func aDeletedMiddleSegmentStopsRecoveryNamingTheNextFile() throws {
         let directory = TemporaryDirectory()
         defer { directory.remove() }
