@@ -34,6 +34,7 @@ public enum Recovery {
                             onDurable: @escaping @Sendable (UInt64) -> Void,
                             onFailure: @escaping @Sendable (StorageError) -> Void = { _ in })
         throws(StorageError) -> (wal: SegmentedWAL, recovered: RecoveredState) {
+        precondition(mode != .none, "durability mode none keeps acceptor state in memory; there is nothing to recover")
         try FileIO.makeDirectory(directory)
         let checkpoints = CheckpointStore(directory: directory, mode: mode)
         try checkpoints.removeTemporaryFiles()

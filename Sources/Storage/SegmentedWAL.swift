@@ -87,6 +87,8 @@ public final class SegmentedWAL: @unchecked Sendable {
     public let segmentBytesMax: Int
 
     private let onDurable: @Sendable (UInt64) -> Void
+    /// Called once, from the sync thread, when a write or sync fails; no record after the last
+    /// reported durable one will be. The caller should stop (its acceptor state is in doubt).
     private let onFailure: @Sendable (StorageError) -> Void
 
     /// A run of appended bytes waiting for `write()`; `startsSegment` puts them at the start of a
@@ -301,14 +303,13 @@ public final class SegmentedWAL: @unchecked Sendable {
         condition.withLock { hasSegment = true }
     }
 
+    /// Remembers the first failure: the log accepts no more writes after it. The sync thread
+    /// reports it through `onFailure`, outside every lock, so the callback may use the log.
     private func fail(_ error: StorageError) {
-        let first: Bool = condition.withLock {
-            guard failure == nil else { return false }
-            failure = error
+        condition.withLock {
+            if failure == nil { failure = error }
             condition.broadcast()
-            return true
         }
-        if first { onFailure(error) }
     }
 
     /// The sync thread: waits for a request above what was reported, writes, syncs once, reports.
@@ -317,9 +318,11 @@ public final class SegmentedWAL: @unchecked Sendable {
             condition.lock()
             while !closing, failure == nil, requestedLSN <= reportedLSN { condition.wait() }
             if closing || failure != nil {
+                let report = failure
                 threadExited = true
                 condition.broadcast()
                 condition.unlock()
+                if let report { onFailure(report) }
                 return
             }
             let target = requestedLSN

@@ -58,6 +58,33 @@ final class DurableWaiter: @unchecked Sendable {
     }
 }
 
+/// Collects `onFailure` reports.
+final class FailureRecorder: @unchecked Sendable {
+    // Safe to share: every field is read and written under `condition`.
+    private let condition = NSCondition()
+    private var errors: [StorageError] = []
+
+    var count: Int { condition.withLock { errors.count } }
+
+    func record(_ error: StorageError) {
+        condition.withLock {
+            errors.append(error)
+            condition.broadcast()
+        }
+    }
+
+    /// The first failure reported within `seconds`, nil if none was.
+    func wait(seconds: Double = 30) -> StorageError? {
+        let deadline = Date().addingTimeInterval(seconds)
+        condition.lock()
+        defer { condition.unlock() }
+        while errors.isEmpty {
+            if !condition.wait(until: deadline) { break }
+        }
+        return errors.first
+    }
+}
+
 /// Opens the log in `directory` with a small segment size.
 func openLog(_ directory: TemporaryDirectory, mode: DurabilityMode = .fsync, segmentBytesMax: Int = 4_096,
              waiter: DurableWaiter = DurableWaiter()) throws -> (wal: SegmentedWAL, recovered: RecoveredState) {
@@ -317,6 +344,27 @@ func failure(of body: () throws -> Void) -> StorageError? {
         #expect(wal.durableLSN == 300)
         try wal.close()
         #expect(wal.stats.syncs == 0)
+    }
+
+    @Test func aFailedSegmentCreationIsReportedOnceAndRefusesLaterWrites() throws {
+        let directory = TemporaryDirectory()
+        defer { directory.remove() }
+        let failures = FailureRecorder()
+        let (wal, _) = try Recovery.open(directory: directory.path, mode: .fsync, segmentBytesMax: 4_096, onDurable: { _ in },
+                                         onFailure: { failures.record($0) })
+        wal.append(.checkpointed(slot: 1))
+        try wal.write()
+        // The directory disappears: the next segment cannot be created.
+        directory.remove()
+        var last: UInt64 = 0
+        for entry in sampleEntries(100) { last = wal.append(entry) }
+        wal.requestSync(through: last)
+        let error = try #require(failures.wait())
+        guard case let .io(file, operation, _) = error else { Issue.record("got \(error)"); return }
+        #expect(file.hasPrefix(directory.path) && operation == "open")
+        #expect(throws: StorageError.self) { try wal.write() }
+        #expect(failures.count == 1)
+        _ = try? wal.close()
     }
 
     @Test func dropSegmentsRemovesOnlyFullyCoveredSegments() throws {
