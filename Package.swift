@@ -23,13 +23,15 @@ let package = Package(
     targets: [
         .target(name: "Primitives"),
         .target(name: "Services", dependencies: ["Primitives"]),
-        .target(name: "Wire", dependencies: ["Primitives", "Services"]),
+        .target(name: "Wire", dependencies: ["Primitives", "Services", "Paxos"]),
         .target(name: "Linearizability", dependencies: ["Primitives", "Services"]),
         .target(name: "Paxos", dependencies: ["Primitives", "Services"]),
         .target(
             name: "Execution",
             dependencies: ["Primitives", "Services", .product(name: "DequeModule", package: "swift-collections")]
         ),
+        // The only module that touches files: the write-ahead log, checkpoints and recovery.
+        .target(name: "Storage", dependencies: ["Primitives", "Services", "Paxos", "Wire"]),
         .target(name: "Runtime", dependencies: ["Primitives", "Services", "Paxos", "Execution"]),
         .target(name: "Composition", dependencies: ["Primitives", "Services", "Paxos", "Workload", .product(name: "Yams", package: "Yams")]),
         .target(
@@ -82,7 +84,8 @@ let package = Package(
         .plugin(name: "GitCommitPlugin", capability: .buildTool()),
         .testTarget(name: "PrimitivesTests", dependencies: ["Primitives"]),
         .testTarget(name: "ServicesTests", dependencies: ["Services"]),
-        .testTarget(name: "WireTests", dependencies: ["Wire", "Services"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "Services", "Paxos"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "Wire", "Paxos", "Services", "Primitives"]),
         .testTarget(name: "LinearizabilityTests", dependencies: ["Linearizability", "Services"]),
         .testTarget(name: "CLITests", dependencies: ["csmr"]),
         .testTarget(name: "PaxosScenarioTests", dependencies: ["Paxos", "Runtime", "Services", "Primitives"], exclude: ["testdata"]),

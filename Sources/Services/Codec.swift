@@ -9,13 +9,30 @@ public struct CodecLimits: Hashable, Sendable {
     public var replyEntriesMax: Int
     /// Most items (keys, locks, entries, sessions) in one snapshot section.
     public var snapshotItemsMax: Int
+    /// Most client requests in one batch (a Paxos slot value). Must cover
+    /// `PaxosConfig.batchCommandsMax`; recommended 65,536, its largest valid value.
+    public var batchRequestsMax: Int
+    /// Most runs or reported slots in one Paxos message (`decided`, `promise`). Recommended
+    /// 65,536: well above `catchUpSlotsMax` and a promise's report.
+    public var runsMax: Int
+    /// Largest replica id, and largest sublog number, accepted from a peer. Both index arrays of
+    /// at most the group's size, so a peer cannot name an arbitrary `Int`. Recommended 1,024.
+    public var replicaIDMax: Int
+    /// Largest piece of a checkpoint in one state-transfer message. Recommended 1 MiB; the
+    /// sender's chunks must not exceed it.
+    public var checkpointChunkBytesMax: Int = 1 << 20
 
-    public init(stringBytesMax: Int = 65_536, replyEntriesMax: Int = 4_096, snapshotItemsMax: Int = 50_000_000) {
-        precondition(stringBytesMax > 0 && replyEntriesMax > 0 && snapshotItemsMax > 0,
-                     "codec limits must be positive: \(stringBytesMax), \(replyEntriesMax), \(snapshotItemsMax)")
+    public init(stringBytesMax: Int = 65_536, replyEntriesMax: Int = 4_096, snapshotItemsMax: Int = 50_000_000,
+                batchRequestsMax: Int = 65_536, runsMax: Int = 65_536, replicaIDMax: Int = 1_024) {
+        precondition(stringBytesMax > 0 && replyEntriesMax > 0 && snapshotItemsMax > 0 && batchRequestsMax > 0 && runsMax > 0,
+                     "codec limits must be positive: \(stringBytesMax), \(replyEntriesMax), \(snapshotItemsMax), \(batchRequestsMax), \(runsMax)")
+        precondition(replicaIDMax >= 0 && replicaIDMax <= Int(UInt32.max), "replicaIDMax must be 0 ... 2^32-1, got \(replicaIDMax)")
         self.stringBytesMax = stringBytesMax
         self.replyEntriesMax = replyEntriesMax
         self.snapshotItemsMax = snapshotItemsMax
+        self.batchRequestsMax = batchRequestsMax
+        self.runsMax = runsMax
+        self.replicaIDMax = replicaIDMax
     }
 
     public static let standard = CodecLimits()

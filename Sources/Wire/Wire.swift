@@ -1,3 +1,4 @@
+import Paxos
 import Primitives
 import Services
 
@@ -59,11 +60,15 @@ public enum WireError: Error, Hashable, Sendable, CustomStringConvertible {
 public enum Message: Hashable, Sendable {
     case request(Request)
     case reply(ClientReply)
+    /// A replica-to-replica consensus message; the sender is the peer at the other end of the
+    /// connection, so the frame does not repeat it.
+    case paxos(PaxosMessage)
 
     var kind: UInt8 {
         switch self {
         case .request: 1
         case .reply: 2
+        case .paxos: 3
         }
     }
 }
@@ -91,6 +96,7 @@ public enum WireFormat {
             writer.write(reply.client.rawValue)
             writer.write(reply.sequence)
             reply.reply.encode(into: &writer)
+        case let .paxos(message): message.encode(into: &writer)
         }
         writer.patch(UInt32(writer.count - start - 4), at: start)
     }
@@ -118,6 +124,7 @@ public enum WireFormat {
                 let client = ClientID(try reader.readUInt64())
                 let sequence = try reader.readUInt64()
                 message = .reply(ClientReply(client: client, sequence: sequence, reply: try Reply.decode(from: &reader, limits: limits)))
+            case 3: message = .paxos(try PaxosMessage.decode(from: &reader, limits: limits))
             default: throw WireError.unknownKind(kind)
             }
             try reader.expectEnd()
