@@ -32,7 +32,7 @@ let package = Package(
         ),
         // The only module that touches files: the write-ahead log, checkpoints and recovery.
         .target(name: "Storage", dependencies: ["Primitives", "Services", "Paxos", "Wire"]),
-        .target(name: "Runtime", dependencies: ["Primitives", "Services", "Paxos", "Execution"]),
+        .target(name: "Runtime", dependencies: ["Primitives", "Services", "Paxos", "Execution", "Wire"]),
         .target(name: "Composition", dependencies: ["Primitives", "Services", "Paxos", "Workload", .product(name: "Yams", package: "Yams")]),
         .target(
             name: "Workload",
@@ -45,7 +45,7 @@ let package = Package(
         .target(
             name: "Harness",
             dependencies: [
-                "Primitives", "Services", "Paxos", "Runtime", "Workload", "Linearizability", "Execution", "Composition",
+                "Primitives", "Services", "Paxos", "Runtime", "Workload", "Linearizability", "Execution", "Composition", "Storage",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

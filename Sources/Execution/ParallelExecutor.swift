@@ -84,6 +84,21 @@ public final class ParallelExecutor: @unchecked Sendable {
                             sessions: sessions, limits: limits)
     }
 
+    /// Replaces the whole state with `machine`'s (a checkpoint restored at start-up or received
+    /// by state transfer), each key and lock in the partition its class maps to.
+    public func restore(_ machine: StateMachine) {
+        var kv = Array(repeating: [String: String](), count: partitions.count)
+        var holders = Array(repeating: [String: ClientID](), count: partitions.count)
+        for (key, value) in machine.kv.entries { kv[ExecutionPlan.partition(ofKey: key, partitions: partitions.count)][key] = value }
+        for (name, holder) in machine.locks.holders { holders[ExecutionPlan.partition(ofKey: name, partitions: partitions.count)][name] = holder }
+        for (index, partition) in partitions.enumerated() {
+            partition.kv = KeyValueStore(entries: kv[index])
+            partition.locks = LockTable(holders: holders[index])
+        }
+        logPartition.log = machine.log
+        sessions = machine.sessions
+    }
+
     private func executeWindow(_ window: [Request]) -> [Reply] {
         let plan = ExecutionPlan(window: window, sessions: sessions, partitions: config.partitions)
         let results = ReplySlots(count: plan.tasks.count)

@@ -75,15 +75,18 @@ public struct ExecutionPlan: Hashable, Sendable {
     /// same on every replica and run), one class for the whole log.
     public static func conflictClass(of command: Command, partitions: Int) -> Int {
         switch command {
-        case let .kvGet(key), let .kvPut(key, _): return Int(Digest(of: key.utf8).value % UInt64(partitions))
+        case let .kvGet(key), let .kvPut(key, _): return partition(ofKey: key, partitions: partitions)
         case let .lockAcquire(name), let .lockRelease(name):
             // Locks use the same partitions as keys but their own state, so a lock and a key of
             // one name only share a class, never state.
-            return Int(Digest(of: name.utf8).value % UInt64(partitions))
+            return partition(ofKey: name, partitions: partitions)
         case .logAppend, .logRetrieve, .logTruncate, .logAppendFrom: return partitions
         case .openSession: preconditionFailure("openSession is not executed by workers")
         }
     }
+
+    /// The partition a kv key or a lock name belongs to.
+    public static func partition(ofKey key: String, partitions: Int) -> Int { Int(Digest(of: key.utf8).value % UInt64(partitions)) }
 
     /// Admits a window of requests (without `openSession`) against `sessions`, which is not
     /// changed: the caller records replies afterwards, in order, as sequential execution would.

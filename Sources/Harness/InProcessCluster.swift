@@ -1,3 +1,4 @@
+import Foundation
 import NIOConcurrencyHelpers
 import Execution
 import NIOCore
@@ -5,6 +6,7 @@ import Paxos
 import Primitives
 import Runtime
 import Services
+import Storage
 
 /// A replica group inside this process, on SwiftNIO event loops, with the real clock.
 ///
@@ -24,6 +26,10 @@ public final class InProcessCluster: @unchecked Sendable {
     private let extensionSink: (@Sendable ([(index: UInt64, entry: String)]) -> Void)?
     private let appendedSink: (@Sendable ([(origin: UInt32, index: UInt64, logIndex: UInt64)]) -> Void)?
     public let config: PaxosConfig?
+    public let durability: ReplicaDurability
+    private let eventSink: (@Sendable (String) -> Void)?
+    /// Every replica's file storage, for group-commit counters (read from any thread).
+    private let fileStorages = NIOLockedValueBox([Int: FileReplicaStorage]())
 
     /// - Parameters:
     ///   - config: the Paxos configuration, or nil for one unreplicated copy of the services.
@@ -32,11 +38,14 @@ public final class InProcessCluster: @unchecked Sendable {
     ///   - extensionOrigin: when set, every executed put yields an extension step, reported to
     ///     `onExtensionSteps` (on the replica's loop).
     public init(config: PaxosConfig?, execution: ExecutionConfig = ExecutionConfig(), loops: [EventLoop], firstLoop: Int = 0,
-                extensionOrigin: UInt32? = nil,
+                extensionOrigin: UInt32? = nil, durability: ReplicaDurability = ReplicaDurability(),
                 onReply: @escaping @Sendable (ClientReply) -> Void,
                 onExtensionSteps: (@Sendable ([(index: UInt64, entry: String)]) -> Void)? = nil,
-                onExtensionAppended: (@Sendable ([(origin: UInt32, index: UInt64, logIndex: UInt64)]) -> Void)? = nil) {
+                onExtensionAppended: (@Sendable ([(origin: UInt32, index: UInt64, logIndex: UInt64)]) -> Void)? = nil,
+                onEvent: (@Sendable (String) -> Void)? = nil) {
         self.config = config
+        self.durability = durability
+        eventSink = onEvent
         replySink = onReply
         extensionSink = onExtensionSteps
         appendedSink = onExtensionAppended
@@ -45,7 +54,10 @@ public final class InProcessCluster: @unchecked Sendable {
             ReplicaHost(index: index, loop: loops[(firstLoop + index) % loops.count], config: config, execution: execution,
                         extensionOrigin: extensionOrigin)
         }
-        for host in hosts { host.cluster = self }
+        for host in hosts {
+            host.cluster = self
+            host.loop.execute { host.open() }
+        }
     }
 
     public var replicaCount: Int { hosts.count }
@@ -55,7 +67,8 @@ public final class InProcessCluster: @unchecked Sendable {
         for host in hosts { host.loop.execute { host.start() } }
     }
 
-    /// Stops the tickers; after it has completed, no replica sends anything anywhere.
+    /// Stops the tickers and closes the replicas' files; after it has completed, no replica sends
+    /// anything anywhere.
     public func stop() -> EventLoopFuture<Void> {
         halted.withLockedValue { $0 = true }
         let futures = hosts.map { host in host.loop.submit { host.stop() } }
@@ -119,6 +132,28 @@ public final class InProcessCluster: @unchecked Sendable {
 
     func extensionSteps(_ steps: [(index: UInt64, entry: String)]) { extensionSink?(steps) }
 
+    /// Something worth a line in the results (a state transfer, a storage failure).
+    func event(_ text: String) { eventSink?(text) }
+
+    func registerFileStorage(_ storage: FileReplicaStorage?, replica: Int) {
+        fileStorages.withLockedValue { $0[replica] = storage }
+    }
+
+    /// Group-commit counters summed over the replicas that write files.
+    public var storageStats: WALStats {
+        let storages = fileStorages.withLockedValue { Array($0.values) }
+        var total = WALStats()
+        for stats in storages.map(\.stats) {
+            total.syncs += stats.syncs
+            total.recordsSynced += stats.recordsSynced
+            total.recordsPerSyncMax = max(total.recordsPerSyncMax, stats.recordsPerSyncMax)
+            total.syncNanosecondsTotal += stats.syncNanosecondsTotal
+            total.syncNanosecondsMax = max(total.syncNanosecondsMax, stats.syncNanosecondsMax)
+            for (bucket, count) in stats.syncLatencyBuckets.enumerated() { total.syncLatencyBuckets[bucket] += count }
+        }
+        return total
+    }
+
     func extensionsAppended(_ appended: [(origin: UInt32, index: UInt64, logIndex: UInt64)]) { appendedSink?(appended) }
 }
 
@@ -131,6 +166,57 @@ struct LinkPair: Hashable, Sendable {
     }
 }
 
+/// How a group's replicas keep their acceptor state and checkpoints.
+public struct ReplicaDurability: Hashable, Sendable {
+    public var mode: DurabilityMode
+    public var checkpointIntervalSlots: UInt64
+    /// The group's folder; replica r keeps its files in `r<r>/` inside it. Required unless `mode`
+    /// is `none`.
+    public var directory: String?
+
+    public init(mode: DurabilityMode = .none, checkpointIntervalSlots: UInt64 = 0, directory: String? = nil) {
+        precondition(mode == .none || directory != nil, "durability \(mode.rawValue) needs a directory")
+        self.mode = mode
+        self.checkpointIntervalSlots = checkpointIntervalSlots
+        self.directory = directory
+    }
+}
+
+/// A replica's disk: memory, or files. A class, so the node and the host share one instance and
+/// mutating it never copies the records.
+final class HostStorage: ReplicaStorage, @unchecked Sendable {
+    // Touched only on the replica's loop (the file storage's sync thread has its own locks).
+    private var memory: MemoryStorage?
+    let file: FileReplicaStorage?
+
+    init(memory: MemoryStorage) {
+        self.memory = memory
+        file = nil
+    }
+
+    init(file: FileReplicaStorage) {
+        memory = nil
+        self.file = file
+    }
+
+    func persist(_ records: [PersistRecord]) {
+        if let file { file.persist(records) } else { memory!.persist(records) }
+    }
+
+    var appendedPosition: UInt64 { file?.appendedPosition ?? memory!.appendedPosition }
+    var durablePosition: UInt64 { file?.durablePosition ?? memory!.durablePosition }
+
+    func commit() { file?.commit() }
+
+    func saveCheckpoint(_ checkpoint: Checkpoint) {
+        if let file { file.saveCheckpoint(checkpoint) } else { memory!.saveCheckpoint(checkpoint) }
+    }
+
+    var newestCheckpoint: Checkpoint? { file?.newestCheckpoint ?? memory!.newestCheckpoint }
+
+    var recovered: RecoveredState? { memory?.recovered }
+}
+
 /// One replica on its event loop. All methods run on `loop`.
 final class ReplicaHost: @unchecked Sendable {
     let index: Int
@@ -139,10 +225,13 @@ final class ReplicaHost: @unchecked Sendable {
     let execution: ExecutionConfig
     let extensionOrigin: UInt32?
     unowned var cluster: InProcessCluster!
-    private var node: ReplicaNode<MemoryStorage>?
+    private var node: ReplicaNode<HostStorage>?
     /// The services alone, for an unreplicated run.
     private var machine: ParallelExecutor?
-    private var disk = MemoryStorage()
+    /// The disk. With `durability: none` it is memory that outlives a crash of the replica.
+    private var storage: HostStorage?
+    /// Outputs waiting for their records to be durable.
+    private var gate = EffectGate()
     private var ticker: RepeatedTask?
     /// While paused, inputs wait here, in arrival order.
     private var held: [Input]?
@@ -158,11 +247,42 @@ final class ReplicaHost: @unchecked Sendable {
         self.config = config
         self.execution = execution
         self.extensionOrigin = extensionOrigin
-        if let config {
-            node = ReplicaNode(core: PaxosReplica(config: config, id: ReplicaID(index), now: Self.now()), storage: disk, execution: execution,
-                               extensionOrigin: extensionOrigin)
+        if config == nil { machine = ParallelExecutor(config: execution) }
+    }
+
+    /// The replica's folder when it keeps files.
+    private var directory: String? {
+        guard let root = cluster.durability.directory, cluster.durability.mode != .none else { return nil }
+        return URL(fileURLWithPath: root).appendingPathComponent("r\(index)").path
+    }
+
+    /// Opens the disk and builds the node from what it holds (nothing, on a first start).
+    func open() {
+        guard let config, node == nil else { return }
+        let recovered: RecoveredState
+        if let directory {
+            do {
+                let (file, found) = try FileReplicaStorage.open(
+                    directory: directory, mode: cluster.durability.mode,
+                    onDurable: { [self] position in loop.execute { self.durable(position) } },
+                    onFailure: { [self] error in loop.execute { self.storageFailed(error) } })
+                storage = HostStorage(file: file)
+                cluster.registerFileStorage(file, replica: index)
+                recovered = found
+            } catch {
+                cluster.event("r\(index) cannot start: \(error)")
+                return
+            }
         } else {
-            machine = ParallelExecutor(config: execution)
+            if storage == nil { storage = HostStorage(memory: MemoryStorage()) }
+            recovered = storage!.recovered!
+        }
+        do {
+            node = try ReplicaNode.recover(config: config, id: ReplicaID(index), now: Self.now(), storage: storage!, recovered: recovered,
+                                           execution: execution, extensionOrigin: extensionOrigin,
+                                           checkpointIntervalSlots: cluster.durability.checkpointIntervalSlots)
+        } catch {
+            cluster.event("r\(index) cannot read its checkpoint: \(error)")
         }
     }
 
@@ -181,6 +301,7 @@ final class ReplicaHost: @unchecked Sendable {
     func stop() {
         ticker?.cancel()
         ticker = nil
+        closeFiles()
     }
 
     func pause(milliseconds: Int) {
@@ -229,22 +350,60 @@ final class ReplicaHost: @unchecked Sendable {
         carryOut(output)
     }
 
+    /// The process dies: everything in memory is lost, including effects still waiting for a
+    /// sync. What is on disk stays (memory storage plays the disk for `durability: none`).
+    /// Unlike a real crash, the file storage writes out what it buffered when it closes.
     func crash() {
-        guard let current = node else { return }
-        disk = current.storage
+        guard node != nil else { return }
         node = nil
+        gate = EffectGate()
+        if storage?.file != nil {
+            closeFiles()
+            storage = nil
+        }
     }
 
     func restart() {
-        guard node == nil, let config else { return }
-        node = ReplicaNode(core: PaxosReplica(config: config, id: ReplicaID(index), now: Self.now(), restoring: disk.records), storage: disk,
-                           execution: execution, extensionOrigin: extensionOrigin)
+        guard node == nil else { return }
+        open()
+    }
+
+    private func closeFiles() {
+        guard let file = storage?.file else { return }
+        do {
+            try file.close()
+        } catch {
+            cluster.event("r\(index): closing its files failed: \(error)")
+        }
+        cluster.registerFileStorage(nil, replica: index)
+    }
+
+    /// The sync thread reports records durable up to `position`: held effects may leave.
+    private func durable(_ position: UInt64) {
+        guard node != nil else { return }
+        for effects in gate.release(durablePosition: position) { send(effects) }
+    }
+
+    private func storageFailed(_ error: StorageError) {
+        // Acknowledged state may not be on disk: the replica stops rather than lie.
+        cluster.event("r\(index) stopped: its storage failed: \(error)")
+        node = nil
+        gate = EffectGate()
     }
 
     private func carryOut(_ output: NodeOutput) {
-        for outgoing in output.messages { cluster.route(outgoing, from: index) }
-        for reply in output.replies { cluster.reply(reply) }
-        if !output.extensionSteps.isEmpty { cluster.extensionSteps(output.extensionSteps) }
-        if !output.extensionsAppended.isEmpty { cluster.extensionsAppended(output.extensionsAppended) }
+        if let transfer = output.stateTransfer {
+            cluster.event(String(format: "r%d installed r%d's checkpoint at slot %llu: %d bytes in %d chunks, %.1f ms", index, transfer.from.rawValue,
+                                 transfer.slot, transfer.bytes, transfer.chunks, Double(transfer.microseconds) / 1_000))
+        }
+        guard let storage else { return }
+        for effects in gate.pass(output, durablePosition: storage.durablePosition) { send(effects) }
+    }
+
+    private func send(_ effects: NodeEffects) {
+        for outgoing in effects.messages { cluster.route(outgoing, from: index) }
+        for reply in effects.replies { cluster.reply(reply) }
+        if !effects.extensionSteps.isEmpty { cluster.extensionSteps(effects.extensionSteps) }
+        if !effects.extensionsAppended.isEmpty { cluster.extensionsAppended(effects.extensionsAppended) }
     }
 }

@@ -83,4 +83,9 @@ extension PaxosMessage {
 public struct Outgoing: Hashable, Sendable {
     public var to: ReplicaID
     public var message: PaxosMessage
+
+    public init(to: ReplicaID, message: PaxosMessage) {
+        self.to = to
+        self.message = message
+    }
 }

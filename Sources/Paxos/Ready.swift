@@ -7,10 +7,54 @@ public enum PersistRecord: Hashable, Sendable {
     case accepted(ballot: Ballot, run: SlotRun)
 }
 
-/// Durable storage for acceptor state. `persist` returns once the records would survive a crash
-/// (in memory for tests and the simulator's disk; fsync'd by the durable store).
+/// Storage for acceptor state. `persist` appends records at increasing positions; they survive
+/// a crash once `durablePosition` reaches the position they were appended at: at once for memory
+/// storage, after a write or an fsync for files. A driver hands out the messages and replies an
+/// input produced only when everything appended up to then is durable (`appendedPosition` at that
+/// moment), so nothing that reveals a promise or an acceptance leaves before it would survive.
 public protocol PaxosStorage {
     mutating func persist(_ records: [PersistRecord])
+    /// The position after the last record handed to `persist`.
+    var appendedPosition: UInt64 { get }
+    /// Every record up to this position survives a crash.
+    var durablePosition: UInt64 { get }
+}
+
+/// A replica's state at a slot, as the driver encodes it: every slot below `slot` is in the state
+/// machine it holds, and the acceptor state it carries covers every record up to `position`.
+public struct Checkpoint: Hashable, Sendable {
+    public var slot: UInt64
+    public var position: UInt64
+    public var bytes: [UInt8]
+
+    public init(slot: UInt64, position: UInt64, bytes: [UInt8]) {
+        self.slot = slot
+        self.position = position
+        self.bytes = bytes
+    }
+}
+
+/// What a replica finds on its disk at start-up.
+public struct RecoveredState: Sendable {
+    public var checkpoint: Checkpoint?
+    /// Records appended after the checkpoint's position, in order.
+    public var records: [PersistRecord]
+
+    public init(checkpoint: Checkpoint?, records: [PersistRecord]) {
+        self.checkpoint = checkpoint
+        self.records = records
+    }
+}
+
+/// A replica's whole disk: acceptor records and checkpoints.
+public protocol ReplicaStorage: PaxosStorage {
+    /// Hands the records appended so far to the disk. Durability follows at once or later; a
+    /// storage that syncs later tells whoever built it when `durablePosition` moves.
+    mutating func commit()
+    /// Keeps `checkpoint`; once it is durable, the records up to its position may be dropped.
+    mutating func saveCheckpoint(_ checkpoint: Checkpoint)
+    /// The newest checkpoint, for a peer that needs a state transfer.
+    var newestCheckpoint: Checkpoint? { get }
 }
 
 /// The work one input to the core produced, with the order the driver must follow built in:
@@ -31,7 +75,8 @@ public struct Ready: Sendable {
 
     public var isEmpty: Bool { records.isEmpty && messages.isEmpty && deliveries.isEmpty && dropped.isEmpty && stateTransfer == nil }
 
-    /// Persists the records, then hands out the messages to send.
+    /// Appends the records to `storage`, then hands out the messages, which may leave once
+    /// `storage.durablePosition` reaches its `appendedPosition` (at once with memory storage).
     public consuming func messages(persistingTo storage: inout some PaxosStorage) -> [Outgoing] {
         if !records.isEmpty { storage.persist(records) }
         return messages
@@ -47,9 +92,27 @@ public struct Ready: Sendable {
     mutating func transferState(from peer: ReplicaID, slot: UInt64) { stateTransfer = (peer, slot) }
 }
 
-/// Storage that keeps records in memory, for tests, benchmarks and the simulator's disk.
-public struct MemoryStorage: PaxosStorage, Sendable {
+/// Storage that keeps records in memory, for tests, benchmarks, the simulator's disk and
+/// `durability: none`. Everything is durable as soon as it is appended. A checkpoint drops the
+/// records it covers, so memory stays bounded in a run of any length.
+public struct MemoryStorage: ReplicaStorage, Sendable {
+    /// Records after the newest checkpoint's position, in order.
     public private(set) var records: [PersistRecord] = []
+    public private(set) var newestCheckpoint: Checkpoint?
+    public private(set) var appendedPosition: UInt64 = 0
     public init() {}
-    public mutating func persist(_ records: [PersistRecord]) { self.records.append(contentsOf: records) }
+    public var durablePosition: UInt64 { appendedPosition }
+    public mutating func persist(_ records: [PersistRecord]) {
+        self.records.append(contentsOf: records)
+        appendedPosition += UInt64(records.count)
+    }
+    public mutating func commit() {}
+    public mutating func saveCheckpoint(_ checkpoint: Checkpoint) {
+        precondition(checkpoint.position <= appendedPosition, "checkpoint at position \(checkpoint.position) beyond \(appendedPosition)")
+        let kept = Int(appendedPosition - checkpoint.position)
+        records.removeFirst(records.count - min(kept, records.count))
+        newestCheckpoint = checkpoint
+    }
+    /// What a replica restarting from this disk finds.
+    public var recovered: RecoveredState { RecoveredState(checkpoint: newestCheckpoint, records: records) }
 }

@@ -3,56 +3,146 @@ import Paxos
 import Primitives
 import Services
 
-/// What a replica node asks its driver to do after an input.
-public struct NodeOutput: Sendable {
+/// What leaves a replica once the records it depends on are durable: messages to peers, replies
+/// to clients, and extension steps (all of them reveal decisions or acceptances).
+public struct NodeEffects: Sendable {
     /// Messages for other replicas of the group (messages to itself are handled inside the node).
     public var messages: [Outgoing] = []
     /// Replies owed to clients that sent their request to this node.
     public var replies: [ClientReply] = []
-    /// Slots delivered and executed by this input, in order.
-    public var deliveries: [Delivery] = []
-    /// State digests taken after executing the given slot (every `digestIntervalSlots`).
-    public var digests: [(slot: UInt64, digest: Digest)] = []
-    /// Requests refused because the proposer's queue was full.
-    public var dropped: [Request] = []
     /// Extension steps produced by executing puts (when this node's group extends them), in order.
     public var extensionSteps: [(index: UInt64, entry: String)] = []
     /// Extension steps this node's log appended: origin, step index, log index.
     public var extensionsAppended: [(origin: UInt32, index: UInt64, logIndex: UInt64)] = []
 
     public init() {}
+
+    public var isEmpty: Bool { messages.isEmpty && replies.isEmpty && extensionSteps.isEmpty && extensionsAppended.isEmpty }
+}
+
+/// What a replica node asks its driver to do after an input.
+///
+/// The effects are sealed: `effects(durablePosition:)` hands them out only once the storage is
+/// durable up to `durableAfter` (everything appended until this input ended), and traps
+/// otherwise. A driver with storage that syncs later holds the output (see `EffectGate`).
+public struct NodeOutput: Sendable {
+    var sealed = NodeEffects()
+    /// The storage position that must be durable before the effects may leave.
+    public internal(set) var durableAfter: UInt64 = 0
+    /// Slots delivered and executed by this input, in order.
+    public internal(set) var deliveries: [Delivery] = []
+    /// State digests taken after executing the given slot (every `digestIntervalSlots`).
+    public internal(set) var digests: [(slot: UInt64, digest: Digest)] = []
+    /// Requests refused because the proposer's queue was full.
+    public internal(set) var dropped: [Request] = []
+    /// Checkpoints this input took (their slots).
+    public internal(set) var checkpoints: [UInt64] = []
+    /// A state transfer this input completed.
+    public internal(set) var stateTransfer: StateTransferReport?
+
+    public init() {}
+
+    /// The effects, once `durablePosition` covers `durableAfter`.
+    public func effects(durablePosition: UInt64) -> NodeEffects {
+        precondition(durablePosition >= durableAfter,
+                     "effects of an input released at durable position \(durablePosition), before \(durableAfter): a reply would reveal state a crash can lose")
+        return sealed
+    }
+
+    /// Effects for inspection only (scenario traces, checkers); never for sending.
+    public var pendingEffects: NodeEffects { sealed }
+}
+
+/// A finished state transfer: the checkpoint's slot, its size, and how long it took.
+public struct StateTransferReport: Hashable, Sendable {
+    public var slot: UInt64
+    public var bytes: Int
+    public var chunks: Int
+    public var microseconds: UInt64
+    public var from: ReplicaID
+}
+
+/// Holds node outputs until the storage is durable far enough, and releases their effects in the
+/// order the inputs happened (a later input's messages never overtake an earlier one's).
+public struct EffectGate: Sendable {
+    private var held: [NodeOutput] = []
+    private var head = 0
+
+    public init() {}
+
+    public var isEmpty: Bool { head == held.count }
+
+    /// Takes an output; returns the effects that may leave now (its own and any held before it).
+    public mutating func pass(_ output: NodeOutput, durablePosition: UInt64) -> [NodeEffects] {
+        if isEmpty, output.durableAfter <= durablePosition { return output.sealed.isEmpty ? [] : [output.sealed] }
+        held.append(output)
+        return release(durablePosition: durablePosition)
+    }
+
+    /// The storage became durable up to `durablePosition`.
+    public mutating func release(durablePosition: UInt64) -> [NodeEffects] {
+        var released: [NodeEffects] = []
+        while head < held.count, held[head].durableAfter <= durablePosition {
+            let effects = held[head].effects(durablePosition: durablePosition)
+            if !effects.isEmpty { released.append(effects) }
+            head += 1
+        }
+        if head == held.count {
+            held.removeAll(keepingCapacity: true)
+            head = 0
+        }
+        return released
+    }
 }
 
 /// The replica driver: runs the pure Paxos core's effects in the order it demands (persist, then
-/// send), loops messages addressed to itself back in, and executes delivered batches on the
-/// replica's state machine, answering the clients that asked this replica.
+/// send), loops messages addressed to itself back in, executes delivered batches on the replica's
+/// state machine, takes checkpoints and compacts, and fetches a peer's checkpoint when it fell
+/// behind the others' compaction point.
 ///
 /// It is a value too: the clock, the network and the disk stay outside, in whoever steps it (the
 /// simulator, the in-process cluster, the TCP server). `storage` is the disk: after a crash, a new
-/// node is built from it and nothing else.
-public struct ReplicaNode<Storage: PaxosStorage>: Sendable where Storage: Sendable {
+/// node is built from what it recovered, by `recover`, and nothing else.
+///
+/// Self-addressed messages are handled at once, before the records they depend on are durable:
+/// this replica may count its own acceptance toward a quorum and execute a decision early. That is
+/// safe because nothing it learns that way leaves (messages, replies, extension steps) before the
+/// records appended so far are durable; if it crashes first, no one heard of the decision.
+public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Sendable {
     public private(set) var core: PaxosReplica
     /// Sequential execution's state, or nil when a parallel executor holds the state.
     private var sequentialMachine: StateMachine?
     /// Parallel execution (shared by copies of this value; nodes are not copied in practice).
     private let executor: ParallelExecutor?
     public private(set) var storage: Storage
+    public let limits: ServiceLimits
     /// Requests this node must answer once executed (the client sent them here).
     private var owed: Set<OwedReply> = []
     /// Take a state digest after every this many delivered slots (0: never).
     public var digestIntervalSlots: UInt64
+    /// Take a checkpoint and compact after every this many delivered slots (0: never).
+    public var checkpointIntervalSlots: UInt64
     /// When set, every executed `kv.put` also yields an extension step of this origin.
     public let extensionOrigin: UInt32?
     /// Extension steps produced so far: deterministic, as it counts executed puts in slot order.
+    /// Checkpoints carry it, so a restarted replica does not renumber steps.
     private var extensionStepCount: UInt64 = 0
+    private var lastCheckpointSlot: UInt64 = 0
+    private var transfer: Transfer?
+    /// The digest of the newest checkpoint, computed once for every peer that fetches it.
+    private var servedDigest: (slot: UInt64, digest: UInt64)?
+
+    /// Bytes per state-transfer chunk (below `CodecLimits.checkpointChunkBytesMax`).
+    public static var checkpointChunkBytes: Int { 256 << 10 }
 
     /// - Parameter execution: how delivered commands run; `.sequential` applies them one by one on
     ///   a `StateMachine`, the others use a `ParallelExecutor` with the same results.
     public init(core: PaxosReplica, storage: Storage, limits: ServiceLimits = ServiceLimits(), digestIntervalSlots: UInt64 = 0,
-                execution: ExecutionConfig = ExecutionConfig(), extensionOrigin: UInt32? = nil) {
+                execution: ExecutionConfig = ExecutionConfig(), extensionOrigin: UInt32? = nil, checkpointIntervalSlots: UInt64 = 0) {
         self.core = core
         self.extensionOrigin = extensionOrigin
         self.storage = storage
+        self.limits = limits
         if execution.scheduler == .sequential, execution.spinIterationsPerCommand == 0 {
             sequentialMachine = StateMachine(limits: limits)
             executor = nil
@@ -61,6 +151,41 @@ public struct ReplicaNode<Storage: PaxosStorage>: Sendable where Storage: Sendab
             executor = ParallelExecutor(config: execution, limits: limits)
         }
         self.digestIntervalSlots = digestIntervalSlots
+        self.checkpointIntervalSlots = checkpointIntervalSlots
+    }
+
+    /// A replica restarting from its disk: the newest checkpoint's state machine, then the
+    /// acceptor records logged after it. Bad checkpoint bytes are a typed error, never a start
+    /// from silently shortened state.
+    public static func recover(config: PaxosConfig, id: ReplicaID, now: Instant, storage: Storage, recovered: RecoveredState,
+                               limits: ServiceLimits = ServiceLimits(), digestIntervalSlots: UInt64 = 0,
+                               execution: ExecutionConfig = ExecutionConfig(), extensionOrigin: UInt32? = nil,
+                               checkpointIntervalSlots: UInt64 = 0) throws(DecodeError) -> ReplicaNode {
+        guard let checkpoint = recovered.checkpoint else {
+            return ReplicaNode(core: PaxosReplica(config: config, id: id, now: now, restoring: recovered.records), storage: storage, limits: limits,
+                               digestIntervalSlots: digestIntervalSlots, execution: execution, extensionOrigin: extensionOrigin,
+                               checkpointIntervalSlots: checkpointIntervalSlots)
+        }
+        let payload = try CheckpointPayload.decode(checkpoint.bytes)
+        guard payload.slot == checkpoint.slot else {
+            throw .invalidValue(offset: 1, reason: "checkpoint payload is for slot \(payload.slot), its file for \(checkpoint.slot)")
+        }
+        let core = PaxosReplica(config: config, id: id, now: now, checkpointSlot: payload.slot, restoring: payload.acceptor + recovered.records)
+        var node = ReplicaNode(core: core, storage: storage, limits: limits, digestIntervalSlots: digestIntervalSlots, execution: execution,
+                               extensionOrigin: extensionOrigin, checkpointIntervalSlots: checkpointIntervalSlots)
+        try node.restoreMachine(payload)
+        return node
+    }
+
+    private mutating func restoreMachine(_ payload: CheckpointPayload) throws(DecodeError) {
+        let machine = try StateMachine(snapshot: payload.machine, limits: limits)
+        if sequentialMachine != nil {
+            sequentialMachine = machine
+        } else {
+            executor!.restore(machine)
+        }
+        extensionStepCount = payload.extensionStepCount
+        lastCheckpointSlot = payload.slot
     }
 
     /// The replica's whole service state (assembled from the executor's partitions if parallel).
@@ -68,31 +193,146 @@ public struct ReplicaNode<Storage: PaxosStorage>: Sendable where Storage: Sendab
 
     public var id: ReplicaID { core.id }
 
+    /// Whether a state transfer is under way.
+    public var isTransferringState: Bool { transfer != nil }
+
     /// A request from a client. A retry of a request this replica already executed is answered
     /// from its session table at once; anything else goes to consensus.
     public mutating func clientRequest(_ request: Request, now: Instant) -> NodeOutput {
         var output = NodeOutput()
         let verdict = sequentialMachine?.sessionVerdict(for: request) ?? executor!.sessionVerdict(for: request)
         if case let .duplicate(reply) = verdict {
-            output.replies.append(ClientReply(client: request.client, sequence: request.sequence, reply: reply))
+            output.sealed.replies.append(ClientReply(client: request.client, sequence: request.sequence, reply: reply))
+            finish(&output, now: now)
             return output
         }
         owed.insert(OwedReply(request))
         run(core.propose(request, now: now), now: now, into: &output)
+        finish(&output, now: now)
         return output
     }
 
     public mutating func receive(_ message: PaxosMessage, from sender: ReplicaID, now: Instant) -> NodeOutput {
         var output = NodeOutput()
-        run(core.receive(message, from: sender, now: now), now: now, into: &output)
+        switch message {
+        case let .checkpointRequest(slot, chunk):
+            serveCheckpoint(slot: slot, chunk: chunk, to: sender, into: &output)
+        case let .checkpointChunk(chunk):
+            receiveChunk(chunk, from: sender, now: now, into: &output)
+        default:
+            run(core.receive(message, from: sender, now: now), now: now, into: &output)
+        }
+        finish(&output, now: now)
         return output
     }
 
     public mutating func tick(now: Instant) -> NodeOutput {
         var output = NodeOutput()
         run(core.tick(now: now), now: now, into: &output)
+        if var current = transfer, now.microseconds(since: current.lastProgressAt) >= Transfer.stallMicroseconds {
+            if now.microseconds(since: current.startedAt) >= Transfer.abandonMicroseconds {
+                // The peer is gone or keeps failing: catch-up will name a peer again.
+                transfer = nil
+            } else {
+                current.lastProgressAt = now
+                transfer = current
+                output.sealed.messages.append(Outgoing(to: current.peer, message: .checkpointRequest(slot: current.slot, chunk: current.nextChunk)))
+            }
+        }
+        finish(&output, now: now)
         return output
     }
+
+    /// Takes a checkpoint now (also done every `checkpointIntervalSlots` delivered slots).
+    public mutating func checkpointNow(now: Instant) -> NodeOutput {
+        var output = NodeOutput()
+        takeCheckpoint(into: &output)
+        finish(&output, now: now)
+        return output
+    }
+
+    /// Ends every input: a checkpoint if one is due, the records handed to the disk, and the
+    /// position the effects wait for.
+    private mutating func finish(_ output: inout NodeOutput, now: Instant) {
+        if checkpointIntervalSlots > 0, core.deliveredBelow >= lastCheckpointSlot + checkpointIntervalSlots, transfer == nil {
+            takeCheckpoint(into: &output)
+        }
+        storage.commit()
+        output.durableAfter = storage.appendedPosition
+    }
+
+    private mutating func takeCheckpoint(into output: inout NodeOutput) {
+        let slot = core.deliveredBelow
+        guard slot > lastCheckpointSlot || storage.newestCheckpoint == nil else { return }
+        let payload = CheckpointPayload(slot: slot, extensionStepCount: extensionStepCount, machine: machine.snapshot(),
+                                        acceptor: core.acceptorStateAtCheckpoint)
+        storage.saveCheckpoint(Checkpoint(slot: slot, position: storage.appendedPosition, bytes: payload.encode()))
+        core.compact(below: slot)
+        lastCheckpointSlot = slot
+        output.checkpoints.append(slot)
+    }
+
+    // MARK: State transfer
+
+    private mutating func startTransfer(from peer: ReplicaID, slot: UInt64, now: Instant, into output: inout NodeOutput) {
+        guard transfer == nil, peer != id else { return }
+        transfer = Transfer(peer: peer, slot: slot, startedAt: now, lastProgressAt: now)
+        output.sealed.messages.append(Outgoing(to: peer, message: .checkpointRequest(slot: slot, chunk: 0)))
+    }
+
+    private mutating func serveCheckpoint(slot: UInt64, chunk: UInt32, to peer: ReplicaID, into output: inout NodeOutput) {
+        guard let checkpoint = storage.newestCheckpoint, checkpoint.slot >= slot, peer != id else { return }
+        let chunkBytes = Self.checkpointChunkBytes
+        let count = max(1, (checkpoint.bytes.count + chunkBytes - 1) / chunkBytes)
+        guard Int(chunk) < count else { return }
+        if servedDigest?.slot != checkpoint.slot { servedDigest = (checkpoint.slot, Digest(of: checkpoint.bytes).value) }
+        let start = Int(chunk) * chunkBytes
+        let piece = Array(checkpoint.bytes[start..<min(start + chunkBytes, checkpoint.bytes.count)])
+        output.sealed.messages.append(Outgoing(to: peer, message: .checkpointChunk(CheckpointChunk(
+            slot: checkpoint.slot, index: chunk, count: UInt32(count), totalBytes: UInt64(checkpoint.bytes.count),
+            digest: servedDigest!.digest, bytes: piece))))
+    }
+
+    private mutating func receiveChunk(_ chunk: CheckpointChunk, from peer: ReplicaID, now: Instant, into output: inout NodeOutput) {
+        guard var current = transfer, current.peer == peer, chunk.index == current.nextChunk, chunk.slot >= current.slot,
+              chunk.totalBytes <= Transfer.bytesMax, chunk.count >= 1 else { return }
+        if let header = current.header {
+            guard header == (chunk.slot, chunk.count, chunk.totalBytes, chunk.digest) else { return }
+        } else {
+            current.header = (chunk.slot, chunk.count, chunk.totalBytes, chunk.digest)
+        }
+        guard UInt64(current.bytes.count + chunk.bytes.count) <= chunk.totalBytes else {
+            transfer = nil
+            return
+        }
+        current.bytes += chunk.bytes
+        current.nextChunk += 1
+        current.lastProgressAt = now
+        guard current.nextChunk == chunk.count else {
+            transfer = current
+            output.sealed.messages.append(Outgoing(to: peer, message: .checkpointRequest(slot: current.slot, chunk: current.nextChunk)))
+            return
+        }
+        transfer = nil
+        guard UInt64(current.bytes.count) == chunk.totalBytes, Digest(of: current.bytes).value == chunk.digest,
+              let payload = try? CheckpointPayload.decode(current.bytes), payload.slot == chunk.slot,
+              payload.slot > core.deliveredBelow else { return }
+        do {
+            try restoreMachine(payload)
+        } catch {
+            return
+        }
+        // The installed state is checked like any other: its digest at the slot it stands for.
+        if digestIntervalSlots > 0, payload.slot % digestIntervalSlots == 0 { output.digests.append((payload.slot - 1, machine.digest)) }
+        run(core.installCheckpoint(slot: payload.slot, now: now), now: now, into: &output)
+        // This replica's own checkpoint: its state machine from the peer, its own acceptor state.
+        lastCheckpointSlot = 0
+        takeCheckpoint(into: &output)
+        output.stateTransfer = StateTransferReport(slot: payload.slot, bytes: current.bytes.count, chunks: Int(chunk.count),
+                                                   microseconds: now.microseconds(since: current.startedAt), from: peer)
+    }
+
+    // MARK: Effects
 
     /// Carries out one `Ready` and every `Ready` its self-addressed messages produce.
     private mutating func run(_ first: Ready, now: Instant, into output: inout NodeOutput) {
@@ -108,11 +348,12 @@ public struct ReplicaNode<Storage: PaxosStorage>: Sendable where Storage: Sendab
                 owed.remove(OwedReply(request))
                 output.dropped.append(request)
             }
+            if let wanted = ready.stateTransfer { startTransfer(from: wanted.from, slot: wanted.slot, now: now, into: &output) }
             for outgoing in ready.messages(persistingTo: &storage) {
                 if outgoing.to == id {
                     pending.append(core.receive(outgoing.message, from: id, now: now))
                 } else {
-                    output.messages.append(outgoing)
+                    output.sealed.messages.append(outgoing)
                 }
             }
         }
@@ -136,14 +377,14 @@ public struct ReplicaNode<Storage: PaxosStorage>: Sendable where Storage: Sendab
                 for (position, request) in requests.enumerated() {
                     let reply = replies[position]
                     if owed.remove(OwedReply(request)) != nil {
-                        output.replies.append(ClientReply(client: request.client, sequence: request.sequence, reply: reply))
+                        output.sealed.replies.append(ClientReply(client: request.client, sequence: request.sequence, reply: reply))
                     }
                     if let origin = extensionOrigin, executed[position], case let .kvPut(key, value) = request.command {
                         extensionStepCount += 1
-                        output.extensionSteps.append((extensionStepCount, ExtensionEntry.text(origin: origin, index: extensionStepCount, key: key, value: value)))
+                        output.sealed.extensionSteps.append((extensionStepCount, ExtensionEntry.text(origin: origin, index: extensionStepCount, key: key, value: value)))
                     }
                     if case let .logAppendFrom(origin, index, _) = request.command, case let .extensionStep(appendedAt?, _) = reply {
-                        output.extensionsAppended.append((origin, index, appendedAt))
+                        output.sealed.extensionsAppended.append((origin, index, appendedAt))
                     }
                 }
             }
@@ -153,6 +394,24 @@ public struct ReplicaNode<Storage: PaxosStorage>: Sendable where Storage: Sendab
             }
         }
     }
+}
+
+/// A state transfer in progress: chunks of one peer's checkpoint, fetched one at a time.
+private struct Transfer: Sendable {
+    /// No chunk for this long: ask again.
+    static let stallMicroseconds: UInt64 = 200_000
+    /// No complete checkpoint after this long: give up on this peer.
+    static let abandonMicroseconds: UInt64 = 30_000_000
+    /// A checkpoint larger than this is refused (a forged size must not make us allocate).
+    static let bytesMax: UInt64 = 4 << 30
+
+    var peer: ReplicaID
+    var slot: UInt64
+    var startedAt: Instant
+    var lastProgressAt: Instant
+    var nextChunk: UInt32 = 0
+    var header: (slot: UInt64, count: UInt32, totalBytes: UInt64, digest: UInt64)?
+    var bytes: [UInt8] = []
 }
 
 /// The log entry an extension step appends for a put.

@@ -43,8 +43,16 @@ struct ExecutionChecker {
         }
     }
 
-    /// A restarted replica rebuilds its state from slot 0.
-    mutating func restarted(replica: Int) { nextExpected[replica] = 0 }
+    /// A restarted replica rebuilds its state from its checkpoint's slot (0 without one).
+    mutating func restarted(replica: Int, fromSlot slot: UInt64) { nextExpected[replica] = slot }
+
+    /// A replica installed a peer's checkpoint: it delivers from `slot` on, and never goes back.
+    mutating func installed(slot: UInt64, by replica: Int) {
+        if slot < nextExpected[replica] {
+            report("state transfer: r\(replica) installed a checkpoint at slot \(slot) after delivering up to slot \(nextExpected[replica])")
+        }
+        nextExpected[replica] = max(nextExpected[replica], slot)
+    }
 
     private mutating func report(_ violation: String) {
         if violations.count < Self.violationsMax { violations.append(violation) }

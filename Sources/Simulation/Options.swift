@@ -66,6 +66,15 @@ public struct SimulationOptions: Hashable, Sendable {
         return config
     }
 
+    /// How often replicas checkpoint and compact, drawn from the seed (its own stream, so the rest
+    /// of a seed's run does not depend on it): never, or every 4, 16 or 64 delivered slots. Short
+    /// intervals make a restarted replica fall behind its peers' compaction point, so seeds
+    /// exercise recovery from checkpoints and state transfer, not only replay from slot 0.
+    public var checkpointIntervalSlots: UInt64 {
+        var random = SplitMix64(seed: seed ^ 0xC4EC_4B01_4700_0000)
+        return [0, 4, 16, 64][Int(random.next() % 4)]
+    }
+
     /// The `csmr sim` command that replays this run.
     public var replayCommand: String {
         var command = "csmr sim --seed \(seed) --protocol \(mode == .multiLeader ? "multi" : "single") --replicas \(replicaCount)"

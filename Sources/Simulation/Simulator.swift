@@ -80,7 +80,7 @@ public struct Simulator {
             if options.composition == nil { config = options.paxosConfig }
             let origin: UInt32? = router.extensionOrigin == index ? UInt32(index) : nil
             groups.append(SimulatedGroup(index: index, config: config, execution: options.execution, extensionOrigin: origin,
-                                         digestIntervalSlots: Self.digestIntervalSlots))
+                                         digestIntervalSlots: Self.digestIntervalSlots, checkpointIntervalSlots: options.checkpointIntervalSlots))
         }
         if let origin = router.extensionOrigin { forwarders[origin] = ExtensionForwarder(origin: UInt32(origin)) }
     }
@@ -251,19 +251,26 @@ public struct Simulator {
     }
 
     private mutating func restart(_ group: Int, _ replica: Int) {
-        let records = groups[group].restart(replica, now: now)
-        faultLog.append("\(now) restart \(name(group, replica)) from \(records) persisted records")
+        let restored = groups[group].restart(replica, now: now)
+        faultLog.append("\(now) restart \(name(group, replica)) from \(restored.checkpointSlot > 0 ? "the checkpoint at slot \(restored.checkpointSlot) and " : "")\(restored.records) persisted records")
     }
 
     private mutating func absorb(_ output: NodeOutput, group: Int, from replica: Int) {
+        // An installed checkpoint comes before the deliveries that follow it in the same output.
+        if let transfer = output.stateTransfer {
+            groups[group].checker.installed(slot: transfer.slot, by: replica)
+            faultLog.append("\(now) \(name(group, replica)) installed \(name(group, transfer.from.rawValue))'s checkpoint at slot \(transfer.slot) (\(transfer.bytes) bytes)")
+        }
         for delivery in output.deliveries { groups[group].checker.delivered(delivery, by: replica) }
         for (slot, digest) in output.digests { groups[group].checker.digest(digest, atSlot: slot, by: replica) }
-        for outgoing in output.messages {
+        // The simulated disk is durable as soon as it is written.
+        let effects = output.effects(durablePosition: groups[group].nodes[replica]?.storage.durablePosition ?? output.durableAfter)
+        for outgoing in effects.messages {
             let to = outgoing.to.rawValue
             guard !groups[group].blocked.contains(Pair(replica, to)) else { continue }
             sendOverNetwork(.message(group, from: replica, to: to, outgoing.message))
         }
-        for step in output.extensionSteps {
+        for step in effects.extensionSteps {
             if let known = forwarders[group]?.steps, step.index <= UInt64(known.count) {
                 if known[Int(step.index - 1)] != step.entry, extensionViolations.count < 5 {
                     extensionViolations.append("extension: \(name(group, replica)) produced step \(step.index) as \(step.entry) but another replica as \(known[Int(step.index - 1)])")
@@ -272,11 +279,11 @@ public struct Simulator {
                 forwarders[group]?.produced(index: step.index, entry: step.entry)
             }
         }
-        for appended in output.extensionsAppended {
+        for appended in effects.extensionsAppended {
             let key = StepKey(origin: Int(appended.origin), index: appended.index)
             if extensionAppended[key] == nil { extensionAppended[key] = (appended.logIndex, now.nanoseconds) }
         }
-        for reply in output.replies {
+        for reply in effects.replies {
             if let origin = forwarders.keys.first(where: { ExtensionForwarder.client(origin: UInt32($0)) == reply.client }) {
                 sendOverNetwork(.extensionReply(origin, reply))
                 continue
@@ -361,23 +368,27 @@ struct SimulatedGroup {
     let execution: ExecutionConfig
     let extensionOrigin: UInt32?
     let digestIntervalSlots: UInt64
+    let checkpointIntervalSlots: UInt64
     var nodes: [ReplicaNode<MemoryStorage>?]
     var disks: [MemoryStorage]
     var blocked: Set<Pair> = []
     var crashed = 0
     var checker: ExecutionChecker
 
-    init(index: Int, config: PaxosConfig, execution: ExecutionConfig, extensionOrigin: UInt32?, digestIntervalSlots: UInt64) {
+    init(index: Int, config: PaxosConfig, execution: ExecutionConfig, extensionOrigin: UInt32?, digestIntervalSlots: UInt64,
+         checkpointIntervalSlots: UInt64) {
         self.index = index
         self.config = config
         self.execution = execution
         self.extensionOrigin = extensionOrigin
         self.digestIntervalSlots = digestIntervalSlots
+        self.checkpointIntervalSlots = checkpointIntervalSlots
         disks = Array(repeating: MemoryStorage(), count: config.replicaCount)
         checker = ExecutionChecker(replicaCount: config.replicaCount)
         nodes = (0..<config.replicaCount).map { replica in
             ReplicaNode(core: PaxosReplica(config: config, id: ReplicaID(replica), now: .zero), storage: MemoryStorage(),
-                        digestIntervalSlots: digestIntervalSlots, execution: execution, extensionOrigin: extensionOrigin)
+                        digestIntervalSlots: digestIntervalSlots, execution: execution, extensionOrigin: extensionOrigin,
+                        checkpointIntervalSlots: checkpointIntervalSlots)
         }
     }
 
@@ -392,15 +403,22 @@ struct SimulatedGroup {
         return node.core.invariantViolations
     }
 
-    /// Restarts a replica from its disk; returns how many records it restored.
-    mutating func restart(_ replica: Int, now: Instant) -> Int {
+    /// Restarts a replica from its disk; returns how many records it restored and the slot of
+    /// the checkpoint it started from.
+    mutating func restart(_ replica: Int, now: Instant) -> (records: Int, checkpointSlot: UInt64) {
         let disk = disks[replica]
-        let core = PaxosReplica(config: config, id: ReplicaID(replica), now: now, restoring: disk.records)
-        nodes[replica] = ReplicaNode(core: core, storage: disk, digestIntervalSlots: digestIntervalSlots, execution: execution,
-                                     extensionOrigin: extensionOrigin)
-        checker.restarted(replica: replica)
+        let recovered = disk.recovered
+        do {
+            nodes[replica] = try ReplicaNode.recover(config: config, id: ReplicaID(replica), now: now, storage: disk, recovered: recovered,
+                                                     digestIntervalSlots: digestIntervalSlots, execution: execution,
+                                                     extensionOrigin: extensionOrigin, checkpointIntervalSlots: checkpointIntervalSlots)
+        } catch {
+            preconditionFailure("replica \(replica) wrote a checkpoint it cannot read back: \(error)")
+        }
+        let slot = recovered.checkpoint?.slot ?? 0
+        checker.restarted(replica: replica, fromSlot: slot)
         crashed -= 1
-        return disk.records.count
+        return (recovered.records.count, slot)
     }
 
     mutating func partition(_ side: Set<Int>) {

@@ -7,7 +7,7 @@ import Primitives
 import Services
 
 /// What was on disk when the log was opened.
-public struct RecoveredState: Sendable {
+public struct RecoveredFiles: Sendable {
     /// The newest checkpoint, if any.
     public var checkpoint: (slot: UInt64, payload: [UInt8])?
     /// Every log record, in LSN order; the caller decides which to use (for example, only those
@@ -33,7 +33,7 @@ public enum Recovery {
                             limits: CodecLimits = .standard,
                             onDurable: @escaping @Sendable (UInt64) -> Void,
                             onFailure: @escaping @Sendable (StorageError) -> Void = { _ in })
-        throws(StorageError) -> (wal: SegmentedWAL, recovered: RecoveredState) {
+        throws(StorageError) -> (wal: SegmentedWAL, recovered: RecoveredFiles) {
         precondition(mode != .none, "durability mode none keeps acceptor state in memory; there is nothing to recover")
         try FileIO.makeDirectory(directory)
         let checkpoints = CheckpointStore(directory: directory, mode: mode)
@@ -85,7 +85,7 @@ public enum Recovery {
         let nextLSN = expectedLSN ?? 1
         let wal = try SegmentedWAL(directory: directory, mode: mode, segmentBytesMax: segmentBytesMax, existing: existing,
                                    appendOffset: appendOffset, nextLSN: nextLSN, onDurable: onDurable, onFailure: onFailure)
-        return (wal, RecoveredState(checkpoint: checkpoint, records: records, nextLSN: nextLSN, tornBytesCut: tornBytesCut))
+        return (wal, RecoveredFiles(checkpoint: checkpoint, records: records, nextLSN: nextLSN, tornBytesCut: tornBytesCut))
     }
 
     /// Removes a torn write: truncates the file at `offset` (the log preallocates it again on

@@ -27,6 +27,9 @@ extension WorkloadSpec {
         lines.append("  workers: \(group.workers)")
         lines.append("  cost_us: \(number(group.costMicroseconds))")
         lines.append("  threads: \(group.threads)")
+        lines.append("  durability: \(group.durability.rawValue)")
+        lines.append("  checkpoint_interval_slots: \(group.checkpointIntervalSlots)")
+        if let dataDirectory = group.dataDirectory { lines.append("  data_dir: \(Self.quoted(dataDirectory))") }
         lines.append("clients:")
         lines.append("  count: \(clients.count)")
         lines.append("  loop: \(clients.loop.rawValue)")

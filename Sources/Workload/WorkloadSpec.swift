@@ -1,4 +1,5 @@
 import Foundation
+import Primitives
 import Yams
 
 /// The operations a workload mixes. `lock.release` is not in the mix: every successful
@@ -45,6 +46,15 @@ public struct GroupSpec: Hashable, Sendable {
     /// 2-core machine, handing every message to another thread (a wake-up and a context switch)
     /// costs more than the work, and two loops made runs bimodal (see BENCHMARKS.md).
     public var threads = 1
+    /// Where acceptor state goes: `none` keeps it in memory, `write` hands it to the OS without
+    /// syncing, `fsync` syncs it before anything that depends on it leaves (group commit).
+    public var durability = DurabilityMode.none
+    /// A checkpoint (and compaction of the log and of the core's slots) every this many delivered
+    /// slots; 0 never checkpoints (memory then grows with the run).
+    public var checkpointIntervalSlots: UInt64 = 10_000
+    /// Where `write` and `fsync` keep their files (one folder per replica); nil: `data/` inside
+    /// the run's results folder.
+    public var dataDirectory: String?
 }
 
 public enum LoopKind: String, Hashable, Sendable {
@@ -219,7 +229,13 @@ extension WorkloadSpec {
             group.workers = fields.int("workers", default: group.workers, range: 1...64, unit: "workers")
             group.costMicroseconds = fields.double("cost_us", default: group.costMicroseconds, range: 0...1_000_000, unit: "µs")
             group.threads = fields.int("threads", default: group.threads, range: 1...64)
-            fields.rejectUnknown(expected: ["replicas", "protocol", "batch_commands_max", "batch_bytes_max", "batch_delay_us", "pipeline_depth_max", "scheduler", "workers", "cost_us", "threads"])
+            group.durability = DurabilityMode(rawValue: fields.choice("durability", default: group.durability.rawValue,
+                                                                      from: DurabilityMode.allCases.map(\.rawValue)))!
+            group.checkpointIntervalSlots = UInt64(fields.int("checkpoint_interval_slots", default: Int(group.checkpointIntervalSlots),
+                                                              range: 0...1_000_000_000, unit: "slots"))
+            if fields.has("data_dir") { group.dataDirectory = fields.string("data_dir", default: "") }
+            fields.rejectUnknown(expected: ["replicas", "protocol", "batch_commands_max", "batch_bytes_max", "batch_delay_us", "pipeline_depth_max", "scheduler", "workers", "cost_us", "threads",
+                                            "durability", "checkpoint_interval_slots", "data_dir"])
         }
         if let fields = root.mapping("clients") {
             clients.count = fields.int("count", default: clients.count, range: 1...100_000)

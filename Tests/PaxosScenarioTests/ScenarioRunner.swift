@@ -409,7 +409,9 @@ struct ScenarioRunner {
     private mutating func absorb(_ output: NodeOutput, at replica: Int) -> [String] {
         let name = ReplicaID(replica)
         var lines: [String] = []
-        for outgoing in output.messages {
+        // Memory storage is durable as soon as it is written.
+        let effects = output.effects(durablePosition: nodes[replica]?.storage.durablePosition ?? output.durableAfter)
+        for outgoing in effects.messages {
             let to = outgoing.to.rawValue
             var line = "\(name)->\(outgoing.to) \(outgoing.message)"
             if nodes[to] == nil {
@@ -422,7 +424,7 @@ struct ScenarioRunner {
             if isVisible(outgoing.message) { lines.append(line) }
         }
         lines += describeDeliveries(output.deliveries, at: replica)
-        for reply in output.replies {
+        for reply in effects.replies {
             lines.append("\(name) replies \(reply.client)#\(reply.sequence): \(Self.describe(reply.reply))")
         }
         for request in output.dropped {
@@ -505,13 +507,16 @@ struct ScenarioRunner {
     // MARK: Parsing and formatting
 
     private func makeNode(_ replica: Int, restoring disk: MemoryStorage?) -> ReplicaNode<MemoryStorage> {
-        let core = if let disk {
-            PaxosReplica(config: config!, id: ReplicaID(replica), now: now, restoring: disk.records)
-        } else {
-            PaxosReplica(config: config!, id: ReplicaID(replica), now: now)
-        }
         // A digest after every slot lets the runner compare replicas slot by slot.
-        return ReplicaNode(core: core, storage: disk ?? MemoryStorage(), digestIntervalSlots: 1)
+        guard let disk else {
+            return ReplicaNode(core: PaxosReplica(config: config!, id: ReplicaID(replica), now: now), storage: MemoryStorage(), digestIntervalSlots: 1)
+        }
+        do {
+            return try ReplicaNode.recover(config: config!, id: ReplicaID(replica), now: now, storage: disk, recovered: disk.recovered,
+                                           digestIntervalSlots: 1)
+        } catch {
+            preconditionFailure("\(ReplicaID(replica)) cannot read its own checkpoint: \(error)")
+        }
     }
 
     private func fail(_ message: String) -> ScenarioError { ScenarioError(line: line, message: message) }

@@ -110,9 +110,21 @@ import Testing
     @Test func aRestartedReplicaStartsOverWithoutAGap() {
         var checker = ExecutionChecker(replicaCount: 1)
         checker.delivered(Delivery(slot: 0, value: .noop), by: 0)
-        checker.restarted(replica: 0)
+        checker.restarted(replica: 0, fromSlot: 0)
         checker.delivered(Delivery(slot: 0, value: .noop), by: 0)
         #expect(checker.violations.isEmpty)
+    }
+
+    @Test func aReplicaRestartedFromACheckpointOrAStateTransferContinuesFromItsSlot() {
+        var checker = ExecutionChecker(replicaCount: 1)
+        checker.delivered(Delivery(slot: 0, value: .noop), by: 0)
+        checker.restarted(replica: 0, fromSlot: 5)
+        checker.delivered(Delivery(slot: 5, value: .noop), by: 0)
+        checker.installed(slot: 9, by: 0)
+        checker.delivered(Delivery(slot: 9, value: .noop), by: 0)
+        #expect(checker.violations.isEmpty)
+        checker.installed(slot: 4, by: 0)
+        #expect(checker.violations == ["state transfer: r0 installed a checkpoint at slot 4 after delivering up to slot 10"])
     }
 
     @Test func differentDigestsAtOneSlotAreReported() {

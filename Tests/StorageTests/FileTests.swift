@@ -87,7 +87,7 @@ final class FailureRecorder: @unchecked Sendable {
 
 /// Opens the log in `directory` with a small segment size.
 func openLog(_ directory: TemporaryDirectory, mode: DurabilityMode = .fsync, segmentBytesMax: Int = 4_096,
-             waiter: DurableWaiter = DurableWaiter()) throws -> (wal: SegmentedWAL, recovered: RecoveredState) {
+             waiter: DurableWaiter = DurableWaiter()) throws -> (wal: SegmentedWAL, recovered: RecoveredFiles) {
     try Recovery.open(directory: directory.path, mode: mode, segmentBytesMax: segmentBytesMax, onDurable: { waiter.report($0) })
 }
 
