@@ -1,10 +1,12 @@
 import Composition
+import Foundation
 import Execution
 import NIOCore
 import Paxos
 import Primitives
 import Runtime
 import Services
+import Storage
 import Workload
 
 /// Several in-process groups behind one front: the groups of a composition, or a single group.
@@ -19,18 +21,30 @@ public final class ComposedCluster: LoadTarget, @unchecked Sendable {
     ///   - configs: one Paxos configuration per group of `spec` (nil for one unreplicated group).
     ///   - onReply: a reply and the group it came from.
     ///   - onExtensionSteps: steps produced by the extension's origin group.
-    init(spec: CompositionSpec, configs: [PaxosConfig?], execution: ExecutionConfig, loops: [EventLoop],
+    ///   - durability: how replicas keep acceptor state; with files, group g's replicas keep theirs
+    ///     in `<directory>/<group name>/r<replica>`.
+    ///   - onEvent: state transfers and storage failures, as one line each.
+    init(spec: CompositionSpec, configs: [PaxosConfig?], execution: ExecutionConfig, durability: ReplicaDurability = ReplicaDurability(),
+         loops: [EventLoop],
          onReply: @escaping @Sendable (Int, ClientReply) -> Void,
          onExtensionSteps: @escaping @Sendable ([(index: UInt64, entry: String)]) -> Void,
-         onExtensionAppended: @escaping @Sendable ([(origin: UInt32, index: UInt64, logIndex: UInt64)]) -> Void) {
+         onExtensionAppended: @escaping @Sendable ([(origin: UInt32, index: UInt64, logIndex: UInt64)]) -> Void,
+         onEvent: (@Sendable (String) -> Void)? = nil) {
         router = Router(spec: spec)
         var firstLoop = 0
         for (index, config) in configs.enumerated() {
             let origin: UInt32? = router.extensionOrigin == index ? UInt32(index) : nil
+            var groupDurability = durability
+            if let directory = durability.directory {
+                groupDurability.directory = URL(fileURLWithPath: directory).appendingPathComponent(spec.groups[index].name).path
+            }
+            let prefix = configs.count > 1 ? "\(spec.groups[index].name)/" : ""
             groups.append(InProcessCluster(config: config, execution: execution, loops: loops, firstLoop: firstLoop, extensionOrigin: origin,
+                                           durability: groupDurability,
                                            onReply: { reply in onReply(index, reply) },
                                            onExtensionSteps: origin == nil ? nil : onExtensionSteps,
-                                           onExtensionAppended: router.extensionTarget == index ? onExtensionAppended : nil))
+                                           onExtensionAppended: router.extensionTarget == index ? onExtensionAppended : nil,
+                                           onEvent: onEvent.map { sink in { @Sendable text in sink(prefix + text) } }))
             firstLoop += config?.replicaCount ?? 1
         }
     }
@@ -47,6 +61,11 @@ public final class ComposedCluster: LoadTarget, @unchecked Sendable {
     }
 
     public func submit(_ request: Request, group: Int, replica: Int) { groups[group].submit(request, to: replica) }
+
+    public var storageStats: WALStats? {
+        guard groups.contains(where: { $0.durability.mode != .none }) else { return nil }
+        return WALStats.sum(groups.map(\.storageStats))
+    }
 
     public func group(_ index: Int) -> InProcessCluster { groups[index] }
 

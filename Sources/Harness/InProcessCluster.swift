@@ -136,22 +136,21 @@ public final class InProcessCluster: @unchecked Sendable {
     func event(_ text: String) { eventSink?(text) }
 
     func registerFileStorage(_ storage: FileReplicaStorage?, replica: Int) {
-        fileStorages.withLockedValue { $0[replica] = storage }
+        fileStorages.withLockedValue { storages in
+            // A replica that crashed keeps counting: its files' counters join the retired total.
+            if let old = storages[replica], old !== storage {
+                let stats = old.stats
+                retiredStats.withLockedValue { $0 = WALStats.sum([$0, stats]) }
+            }
+            storages[replica] = storage
+        }
     }
 
-    /// Group-commit counters summed over the replicas that write files.
+    private let retiredStats = NIOLockedValueBox(WALStats())
+
+    /// Group-commit counters summed over the replicas that write files, since the start.
     public var storageStats: WALStats {
-        let storages = fileStorages.withLockedValue { Array($0.values) }
-        var total = WALStats()
-        for stats in storages.map(\.stats) {
-            total.syncs += stats.syncs
-            total.recordsSynced += stats.recordsSynced
-            total.recordsPerSyncMax = max(total.recordsPerSyncMax, stats.recordsPerSyncMax)
-            total.syncNanosecondsTotal += stats.syncNanosecondsTotal
-            total.syncNanosecondsMax = max(total.syncNanosecondsMax, stats.syncNanosecondsMax)
-            for (bucket, count) in stats.syncLatencyBuckets.enumerated() { total.syncLatencyBuckets[bucket] += count }
-        }
-        return total
+        WALStats.sum(fileStorages.withLockedValue { Array($0.values) }.map(\.stats) + [retiredStats.withLockedValue { $0 }])
     }
 
     func extensionsAppended(_ appended: [(origin: UInt32, index: UInt64, logIndex: UInt64)]) { appendedSink?(appended) }

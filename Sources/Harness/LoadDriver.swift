@@ -6,7 +6,19 @@ import NIOCore
 import Primitives
 import Runtime
 import Services
+import Storage
 import Workload
+
+/// Why a run could not be carried out.
+public enum RunError: Error, CustomStringConvertible {
+    case clusterUnavailable(String)
+
+    public var description: String {
+        switch self {
+        case let .clusterUnavailable(reason): "the cluster did not come up: \(reason)"
+        }
+    }
+}
 
 /// What a finished run hands back.
 public struct RunOutcome: Sendable {
@@ -84,6 +96,8 @@ final class LoadDriver: @unchecked Sendable {
     private var measureEnd: UInt64 = 0
     private var nextArrival: UInt64 = 0
     private var issuedMeasured = 0
+    /// Writes made so far; numbers each value so no two writes carry the same one.
+    private var writesIssued: UInt64 = 0
     private var stoppedIssuing = false
     private var opened = 0
     private var finished = false
@@ -115,6 +129,9 @@ final class LoadDriver: @unchecked Sendable {
 
     static func now() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
 
+    /// How long every client may take to open its sessions before the run is given up.
+    static let sessionOpenSeconds: Int64 = 30
+
     /// Opens every client's sessions (one group after the other), then runs the load; the future
     /// completes when the run is over.
     func run() -> EventLoopFuture<RunOutcome> {
@@ -128,6 +145,17 @@ final class LoadDriver: @unchecked Sendable {
                 openSession(index, group: 0)
             }
             timers.append(loop.scheduleRepeatedTask(initialDelay: .milliseconds(50), delay: .milliseconds(50)) { [self] _ in retryOverdue() })
+            // A cluster that never comes up (a replica that cannot open its disk, say) must end
+            // the run with the reason, not hang it.
+            loop.scheduleTask(in: .seconds(Self.sessionOpenSeconds)) { [self] in
+                guard startNanoseconds == 0, !finished else { return }
+                finished = true
+                for timer in timers { timer.cancel() }
+                let events = recorder.events.values.flatMap { $0 }.prefix(5)
+                promise.fail(RunError.clusterUnavailable(
+                    "only \(opened) of \(sessions.count) client sessions opened within \(Self.sessionOpenSeconds) s"
+                        + (events.isEmpty ? "" : "; the cluster reported: " + events.joined(separator: "; "))))
+            }
             if forwarder != nil {
                 timers.append(loop.scheduleRepeatedTask(initialDelay: .milliseconds(2), delay: .milliseconds(2)) { [self] _ in forwardExtensionSteps() })
             }
@@ -146,6 +174,15 @@ final class LoadDriver: @unchecked Sendable {
     /// Called from any replica's loop.
     func deliver(_ reply: ClientReply, group: Int) {
         loop.execute { [self] in receive(reply, group: group) }
+    }
+
+    /// Something the target reports (a state transfer, a storage failure), from any loop: an
+    /// event in the time series, and a progress line.
+    func event(_ text: String) {
+        loop.execute { [self] in
+            recorder.recordEvent(text, second: second(of: Self.now()))
+            progress?(text)
+        }
     }
 
     /// Extension steps from the origin group's replicas (any loop).
@@ -207,6 +244,14 @@ final class LoadDriver: @unchecked Sendable {
             loop.scheduleTask(in: .nanoseconds(delay)) { [self] in apply(event, group: group) }
         }
         timers.append(loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in reportProgress() })
+        sampleResources()
+        timers.append(loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in sampleResources() })
+        if spec.operations == nil {
+            loop.scheduleTask(deadline: .uptimeNanoseconds(measureStart)) { [self] in storageAtWindowStart = cluster.storageStats }
+            loop.scheduleTask(deadline: .uptimeNanoseconds(measureEnd)) { [self] in storageAtWindowEnd = cluster.storageStats }
+        } else {
+            storageAtWindowStart = cluster.storageStats
+        }
         switch spec.clients.loop {
         case .closed:
             for index in sessions.indices { issue(kindFor: index, session: index, intended: startNanoseconds) }
@@ -292,13 +337,19 @@ final class LoadDriver: @unchecked Sendable {
         return KeyGenerator.key(keys.next(&random))
     }
 
+    /// Every value written is unique to its writer and request (see `ValueGenerator.unique`).
+    private func uniqueValue(session index: Int) -> String {
+        writesIssued += 1
+        return values.unique(client: sessions[index].nonce.rawValue, sequence: writesIssued, &random)
+    }
+
     private func makeCommand(_ kind: OperationKind, session index: Int) -> Command {
         switch kind {
         case .kvGet: return .kvGet(key: nextKey())
-        case .kvPut: return .kvPut(key: nextKey(), value: values.next(&random))
+        case .kvPut: return .kvPut(key: nextKey(), value: uniqueValue(session: index))
         case .lockAcquire: return .lockAcquire(name: "lock-\(nextKey())")
         case .lockRelease: return .lockRelease(name: sessions[index].heldLock ?? "lock-none")
-        case .logAppend: return .logAppend(entry: values.next(&random))
+        case .logAppend: return .logAppend(entry: uniqueValue(session: index))
         case .logRetrieve:
             let length = UInt64(spec.retrieveLength)
             let last = logEnd == 0 ? 0 : logEnd - 1
@@ -432,9 +483,23 @@ final class LoadDriver: @unchecked Sendable {
         }
         let end = min(measureEnd, Self.now())
         let measuredSeconds = Double(end &- measureStart) / 1e9
-        let summary = RunSummary(spec: spec, recorder: recorder, measuredSeconds: measuredSeconds)
+        var summary = RunSummary(spec: spec, recorder: recorder, measuredSeconds: measuredSeconds)
+        if let first = storageAtWindowStart, let last = storageAtWindowEnd ?? cluster.storageStats {
+            summary.storage = StorageSummary(mode: spec.group.durability, start: first, end: last, seconds: measuredSeconds,
+                                             replicas: spec.group.replicas)
+        }
         promise.succeed(RunOutcome(summary: summary, history: history + extensionHistory(),
                                    extensionSteps: forwarder.map { ($0.steps.count, Int($0.applied)) }))
+    }
+
+    private var storageAtWindowStart: WALStats?
+    private var storageAtWindowEnd: WALStats?
+
+    /// Resident memory and the storage's counters, once a second (`resources.csv`).
+    private func sampleResources() {
+        let stats = cluster.storageStats
+        recorder.recordResources(ResourceSample(second: second(of: Self.now()), residentBytes: ResourceSample.residentBytes(),
+                                                syncs: stats?.syncs ?? 0, recordsSynced: stats?.recordsSynced ?? 0))
     }
 
     private func reportProgress() {

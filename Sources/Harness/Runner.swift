@@ -73,10 +73,38 @@ public enum WorkloadRunner {
         return (composition, configs, events)
     }
 
+    /// Where a run's replicas keep their files: `group.data_dir`, else `dataDirectory` (the
+    /// results folder's `data/`), else a temporary folder removed after the run. It must not hold
+    /// files already: a fresh cluster started on another run's disk would resume that run.
+    public static func durability(for spec: WorkloadSpec, dataDirectory: String?) throws -> (durability: ReplicaDurability, temporary: String?) {
+        guard spec.group.durability != .none else {
+            return (ReplicaDurability(mode: .none, checkpointIntervalSlots: spec.group.checkpointIntervalSlots), nil)
+        }
+        var temporary: String?
+        let directory: String
+        if let configured = spec.group.dataDirectory ?? dataDirectory {
+            directory = configured
+        } else {
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent("csmr-data-\(UUID().uuidString)").path
+            temporary = directory
+        }
+        if let contents = try? FileManager.default.contentsOfDirectory(atPath: directory), !contents.isEmpty {
+            throw SpecErrors(errors: [SpecError(file: spec.file, line: 0, column: 0, field: "group.data_dir",
+                                                problem: "\(directory) already holds files (\(contents.sorted().prefix(3).joined(separator: ", "))); remove it or name another folder")])
+        }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        return (ReplicaDurability(mode: spec.group.durability, checkpointIntervalSlots: spec.group.checkpointIntervalSlots, directory: directory),
+                temporary)
+    }
+
     /// Runs `spec` to completion. `progress` gets a line about once a second.
-    public static func run(_ spec: WorkloadSpec, recordHistory: Bool = false,
+    /// - Parameter dataDirectory: where replicas keep files when the workload asks for durability
+    ///   and names no `group.data_dir`.
+    public static func run(_ spec: WorkloadSpec, recordHistory: Bool = false, dataDirectory: String? = nil,
                            progress: (@Sendable (String) -> Void)? = nil) throws -> RunOutcome {
         let topology = try topology(for: spec)
+        let (durability, temporary) = try durability(for: spec, dataDirectory: dataDirectory)
+        defer { if let temporary { try? FileManager.default.removeItem(atPath: temporary) } }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: spec.group.threads)
         defer { try? group.syncShutdownGracefully() }
         let loops = Array(group.makeIterator())
@@ -85,10 +113,12 @@ public enum WorkloadRunner {
         let driverBox = DriverBox()
         let execution = ExecutionConfig(scheduler: SchedulerKind(rawValue: spec.group.scheduler)!, workers: spec.group.workers,
                                         spinIterationsPerCommand: SpinCalibration.iterations(microseconds: spec.group.costMicroseconds))
-        let cluster = ComposedCluster(spec: topology.composition, configs: topology.configs, execution: execution, loops: loops,
+        let cluster = ComposedCluster(spec: topology.composition, configs: topology.configs, execution: execution, durability: durability,
+                                      loops: loops,
                                       onReply: { group, reply in driverBox.driver?.deliver(reply, group: group) },
                                       onExtensionSteps: { steps in driverBox.driver?.extensionSteps(steps) },
-                                      onExtensionAppended: { appended in driverBox.driver?.extensionsAppended(appended) })
+                                      onExtensionAppended: { appended in driverBox.driver?.extensionsAppended(appended) },
+                                      onEvent: { text in driverBox.driver?.event(text) })
         return try drive(spec, target: cluster, loop: clientLoop, driverBox: driverBox, events: topology.events, recordHistory: recordHistory,
                          progress: progress)
     }

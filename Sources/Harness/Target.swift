@@ -1,5 +1,6 @@
 import Composition
 import NIOCore
+import Storage
 import Services
 import Workload
 
@@ -20,4 +21,11 @@ public protocol LoadTarget: AnyObject, Sendable {
     func stop() -> EventLoopFuture<Void>
     /// Carries out a timed fault event of the workload on `group`.
     func inject(_ action: TimedEvent.Action, group: Int)
+    /// Write-ahead-log counters summed over every replica that writes files, since the start;
+    /// nil when nothing is written.
+    var storageStats: WALStats? { get }
+}
+
+extension LoadTarget {
+    public var storageStats: WALStats? { nil }
 }

@@ -117,7 +117,12 @@ enum FileIO {
     }
 
     /// Creates `directory` (one level) unless it exists.
+    /// Creates `directory` and any missing parents.
     static func makeDirectory(_ directory: String) throws(StorageError) {
+        if let slash = directory.lastIndex(of: "/"), slash > directory.startIndex {
+            let parent = String(directory[..<slash])
+            if access(parent, F_OK) != 0 { try makeDirectory(parent) }
+        }
         guard mkdir(directory, 0o755) == 0 || errno == EEXIST else { throw fail(directory, "mkdir") }
     }
 

@@ -24,6 +24,20 @@ public struct WALStats: Hashable, Sendable {
 
     public var recordsPerSyncMean: Double { syncs == 0 ? 0 : Double(recordsSynced) / Double(syncs) }
 
+    /// Several logs' counters as one (latency buckets added, maxima kept).
+    public static func sum(_ all: [WALStats]) -> WALStats {
+        var total = WALStats()
+        for stats in all {
+            total.syncs += stats.syncs
+            total.recordsSynced += stats.recordsSynced
+            total.recordsPerSyncMax = max(total.recordsPerSyncMax, stats.recordsPerSyncMax)
+            total.syncNanosecondsTotal += stats.syncNanosecondsTotal
+            total.syncNanosecondsMax = max(total.syncNanosecondsMax, stats.syncNanosecondsMax)
+            for (bucket, count) in stats.syncLatencyBuckets.enumerated() { total.syncLatencyBuckets[bucket] += count }
+        }
+        return total
+    }
+
     /// The upper bound of the log2 bucket holding the `quantile` (0 ... 1) of sync latencies, in
     /// nanoseconds, capped at the observed maximum; 0 before the first sync.
     public func syncNanoseconds(quantile: Double) -> UInt64 {

@@ -153,4 +153,13 @@ public struct ValueGenerator: Sendable {
         let size = spec.sizeBytesMin + (span == 0 ? 0 : Int(random.next() % UInt64(span + 1)))
         return String(filler.prefix(size))
     }
+
+    /// A value no other write of the run carries: the writer and its sequence number, padded to a
+    /// size drawn like `next`'s. A lost write or a stale read then shows in any history checker.
+    /// The tag is kept whole even when it is longer than the drawn size.
+    public func unique(client: UInt64, sequence: UInt64, _ random: inout SplitMix64) -> String {
+        let tag = "c\(String(client, radix: 16))s\(sequence)."
+        let padded = next(&random)
+        return padded.count > tag.count ? tag + padded.dropFirst(tag.count) : tag
+    }
 }

@@ -48,6 +48,11 @@ public struct LatencyRecorder: Sendable {
         _ = perSecond[second, default: [:]][kind, default: Self.makeHistogram(digits: .two)].record(value)
     }
 
+    /// Resident memory and storage counters, once a second.
+    public private(set) var resources: [ResourceSample] = []
+
+    public mutating func recordResources(_ sample: ResourceSample) { resources.append(sample) }
+
     /// Records a request meant to be sent in `second` of the run.
     public mutating func recordIntended(_ kind: OperationKind, second: Int, measured isMeasured: Bool) {
         intendedPerSecond[second, default: [:]][kind, default: 0] += 1
@@ -67,6 +72,7 @@ public struct LatencyRecorder: Sendable {
             for (kind, histogram) in kinds { perSecond[second, default: [:]][kind, default: Self.makeHistogram(digits: .two)].add(histogram) }
         }
         for (second, labels) in other.events { events[second, default: []] += labels }
+        resources += other.resources
         for (kind, count) in other.completedInWindow { completedInWindow[kind, default: 0] += count }
         for (kind, count) in other.intendedInWindow { intendedInWindow[kind, default: 0] += count }
         for (kind, count) in other.unfinished { unfinished[kind, default: 0] += count }
@@ -83,4 +89,30 @@ public struct LatencyRecorder: Sendable {
     }
 
     public var measuredCount: UInt64 { measured.values.reduce(0) { $0 + $1.totalCount } }
+}
+
+/// One second's reading of the process: resident memory, and the storage's cumulative counters.
+public struct ResourceSample: Hashable, Sendable {
+    public var second: Int
+    public var residentBytes: UInt64
+    public var syncs: UInt64
+    public var recordsSynced: UInt64
+
+    public init(second: Int, residentBytes: UInt64, syncs: UInt64, recordsSynced: UInt64) {
+        self.second = second
+        self.residentBytes = residentBytes
+        self.syncs = syncs
+        self.recordsSynced = recordsSynced
+    }
+
+    /// This process's resident set size, from /proc/self/statm (0 where there is none).
+    public static func residentBytes() -> UInt64 {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let fields = text.split(separator: " ")
+        guard fields.count > 1, let pages = UInt64(fields[1]) else { return 0 }
+        return pages * UInt64(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    public static let header = "second,rss_bytes,syncs,records_synced"
+    public var csv: String { "\(second),\(residentBytes),\(syncs),\(recordsSynced)" }
 }

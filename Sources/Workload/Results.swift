@@ -51,6 +51,8 @@ public struct RunSummary: Sendable {
     public var recorder: LatencyRecorder
     /// Length of the measured window, in seconds.
     public var measuredSeconds: Double
+    /// Group commit over the window, when replicas wrote files.
+    public var storage: StorageSummary?
 
     public init(spec: WorkloadSpec, recorder: LatencyRecorder, measuredSeconds: Double) {
         self.spec = spec
@@ -116,6 +118,15 @@ public struct RunSummary: Sendable {
         return text
     }
 
+    /// `resources.csv`: resident memory and storage counters, a row per second of the run.
+    public var resourcesCSV: String { ([ResourceSample.header] + recorder.resources.map(\.csv)).joined(separator: "\n") + "\n" }
+
+    /// `storage.csv`: group commit over the window (nil when nothing was written to files).
+    public var storageCSV: String? {
+        guard let storage else { return nil }
+        return StorageSummary.header + "\n" + storage.csv(completedPerSecond: rows.last?.achievedOperationsPerSecond ?? 0) + "\n"
+    }
+
     /// A fixed-width table for the terminal.
     public var table: String {
         let header = ["op", "count", "errors", "unfinished", "offered/s", "achieved/s", "mean µs", "p50 µs", "p99 µs", "p99.9 µs", "max µs"]
@@ -138,6 +149,10 @@ public struct RunSummary: Sendable {
             try hgrm(histogram).write(to: directory.appendingPathComponent("\(kind.rawValue).hgrm"), atomically: true, encoding: .utf8)
         }
         try hgrm(recorder.all).write(to: directory.appendingPathComponent("all.hgrm"), atomically: true, encoding: .utf8)
+        try resourcesCSV.write(to: directory.appendingPathComponent("resources.csv"), atomically: true, encoding: .utf8)
+        if let storageCSV {
+            try storageCSV.write(to: directory.appendingPathComponent("storage.csv"), atomically: true, encoding: .utf8)
+        }
     }
 }
 

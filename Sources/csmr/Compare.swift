@@ -34,10 +34,14 @@ struct Compare: ParsableCommand {
             let progress: (@Sendable (String) -> Void)? = quiet ? nil : { @Sendable (line: String) in
                 FileHandle.standardError.write(Data(("  " + line + "\n").utf8))
             }
-            let outcome = try WorkloadRunner.run(variant.workload, progress: progress)
             let variantFolder = folder.appendingPathComponent("variant-\(index + 1)")
+            var workload = variant.workload
+            if workload.group.durability != .none, workload.group.dataDirectory == nil {
+                workload.group.dataDirectory = variantFolder.appendingPathComponent("data").path
+            }
+            let outcome = try WorkloadRunner.run(workload, progress: progress)
             try outcome.summary.write(to: variantFolder)
-            try RunMetadata.yaml(for: variant.workload, command: CommandLine.arguments.joined(separator: " ") + "  # variant \(index + 1): \(variant.label)")
+            try RunMetadata.yaml(for: workload, command: CommandLine.arguments.joined(separator: " ") + "  # variant \(index + 1): \(variant.label)")
                 .write(to: variantFolder.appendingPathComponent("run.yaml"), atomically: true, encoding: .utf8)
             rows.append((variant, outcome.summary))
             // Written after every variant, so an interrupted comparison keeps what it measured.

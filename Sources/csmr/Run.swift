@@ -27,7 +27,7 @@ struct Run: ParsableCommand {
     var quiet = false
 
     func run() throws {
-        let spec: WorkloadSpec
+        var spec: WorkloadSpec
         do {
             spec = try WorkloadSpec.load(path: workload)
         } catch {
@@ -41,11 +41,15 @@ struct Run: ParsableCommand {
         let progress: (@Sendable (String) -> Void)? = quiet ? nil : { @Sendable (line: String) in
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }
+        if spec.group.durability != .none, spec.group.dataDirectory == nil {
+            // Recorded in run.yaml as resolved, so the run names where its files are.
+            spec.group.dataDirectory = folder.appendingPathComponent("data").path
+        }
         let outcome: RunOutcome
         do {
             outcome = try WorkloadRunner.run(spec, recordHistory: history, progress: progress)
         } catch let error as SpecErrors {
-            FileHandle.standardError.write(Data("csmr run: the workload does not fit its composition; nothing ran.\n\(error)\n".utf8))
+            FileHandle.standardError.write(Data("csmr run: the workload cannot run as written; nothing ran.\n\(error)\n".utf8))
             throw ExitCode(2)
         }
         try outcome.summary.write(to: folder)
@@ -55,6 +59,12 @@ struct Run: ParsableCommand {
             try HistoryFile.encode(outcome.history).write(to: folder.appendingPathComponent("history.jsonl"), atomically: true, encoding: .utf8)
         }
         print(outcome.summary.table)
+        if let storage = outcome.summary.storage {
+            print(String(format: "storage: durability %@, %.0f syncs/s, %.1f commands per sync, sync mean %.0f µs (p50 ≤ %.0f µs, p99 ≤ %.0f µs)",
+                         storage.mode.rawValue, storage.syncsPerSecond,
+                         storage.commandsPerSync(completedPerSecond: outcome.summary.rows.last?.achievedOperationsPerSecond ?? 0),
+                         storage.syncMicrosecondsMean, storage.syncMicrosecondsP50, storage.syncMicrosecondsP99))
+        }
         if let steps = outcome.extensionSteps {
             print("extension: \(steps.produced) put(s) extended into the log, \(steps.applied) applied")
         }

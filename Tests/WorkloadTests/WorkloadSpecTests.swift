@@ -161,7 +161,7 @@ private func errors(_ text: String) -> [String] {
         let summary = RunSummary(spec: spec.variants[0].workload, recorder: LatencyRecorder(), measuredSeconds: 1)
         let csv = CompareSpec.csv(fields: spec.fields, rows: spec.variants.map { ($0, summary) })
         let lines = csv.split(separator: "\n")
-        #expect(lines[0] == "variant,group.batch_commands_max," + SummaryRow.header)
+        #expect(lines[0] == "variant,group.batch_commands_max," + SummaryRow.header + "," + StorageSummary.header)
         #expect(lines[1].hasPrefix("1,1,all,0,0,"))
         #expect(lines[2].hasPrefix("2,8,all,"))
     }
