@@ -104,7 +104,7 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "HarnessTests", dependencies: ["Harness", "Workload", "Linearizability", "Services"]),
+        .testTarget(name: "HarnessTests", dependencies: ["Harness", "Workload", "Linearizability", "Services", "Runtime", "Paxos", "Storage", "Primitives"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -162,7 +162,11 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
                                execution: ExecutionConfig = ExecutionConfig(), extensionOrigin: UInt32? = nil,
                                checkpointIntervalSlots: UInt64 = 0) throws(DecodeError) -> ReplicaNode {
         guard let checkpoint = recovered.checkpoint else {
-            return ReplicaNode(core: PaxosReplica(config: config, id: id, now: now, restoring: recovered.records), storage: storage, limits: limits,
+            // An empty disk is a first start: nothing this replica did ever left it (every effect
+            // waits for the records before it to be durable), so it may lead at round 0 again.
+            let core = recovered.records.isEmpty ? PaxosReplica(config: config, id: id, now: now)
+                : PaxosReplica(config: config, id: id, now: now, restoring: recovered.records)
+            return ReplicaNode(core: core, storage: storage, limits: limits,
                                digestIntervalSlots: digestIntervalSlots, execution: execution, extensionOrigin: extensionOrigin,
                                checkpointIntervalSlots: checkpointIntervalSlots)
         }
