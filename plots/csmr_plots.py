@@ -4,6 +4,7 @@ A run folder (summary.csv, timeseries.csv, *.hgrm) gives:
   latency-cdf.png       latency CDF per operation, log-scaled tail (from the .hgrm files)
   throughput.png        completed operations per second over the run, events marked
   latency-over-time.png p50 and p99 per second
+  resources.png         resident memory per second, and syncs per second when replicas write files
 A comparison folder (compare.csv) gives:
   throughput-vs-p99.png one point per variant
   variants.png          throughput and p99 per variant, as bars
@@ -99,6 +100,38 @@ def plot_run(folder, out):
     ax.legend()
     fig.tight_layout()
     fig.savefig(os.path.join(out, "latency-over-time.png"), dpi=110)
+    plt.close(fig)
+
+    plot_resources(folder, out, events, warmup)
+
+
+def plot_resources(folder, out, events, warmup):
+    """Resident memory over the run (flat once checkpoints compact), syncs per second on the right."""
+    path = os.path.join(folder, "resources.csv")
+    if not os.path.exists(path):
+        return
+    rows = list(csv.DictReader(open(path)))
+    if not rows:
+        return
+    seconds = [int(r["second"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(9, 5))
+    ax.plot(seconds, [int(r["rss_bytes"]) / 2**20 for r in rows], color="tab:blue", label="resident memory")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("second of the run (warm-up included)")
+    ax.set_ylabel("resident memory (MiB)")
+    syncs = [int(r["syncs"]) for r in rows]
+    if any(syncs):
+        right = ax.twinx()
+        rate = [0] + [b - a for a, b in zip(syncs, syncs[1:])]
+        right.plot(seconds, rate, color="tab:orange", linewidth=1, label="syncs per second")
+        right.set_ylabel("syncs per second (all replicas)")
+        right.legend(loc="lower right", fontsize=8)
+    mark(ax, events, warmup)
+    ax.set_title("Resident memory over time")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "resources.png"), dpi=110)
     plt.close(fig)
 
 
