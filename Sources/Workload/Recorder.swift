@@ -3,15 +3,22 @@ import Histogram
 
 /// Latency histograms per operation kind, merged across every client of a run.
 ///
-/// Values are microseconds. One histogram per kind for the measured window, and coarser ones per
-/// second of the whole run (warm-up included) for the time series. Histograms are merged, never
-/// averaged: percentiles of the whole are computed from the whole.
+/// Values are microseconds. One histogram per kind for the measured window, and coarser ones for
+/// the second in progress, which are reduced to count, p50 and p99 when the next second begins:
+/// a run of any length keeps a few numbers per second, not a histogram per second. Histograms
+/// are merged, never averaged: percentiles of the whole are computed from the whole.
 public struct LatencyRecorder: Sendable {
     public static let highestTrackableMicroseconds: UInt64 = 3_600_000_000
 
     public private(set) var measured: [OperationKind: Histogram<UInt64>] = [:]
     public private(set) var errors: [OperationKind: Int] = [:]
-    public private(set) var perSecond: [Int: [OperationKind: Histogram<UInt64>]] = [:]
+    /// Finished seconds of the run: per kind, and all kinds together.
+    private var finishedSeconds: [Int: [OperationKind: SecondSummary]] = [:]
+    private var finishedSecondsAll: [Int: SecondSummary] = [:]
+    /// The second replies are arriving in now (completion seconds only move forward), and its
+    /// histograms.
+    private var liveSecond: Int?
+    private var live: [OperationKind: Histogram<UInt64>] = [:]
     public private(set) var events: [Int: [String]] = [:]
     /// Successful completions whose reply arrived inside the measured window, whenever they were
     /// meant to be sent: the numerator of achieved throughput.
@@ -45,7 +52,30 @@ public struct LatencyRecorder: Sendable {
             _ = measured[kind, default: Self.makeHistogram()].record(value)
         }
         if inWindow { completedInWindow[kind, default: 0] += 1 }
-        _ = perSecond[second, default: [:]][kind, default: Self.makeHistogram(digits: .two)].record(value)
+        if let current = liveSecond, second > current { finishLiveSecond() }
+        if liveSecond == nil { liveSecond = second }
+        _ = live[kind, default: Self.makeHistogram(digits: .two)].record(value)
+    }
+
+    private mutating func finishLiveSecond() {
+        guard let second = liveSecond else { return }
+        (finishedSeconds[second], finishedSecondsAll[second]) = Self.summarize(live)
+        live = [:]
+        liveSecond = nil
+    }
+
+    private static func summarize(_ histograms: [OperationKind: Histogram<UInt64>]) -> ([OperationKind: SecondSummary], SecondSummary) {
+        var all = makeHistogram(digits: .two)
+        for histogram in histograms.values { all.add(histogram) }
+        return (histograms.mapValues(SecondSummary.init), SecondSummary(all))
+    }
+
+    /// Per second of the run (replies by the second they arrived in): per kind, and all kinds.
+    public var perSecond: [Int: (kinds: [OperationKind: SecondSummary], all: SecondSummary)] {
+        var result: [Int: (kinds: [OperationKind: SecondSummary], all: SecondSummary)] = [:]
+        for (second, kinds) in finishedSeconds { result[second] = (kinds, finishedSecondsAll[second]!) }
+        if let second = liveSecond { result[second] = Self.summarize(live) }
+        return result
     }
 
     /// Resident memory and storage counters, once a second.
@@ -64,22 +94,6 @@ public struct LatencyRecorder: Sendable {
     public mutating func recordUnfinished(_ kind: OperationKind) { unfinished[kind, default: 0] += 1 }
 
     public mutating func recordEvent(_ label: String, second: Int) { events[second, default: []].append(label) }
-
-    public mutating func merge(_ other: LatencyRecorder) {
-        for (kind, histogram) in other.measured { measured[kind, default: Self.makeHistogram()].add(histogram) }
-        for (kind, count) in other.errors { errors[kind, default: 0] += count }
-        for (second, kinds) in other.perSecond {
-            for (kind, histogram) in kinds { perSecond[second, default: [:]][kind, default: Self.makeHistogram(digits: .two)].add(histogram) }
-        }
-        for (second, labels) in other.events { events[second, default: []] += labels }
-        resources += other.resources
-        for (kind, count) in other.completedInWindow { completedInWindow[kind, default: 0] += count }
-        for (kind, count) in other.intendedInWindow { intendedInWindow[kind, default: 0] += count }
-        for (kind, count) in other.unfinished { unfinished[kind, default: 0] += count }
-        for (second, kinds) in other.intendedPerSecond {
-            for (kind, count) in kinds { intendedPerSecond[second, default: [:]][kind, default: 0] += count }
-        }
-    }
 
     /// All kinds merged.
     public var all: Histogram<UInt64> {
@@ -115,4 +129,23 @@ public struct ResourceSample: Hashable, Sendable {
 
     public static let header = "second,rss_bytes,syncs,records_synced"
     public var csv: String { "\(second),\(residentBytes),\(syncs),\(recordsSynced)" }
+}
+
+/// One second of the time series for one kind (or all): replies, and their p50 and p99.
+public struct SecondSummary: Hashable, Sendable {
+    public var count: UInt64
+    public var p50: UInt64
+    public var p99: UInt64
+
+    public init(count: UInt64, p50: UInt64, p99: UInt64) {
+        self.count = count
+        self.p50 = p50
+        self.p99 = p99
+    }
+
+    init(_ histogram: Histogram<UInt64>) {
+        count = histogram.totalCount
+        p50 = count == 0 ? 0 : histogram.valueAtPercentile(50)
+        p99 = count == 0 ? 0 : histogram.valueAtPercentile(99)
+    }
 }

@@ -88,26 +88,24 @@ public struct RunSummary: Sendable {
     /// were meant to be sent in it. Events are listed on the first row of their second.
     public var timeseriesCSV: String {
         var lines = [Self.timeseriesHeader]
-        let seconds = Set(recorder.perSecond.keys).union(recorder.events.keys).union(recorder.intendedPerSecond.keys).sorted()
+        let perSecond = recorder.perSecond
+        let seconds = Set(perSecond.keys).union(recorder.events.keys).union(recorder.intendedPerSecond.keys).sorted()
+        let none = SecondSummary(count: 0, p50: 0, p99: 0)
         for second in seconds {
             var events = (recorder.events[second] ?? []).joined(separator: "; ")
-            let kinds = recorder.perSecond[second] ?? [:]
+            let kinds = perSecond[second]?.kinds ?? [:]
             let intended = recorder.intendedPerSecond[second] ?? [:]
-            var all = LatencyRecorder.makeHistogram(digits: .two)
             for kind in OperationKind.allCases where kinds[kind] != nil || intended[kind] != nil {
-                let histogram = kinds[kind] ?? LatencyRecorder.makeHistogram(digits: .two)
-                all.add(histogram)
-                lines.append("\(second),\(kind.rawValue),\(histogram.totalCount),\(intended[kind] ?? 0),\(Self.percentile(histogram, 50)),\(Self.percentile(histogram, 99)),\(Self.quoted(events))")
+                let summary = kinds[kind] ?? none
+                lines.append("\(second),\(kind.rawValue),\(summary.count),\(intended[kind] ?? 0),\(summary.p50),\(summary.p99),\(Self.quoted(events))")
                 events = ""
             }
-            lines.append("\(second),all,\(all.totalCount),\(intended.values.reduce(0, +)),\(Self.percentile(all, 50)),\(Self.percentile(all, 99)),\(Self.quoted(events))")
+            let all = perSecond[second]?.all ?? none
+            lines.append("\(second),all,\(all.count),\(intended.values.reduce(0, +)),\(all.p50),\(all.p99),\(Self.quoted(events))")
         }
         return lines.joined(separator: "\n") + "\n"
     }
 
-    static func percentile(_ histogram: Histogram<UInt64>, _ percentile: Double) -> UInt64 {
-        histogram.totalCount == 0 ? 0 : histogram.valueAtPercentile(percentile)
-    }
 
     static func quoted(_ text: String) -> String { text.isEmpty ? "" : "\"\(text.replacingOccurrences(of: "\"", with: "\"\""))\"" }
 
