@@ -57,6 +57,30 @@ public struct GroupSpec: Hashable, Sendable {
     public var dataDirectory: String?
 }
 
+extension GroupSpec {
+    /// The fields a workload's `group` and a cluster file's groups share.
+    public static let settingFields = ["protocol", "batch_commands_max", "batch_bytes_max", "batch_delay_us", "pipeline_depth_max", "scheduler",
+                                       "workers", "cost_us", "durability", "checkpoint_interval_slots", "data_dir"]
+
+    /// Reads `settingFields` from `fields`; problems land in its errors.
+    public mutating func readSettings(from fields: YAMLFields) {
+        replication = ReplicationProtocol(rawValue: fields.choice("protocol", default: replication.rawValue,
+                                                                  from: ReplicationProtocol.allCases.map(\.rawValue)))!
+        batchCommandsMax = fields.int("batch_commands_max", default: batchCommandsMax, range: 1...65_536, unit: "requests")
+        batchBytesMax = fields.int("batch_bytes_max", default: batchBytesMax, range: 1_024...(64 << 20), unit: "bytes")
+        batchDelayMicroseconds = UInt64(fields.int("batch_delay_us", default: Int(batchDelayMicroseconds), range: 0...100_000, unit: "µs"))
+        pipelineDepthMax = fields.int("pipeline_depth_max", default: pipelineDepthMax, range: 1...4_096, unit: "batches")
+        scheduler = fields.choice("scheduler", default: scheduler, from: ["sequential", "early", "graph"])
+        workers = fields.int("workers", default: workers, range: 1...64, unit: "workers")
+        costMicroseconds = fields.double("cost_us", default: costMicroseconds, range: 0...1_000_000, unit: "µs")
+        durability = DurabilityMode(rawValue: fields.choice("durability", default: durability.rawValue,
+                                                            from: DurabilityMode.allCases.map(\.rawValue)))!
+        checkpointIntervalSlots = UInt64(fields.int("checkpoint_interval_slots", default: Int(checkpointIntervalSlots),
+                                                    range: 0...1_000_000_000, unit: "slots"))
+        if fields.has("data_dir") { dataDirectory = fields.string("data_dir", default: "") }
+    }
+}
+
 public enum LoopKind: String, Hashable, Sendable {
     /// Each client waits for its reply (and an optional think time) before the next request.
     case closed
@@ -219,23 +243,9 @@ extension WorkloadSpec {
             if fields.has("replicas"), group.replicas % 2 == 0 {
                 fields.fail(fields.value("replicas"), field: fields.qualified("replicas"), "expected an odd number (n = 2f + 1), got \(group.replicas)")
             }
-            group.replication = ReplicationProtocol(rawValue: fields.choice("protocol", default: group.replication.rawValue,
-                                                                            from: ReplicationProtocol.allCases.map(\.rawValue)))!
-            group.batchCommandsMax = fields.int("batch_commands_max", default: group.batchCommandsMax, range: 1...65_536, unit: "requests")
-            group.batchBytesMax = fields.int("batch_bytes_max", default: group.batchBytesMax, range: 1_024...(64 << 20), unit: "bytes")
-            group.batchDelayMicroseconds = UInt64(fields.int("batch_delay_us", default: Int(group.batchDelayMicroseconds), range: 0...100_000, unit: "µs"))
-            group.pipelineDepthMax = fields.int("pipeline_depth_max", default: group.pipelineDepthMax, range: 1...4_096, unit: "batches")
-            group.scheduler = fields.choice("scheduler", default: group.scheduler, from: ["sequential", "early", "graph"])
-            group.workers = fields.int("workers", default: group.workers, range: 1...64, unit: "workers")
-            group.costMicroseconds = fields.double("cost_us", default: group.costMicroseconds, range: 0...1_000_000, unit: "µs")
+            group.readSettings(from: fields)
             group.threads = fields.int("threads", default: group.threads, range: 1...64)
-            group.durability = DurabilityMode(rawValue: fields.choice("durability", default: group.durability.rawValue,
-                                                                      from: DurabilityMode.allCases.map(\.rawValue)))!
-            group.checkpointIntervalSlots = UInt64(fields.int("checkpoint_interval_slots", default: Int(group.checkpointIntervalSlots),
-                                                              range: 0...1_000_000_000, unit: "slots"))
-            if fields.has("data_dir") { group.dataDirectory = fields.string("data_dir", default: "") }
-            fields.rejectUnknown(expected: ["replicas", "protocol", "batch_commands_max", "batch_bytes_max", "batch_delay_us", "pipeline_depth_max", "scheduler", "workers", "cost_us", "threads",
-                                            "durability", "checkpoint_interval_slots", "data_dir"])
+            fields.rejectUnknown(expected: ["replicas"] + GroupSpec.settingFields + ["threads"])
         }
         if let fields = root.mapping("clients") {
             clients.count = fields.int("count", default: clients.count, range: 1...100_000)
