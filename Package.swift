@@ -46,6 +46,7 @@ let package = Package(
             name: "Harness",
             dependencies: [
                 "Primitives", "Services", "Paxos", "Runtime", "Workload", "Linearizability", "Execution", "Composition", "Storage",
+                "Transport", "Wire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -10,25 +10,36 @@ import Workload
 public enum WorkloadRunner {
     /// The Paxos configuration a workload asks for (nil when unreplicated).
     public static func paxosConfig(for spec: WorkloadSpec) throws(ConfigError) -> PaxosConfig? {
+        try paxosConfig(group: spec.group)
+    }
+
+    /// The Paxos configuration of a group's settings (nil when unreplicated), for the real clock.
+    public static func paxosConfig(group: GroupSpec) throws(ConfigError) -> PaxosConfig? {
         let mode: LeadershipMode
-        switch spec.group.replication {
+        switch group.replication {
         case .unreplicated: return nil
         case .multiLeader: mode = .multiLeader
         case .singleLeader: mode = .singleLeader
         }
-        var config = PaxosConfig(replicaCount: spec.group.replicas, mode: mode)
-        config.batchCommandsMax = spec.group.batchCommandsMax
-        config.batchBytesMax = spec.group.batchBytesMax
-        config.batchDelayMicrosecondsMax = spec.group.batchDelayMicroseconds
-        config.pipelineDepthMax = spec.group.pipelineDepthMax
-        config.deliveryWindowSlotsMax = max(config.deliveryWindowSlotsMax, UInt64(spec.group.pipelineDepthMax * spec.group.replicas * 4))
-        config.requestQueueMax = max(config.requestQueueMax, spec.group.batchCommandsMax)
+        var config = PaxosConfig(replicaCount: group.replicas, mode: mode)
+        config.batchCommandsMax = group.batchCommandsMax
+        config.batchBytesMax = group.batchBytesMax
+        config.batchDelayMicrosecondsMax = group.batchDelayMicroseconds
+        config.pipelineDepthMax = group.pipelineDepthMax
+        config.deliveryWindowSlotsMax = max(config.deliveryWindowSlotsMax, UInt64(group.pipelineDepthMax * group.replicas * 4))
+        config.requestQueueMax = max(config.requestQueueMax, group.batchCommandsMax)
         // Real time on a shared 2-core machine: be patient before suspecting a busy peer.
         config.heartbeatIntervalMicroseconds = 20_000
         config.suspectTimeoutMicroseconds = 200_000
         config.retransmitTimeoutMicroseconds = 50_000
         try config.validate()
         return config
+    }
+
+    /// How a group's replicas execute decided commands.
+    public static func executionConfig(group: GroupSpec) -> ExecutionConfig {
+        ExecutionConfig(scheduler: SchedulerKind(rawValue: group.scheduler)!, workers: group.workers,
+                        spinIterationsPerCommand: SpinCalibration.iterations(microseconds: group.costMicroseconds))
     }
 
     /// The groups a workload runs: its composition's (loaded and checked), or its one group.
@@ -100,19 +111,27 @@ public enum WorkloadRunner {
     /// Runs `spec` to completion. `progress` gets a line about once a second.
     /// - Parameter dataDirectory: where replicas keep files when the workload asks for durability
     ///   and names no `group.data_dir`.
-    public static func run(_ spec: WorkloadSpec, recordHistory: Bool = false, dataDirectory: String? = nil,
-                           progress: (@Sendable (String) -> Void)? = nil) throws -> RunOutcome {
+    /// - Parameters:
+    ///   - folder: where a process target writes its cluster file and replica logs (default: a
+    ///     temporary folder).
+    ///   - executable: the `csmr` binary a process target starts (default: this process's own
+    ///     binary, when it is `csmr`).
+    public static func run(_ spec: WorkloadSpec, recordHistory: Bool = false, dataDirectory: String? = nil, folder: String? = nil,
+                           executable: String? = nil, progress: (@Sendable (String) -> Void)? = nil) throws -> RunOutcome {
         let topology = try topology(for: spec)
         let (durability, temporary) = try durability(for: spec, dataDirectory: dataDirectory)
         defer { if let temporary { try? FileManager.default.removeItem(atPath: temporary) } }
+        if spec.target == .processes {
+            return try runProcesses(spec, topology: topology, dataDirectory: durability.directory, folder: folder, executable: executable,
+                                    recordHistory: recordHistory, progress: progress)
+        }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: spec.group.threads)
         defer { try? group.syncShutdownGracefully() }
         let loops = Array(group.makeIterator())
         // The load generator gets the last loop; replicas are spread from the first.
         let clientLoop = loops[loops.count - 1]
         let driverBox = DriverBox()
-        let execution = ExecutionConfig(scheduler: SchedulerKind(rawValue: spec.group.scheduler)!, workers: spec.group.workers,
-                                        spinIterationsPerCommand: SpinCalibration.iterations(microseconds: spec.group.costMicroseconds))
+        let execution = executionConfig(group: spec.group)
         let cluster = ComposedCluster(spec: topology.composition, configs: topology.configs, execution: execution, durability: durability,
                                       loops: loops,
                                       onReply: { group, reply in driverBox.driver?.deliver(reply, group: group) },
@@ -121,6 +140,55 @@ public enum WorkloadRunner {
                                       onEvent: { text in driverBox.driver?.event(text) })
         return try drive(spec, target: cluster, loop: clientLoop, driverBox: driverBox, events: topology.events, recordHistory: recordHistory,
                          progress: progress)
+    }
+
+    /// The process target: one `csmr replica` per replica, on free loopback ports.
+    private static func runProcesses(_ spec: WorkloadSpec, topology: (composition: CompositionSpec, configs: [PaxosConfig?], events: [(group: Int, event: TimedEvent)]),
+                                     dataDirectory: String?, folder: String?, executable: String?, recordHistory: Bool,
+                                     progress: (@Sendable (String) -> Void)?) throws -> RunOutcome {
+        var problems: [SpecError] = []
+        if spec.group.replication == .unreplicated {
+            problems.append(SpecError(file: spec.file, line: 0, column: 0, field: "target", problem: "processes need a replicated protocol, not unreplicated"))
+        }
+        if topology.composition.extendPutsIntoLog {
+            problems.append(SpecError(file: spec.file, line: 0, column: 0, field: "target",
+                                      problem: "extension compositions do not run as processes yet (steps are forwarded in process only)"))
+        }
+        for (_, event) in topology.events {
+            if case .partition = event.action { problems.append(SpecError(file: spec.file, line: event.line, column: event.column, field: "events",
+                                                                              problem: "partitions cannot be made between processes; use crash, restart or pause")) }
+            if case .heal = event.action { problems.append(SpecError(file: spec.file, line: event.line, column: event.column, field: "events",
+                                                                         problem: "heal has nothing to heal between processes; use crash, restart or pause")) }
+        }
+        guard problems.isEmpty else { throw SpecErrors(errors: problems) }
+        guard let binary = executable ?? ownExecutable() else {
+            throw RunError.clusterUnavailable("cannot find the csmr binary to start replicas with")
+        }
+        let runFolder = folder ?? FileManager.default.temporaryDirectory.appendingPathComponent("csmr-processes-\(UUID().uuidString)").path
+        let cluster = try ProcessCluster.localCluster(name: spec.name, composition: topology.composition, isComposed: spec.composition != nil,
+                                                      settings: spec.group, dataDirectory: dataDirectory)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let loop = group.next()
+        let driverBox = DriverBox()
+        let target = try ProcessCluster(cluster: cluster, composition: topology.composition, folder: runFolder, executable: binary, loop: loop,
+                                        onReply: { group, reply in driverBox.driver?.deliver(reply, group: group) },
+                                        onEvent: { text in driverBox.driver?.event(text) })
+        do {
+            try target.launch()
+        } catch {
+            _ = target.stop()
+            throw error
+        }
+        return try drive(spec, target: target, loop: loop, driverBox: driverBox, events: topology.events, recordHistory: recordHistory,
+                         progress: progress)
+    }
+
+    /// This process's binary, when it is `csmr` (not a test runner).
+    static func ownExecutable() -> String? {
+        guard let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"),
+              URL(fileURLWithPath: path).lastPathComponent == "csmr" else { return nil }
+        return path
     }
 
     /// Runs `spec` against a synthetic target that completes `capacityOperationsPerSecond`

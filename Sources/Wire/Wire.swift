@@ -114,7 +114,8 @@ public enum WireFormat {
         return message
     }
 
-    static func decodePayload(kind: UInt8, _ payload: ArraySlice<UInt8>, limits: CodecLimits) throws(WireError) -> Message {
+    /// Decodes the payload of a frame of `kind` (a transport that already split the stream hands it here).
+    public static func decodePayload(kind: UInt8, _ payload: ArraySlice<UInt8>, limits: CodecLimits) throws(WireError) -> Message {
         var reader = ByteReader(payload)
         do {
             let message: Message

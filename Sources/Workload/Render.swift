@@ -13,6 +13,7 @@ extension WorkloadSpec {
         lines.append("warmup_s: \(number(warmupSeconds))")
         lines.append("drain_s: \(number(drainSeconds))")
         if let operations { lines.append("operations: \(operations)") }
+        lines.append("target: \(target.rawValue)")
         if let composition { lines.append("composition: \(Self.quoted(composition))") }
         lines.append("group:")
         if composition == nil {

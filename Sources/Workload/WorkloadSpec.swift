@@ -81,6 +81,14 @@ extension GroupSpec {
     }
 }
 
+/// What a workload runs against.
+public enum TargetKind: String, Hashable, Sendable, CaseIterable {
+    /// Every replica on event loops inside the harness's process (quick runs and tests).
+    case inProcess = "in-process"
+    /// One `csmr replica` process per replica on this host, reached over TCP.
+    case processes
+}
+
 public enum LoopKind: String, Hashable, Sendable {
     /// Each client waits for its reply (and an optional think time) before the next request.
     case closed
@@ -193,6 +201,8 @@ public struct WorkloadSpec: Hashable, Sendable {
     /// A composition spec (docs/composition.md), resolved against the workload file's folder.
     /// Its groups replace `group`'s replicas, protocol, batch and pipeline.
     public var composition: String?
+    /// What runs the replicas.
+    public var target = TargetKind.inProcess
     /// The file this workload was read from, for errors found later.
     public var file = ""
 
@@ -200,7 +210,7 @@ public struct WorkloadSpec: Hashable, Sendable {
 }
 
 extension WorkloadSpec {
-    public static let topLevelFields = ["name", "seed", "duration_s", "warmup_s", "drain_s", "operations", "composition", "group", "clients", "keys", "values", "mix", "lock", "log", "events"]
+    public static let topLevelFields = ["name", "seed", "duration_s", "warmup_s", "drain_s", "operations", "target", "composition", "group", "clients", "keys", "values", "mix", "lock", "log", "events"]
 
     /// Reads a workload file, reporting every problem with its file, line, field and expectation.
     public static func load(path: String) throws(SpecErrors) -> WorkloadSpec {
@@ -229,6 +239,7 @@ extension WorkloadSpec {
         warmupSeconds = root.double("warmup_s", default: warmupSeconds, range: 0...3_600, unit: "seconds")
         drainSeconds = root.double("drain_s", default: drainSeconds, range: 0...3_600, unit: "seconds")
         if root.has("operations") { operations = root.int("operations", default: 0, range: 1...1_000_000_000) }
+        target = TargetKind(rawValue: root.choice("target", default: target.rawValue, from: TargetKind.allCases.map(\.rawValue)))!
 
         var replicasGiven = false
         if root.has("composition") { composition = root.string("composition", default: "") }

@@ -39,7 +39,7 @@ struct Compare: ParsableCommand {
             if workload.group.durability != .none, workload.group.dataDirectory == nil {
                 workload.group.dataDirectory = variantFolder.appendingPathComponent("data").path
             }
-            let outcome = try WorkloadRunner.run(workload, progress: progress)
+            let outcome = try WorkloadRunner.run(workload, folder: variantFolder.path, progress: progress)
             try outcome.summary.write(to: variantFolder)
             try RunMetadata.yaml(for: workload, command: CommandLine.arguments.joined(separator: " ") + "  # variant \(index + 1): \(variant.label)")
                 .write(to: variantFolder.appendingPathComponent("run.yaml"), atomically: true, encoding: .utf8)

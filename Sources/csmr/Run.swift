@@ -47,7 +47,7 @@ struct Run: ParsableCommand {
         }
         let outcome: RunOutcome
         do {
-            outcome = try WorkloadRunner.run(spec, recordHistory: history, progress: progress)
+            outcome = try WorkloadRunner.run(spec, recordHistory: history, folder: folder.path, progress: progress)
         } catch let error as SpecErrors {
             FileHandle.standardError.write(Data("csmr run: the workload cannot run as written; nothing ran.\n\(error)\n".utf8))
             throw ExitCode(2)

@@ -1,0 +1,242 @@
+import Composition
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import Primitives
+import Services
+import Transport
+import Wire
+import Workload
+
+/// Replica groups as `csmr replica` processes on this host, reached over TCP with the client
+/// protocol: the harness writes a cluster file, starts one process per replica, waits for each to
+/// print its ready line, and connects to every replica's client port. Faults are real: `crash`
+/// is SIGKILL, `restart` starts the process again on the same files, `pause` is SIGSTOP then
+/// SIGCONT. Every process it starts, it stops by its PID (SIGTERM, then SIGKILL after a grace).
+public final class ProcessCluster: LoadTarget, @unchecked Sendable {
+    // `processes` and `connections` are guarded by `lock`; the rest is written once in `init`.
+    public let router: Router
+    public let cluster: ClusterSpec
+    public let clusterFile: String
+    private let executable: String
+    private let logFolder: String
+    private let loop: EventLoop
+    private let onReply: @Sendable (Int, ClientReply) -> Void
+    private let onEvent: @Sendable (String) -> Void
+    private let lock = NIOLock()
+    private var processes: [[Process?]]
+    private var connections: [[FrameClient?]]
+    private var connecting: [[Bool]]
+    private var stopping = false
+
+    /// Seconds a replica may take to print its ready line.
+    public static let readySecondsMax = 30.0
+
+    /// - Parameters:
+    ///   - cluster: the cluster to run (addresses on this host).
+    ///   - folder: where the cluster file and each replica's log go.
+    ///   - executable: the `csmr` binary to start.
+    public init(cluster: ClusterSpec, composition: CompositionSpec, folder: String, executable: String, loop: EventLoop,
+                onReply: @escaping @Sendable (Int, ClientReply) -> Void, onEvent: @escaping @Sendable (String) -> Void) throws {
+        self.cluster = cluster
+        router = Router(spec: composition)
+        self.executable = executable
+        logFolder = folder
+        self.loop = loop
+        self.onReply = onReply
+        self.onEvent = onEvent
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        clusterFile = URL(fileURLWithPath: folder).appendingPathComponent("cluster.yaml").path
+        try cluster.yaml.write(toFile: clusterFile, atomically: true, encoding: .utf8)
+        processes = cluster.groups.map { Array(repeating: nil, count: $0.replicas.count) }
+        connections = cluster.groups.map { Array(repeating: nil, count: $0.replicas.count) }
+        connecting = cluster.groups.map { Array(repeating: false, count: $0.replicas.count) }
+    }
+
+    /// A cluster of the composition's groups on free loopback ports, with each group's files
+    /// under `dataDirectory`. A composition's groups bring their own replicas, protocol, batch and
+    /// pipeline; a plain workload's one group takes all of `settings`.
+    public static func localCluster(name: String, composition: CompositionSpec, isComposed: Bool, settings: GroupSpec,
+                                    dataDirectory: String?) throws -> ClusterSpec {
+        var groups: [ClusterSpec.Group] = []
+        for group in composition.groups {
+            var groupSettings = settings
+            if isComposed {
+                groupSettings.replicas = group.replicas
+                groupSettings.replication = group.mode == .singleLeader ? .singleLeader : .multiLeader
+                groupSettings.batchCommandsMax = group.batchCommandsMax
+                groupSettings.pipelineDepthMax = group.pipelineDepthMax
+            }
+            groupSettings.dataDirectory = dataDirectory.map { URL(fileURLWithPath: $0).appendingPathComponent(group.name).path }
+            let replicas = try (0..<groupSettings.replicas).map { _ in
+                ClusterSpec.Replica(peer: ClusterSpec.Address(host: "127.0.0.1", port: try freePort()),
+                                    client: ClusterSpec.Address(host: "127.0.0.1", port: try freePort()))
+            }
+            groups.append(ClusterSpec.Group(name: group.name, settings: groupSettings, replicas: replicas))
+        }
+        return ClusterSpec(name: name, groups: groups)
+    }
+
+    /// A port nobody listens on now (the kernel's choice for port 0), for a replica to bind.
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ServerError.unsupported("socket: errno \(errno)") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw ServerError.unsupported("bind: errno \(errno)") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    public var groupCount: Int { cluster.groups.count }
+    public func replicaCount(of group: Int) -> Int { cluster.groups[group].replicas.count }
+
+    /// Starts every replica and waits until each is ready and connected.
+    public func launch() throws {
+        for group in cluster.groups.indices {
+            for replica in cluster.groups[group].replicas.indices { try spawn(group: group, replica: replica) }
+        }
+        for group in cluster.groups.indices {
+            for replica in cluster.groups[group].replicas.indices { try connect(group: group, replica: replica).wait() }
+        }
+    }
+
+    public func start() {}
+
+    public func stop() -> EventLoopFuture<Void> {
+        let (all, clients) = lock.withLock { () -> ([Process], [FrameClient]) in
+            stopping = true
+            return (processes.flatMap { $0.compactMap { $0 } }, connections.flatMap { $0.compactMap { $0 } })
+        }
+        for client in clients { _ = client.close() }
+        for process in all where process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        let deadline = Date().addingTimeInterval(10)
+        for process in all {
+            while process.isRunning, Date() < deadline { usleep(20_000) }
+            if process.isRunning {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+            }
+        }
+        return loop.makeSucceededFuture(())
+    }
+
+    public func submit(_ request: Request, group: Int, replica: Int) {
+        let client = lock.withLock { connections[group][replica] }
+        guard let client else {
+            // Down or not connected: the load generator's retry goes to the next replica; the
+            // connection is made again meanwhile.
+            _ = connect(group: group, replica: replica)
+            return
+        }
+        client.send(kind: 1, payload: Self.payload(of: .request(request)))
+    }
+
+    public func inject(_ action: TimedEvent.Action, group: Int) {
+        switch action {
+        case let .crash(replica):
+            guard let process = lock.withLock({ processes[group][replica] }), process.isRunning else { return }
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            onEvent("\(name(group, replica)) killed (SIGKILL, pid \(process.processIdentifier))")
+        case let .restart(replica):
+            do {
+                try spawn(group: group, replica: replica)
+                _ = connect(group: group, replica: replica)
+            } catch {
+                onEvent("\(name(group, replica)) did not restart: \(error)")
+            }
+        case let .pause(replica, milliseconds):
+            guard let process = lock.withLock({ processes[group][replica] }), process.isRunning else { return }
+            let pid = process.processIdentifier
+            kill(pid, SIGSTOP)
+            loop.scheduleTask(in: .milliseconds(Int64(milliseconds))) { kill(pid, SIGCONT) }
+        case .partition, .heal:
+            // Refused when the workload is loaded (WorkloadRunner); nothing to do here.
+            break
+        }
+    }
+
+    private func name(_ group: Int, _ replica: Int) -> String {
+        cluster.groups.count > 1 ? "\(cluster.groups[group].name)/r\(replica)" : "r\(replica)"
+    }
+
+    private func spawn(group: Int, replica: Int) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = ["replica", "--cluster", clusterFile, "--id", "\(replica)", "--group", cluster.groups[group].name]
+        let output = Pipe()
+        process.standardOutput = output
+        let logPath = URL(fileURLWithPath: logFolder).appendingPathComponent("replica-\(cluster.groups[group].name)-r\(replica).log").path
+        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
+        let logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        logHandle.seekToEndOfFile()
+        process.standardError = logHandle
+        try process.run()
+        lock.withLock { processes[group][replica] = process }
+        // Its ready line, or the reason it never came.
+        let deadline = Date().addingTimeInterval(Self.readySecondsMax)
+        var text = ""
+        while !text.contains("\n") {
+            let data = output.fileHandleForReading.availableData
+            if data.isEmpty {
+                guard process.isRunning, Date() < deadline else {
+                    let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+                    throw ServerError.unsupported("\(name(group, replica)) did not become ready: \(log.split(separator: "\n").suffix(3).joined(separator: " | "))")
+                }
+                usleep(10_000)
+                continue
+            }
+            text += String(decoding: data, as: UTF8.self)
+        }
+        guard text.hasPrefix("ready") else { throw ServerError.unsupported("\(name(group, replica)) printed \(text)") }
+        // Drain anything else it prints, so a full pipe never blocks it.
+        output.fileHandleForReading.readabilityHandler = { handle in _ = handle.availableData }
+    }
+
+    /// Connects to a replica's client port (once at a time); replies arrive on `loop`.
+    @discardableResult
+    private func connect(group: Int, replica: Int) -> EventLoopFuture<Void> {
+        let proceed = lock.withLock { () -> Bool in
+            guard !stopping, !connecting[group][replica], connections[group][replica] == nil else { return false }
+            connecting[group][replica] = true
+            return true
+        }
+        guard proceed else { return loop.makeSucceededFuture(()) }
+        let target = cluster.groups[group].replicas[replica].client
+        let address: SocketAddress
+        do {
+            address = try SocketAddress.makeAddressResolvingHost(target.host, port: target.port)
+        } catch {
+            lock.withLock { connecting[group][replica] = false }
+            return loop.makeFailedFuture(error)
+        }
+        let handshake = Handshake(cluster: ClusterIdentity(name: cluster.name), role: .client, group: UInt32(group))
+        let onReply = onReply
+        let future = FrameClient.connect(to: address, on: loop, handshake: handshake, log: { _ in }, onFrame: { kind, payload in
+            guard case let .reply(reply)? = try? WireFormat.decodePayload(kind: kind, payload[...], limits: WireLimits.standard.codec) else { return }
+            onReply(group, reply)
+        })
+        return future.map { [self] client in
+            lock.withLock {
+                connecting[group][replica] = false
+                connections[group][replica] = client
+            }
+            client.closeFuture.whenComplete { [self] _ in
+                lock.withLock { if connections[group][replica] === client { connections[group][replica] = nil } }
+            }
+        }.flatMapErrorThrowing { [self] error in
+            lock.withLock { connecting[group][replica] = false }
+            throw error
+        }
+    }
+
+    static func payload(of message: Message) -> [UInt8] { Array(WireFormat.encode(message).dropFirst(6)) }
+}

@@ -1,0 +1,90 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Harness
+import NIOPosix
+import Workload
+
+struct Replica: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run one replica of one group of a cluster file as this process.",
+        discussion: """
+            Prints one line starting with "ready" once it listens for peers and clients. SIGTERM or SIGINT \
+            stops it cleanly (buffered records are written and synced); SIGUSR1 prints its counters, which it \
+            also prints at exit. Files go to the group's data_dir/r<id>; a restart on the same folder recovers \
+            from them.
+            """
+    )
+
+    @Option(help: "The cluster file (YAML, see docs/protocol.md).")
+    var cluster: String
+
+    @Option(help: "The replica's index in its group (0-based).")
+    var id: Int
+
+    @Option(help: "The group's name (default: the first group).")
+    var group: String?
+
+    func run() throws {
+        let spec: ClusterSpec
+        do {
+            spec = try ClusterSpec.load(path: cluster)
+        } catch {
+            FileHandle.standardError.write(Data("csmr replica: the cluster file has errors; nothing started.\n\(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        let groupIndex: Int
+        if let group {
+            guard let index = spec.groups.firstIndex(where: { $0.name == group }) else {
+                FileHandle.standardError.write(Data("csmr replica: --group \(group): \(cluster) has no such group (it has \(spec.groups.map(\.name).joined(separator: ", ")))\n".utf8))
+                throw ExitCode(2)
+            }
+            groupIndex = index
+        } else {
+            groupIndex = 0
+        }
+        let replicas = spec.groups[groupIndex].replicas.count
+        guard (0..<replicas).contains(id) else {
+            FileHandle.standardError.write(Data("csmr replica: --id \(id): group \(spec.groups[groupIndex].name) has replicas 0 to \(replicas - 1)\n".utf8))
+            throw ExitCode(2)
+        }
+        let name = "\(spec.groups[groupIndex].name)/r\(id)"
+        let log: @Sendable (String) -> Void = { line in FileHandle.standardError.write(Data("csmr replica \(name): \(line)\n".utf8)) }
+        let loops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server: ReplicaServer
+        do {
+            server = try ReplicaServer(cluster: spec, group: groupIndex, replica: id, loop: loops.next(), log: log)
+            let addresses = try server.start().wait()
+            // Written unbuffered: whoever started this process waits for the line.
+            FileHandle.standardOutput.write(Data("ready: replica \(id) of group \(spec.groups[groupIndex].name) in cluster \(spec.name), pid \(getpid()), peers at \(addresses.peer), clients at \(addresses.client)\n".utf8))
+        } catch {
+            log("cannot start: \(error)")
+            try? loops.syncShutdownGracefully()
+            throw ExitCode(1)
+        }
+        // Signals arrive on a dispatch queue; the replica's own work stays on its event loop.
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        signal(SIGUSR1, SIG_IGN)
+        let queue = DispatchQueue(label: "csmr.replica.signals")
+        let done = DispatchSemaphore(value: 0)
+        var sources: [DispatchSourceSignal] = []
+        for number in [SIGTERM, SIGINT] {
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { done.signal() }
+            source.resume()
+            sources.append(source)
+        }
+        let usr1 = DispatchSource.makeSignalSource(signal: SIGUSR1, queue: queue)
+        usr1.setEventHandler { if let line = try? server.report().wait() { log(line) } }
+        usr1.resume()
+        sources.append(usr1)
+        done.wait()
+        log("stopping")
+        if let line = try? server.report().wait() { log(line) }
+        try? server.stop().wait()
+        try? loops.syncShutdownGracefully()
+        log("stopped")
+        _ = sources
+    }
+}
