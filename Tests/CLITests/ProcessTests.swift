@@ -1,0 +1,85 @@
+import Foundation
+import Testing
+
+/// Replicas as `csmr replica` processes on loopback: started, killed and stopped by PID.
+@Suite(.serialized) struct ProcessTests {
+    private static func temporaryFolder() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("csmr-processes-\(UUID().uuidString)").path
+    }
+
+    /// PIDs of `csmr replica` processes whose cluster file lies in `folder` (none may outlive a run).
+    private static func replicaPIDs(in folder: String) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> Int32? in
+            guard let pid = Int32(entry),
+                  let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return nil }
+            let arguments = String(decoding: data, as: UTF8.self).split(separator: "\0")
+            return arguments.contains("replica") && arguments.contains { $0.hasPrefix(folder) } ? pid : nil
+        }
+    }
+
+    @Test func aMixedWorkloadSurvivesAKilledReplicaAndItsHistoryChecks() throws {
+        let folder = Self.temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let workload = "\(folder)/tcp.yaml"
+        try """
+            name: tcp
+            duration_s: 3
+            warmup_s: 0.5
+            target: processes
+            group: {replicas: 3, protocol: multi-leader, durability: fsync, checkpoint_interval_slots: 200}
+            clients: {count: 8, retry_timeout_ms: 300}
+            keys: {count: 40}
+            mix: {kv.get: 0.35, kv.put: 0.35, lock.acquire: 0.1, log.append: 0.15, log.retrieve: 0.05}
+            lock: {hold_us: 200}
+            events:
+              - {at_s: 1.5, crash: 2}
+            """.write(toFile: workload, atomically: true, encoding: .utf8)
+        let out = "\(folder)/out"
+        let run = try CSMRBinary.run(["run", workload, "--out", out, "--history", "--quiet"])
+        #expect(run.status == 0, "stderr: \(run.error)")
+        #expect(run.output.contains("r2 killed") || FileManager.default.fileExists(atPath: "\(out)/timeseries.csv"))
+        let timeseries = try String(contentsOfFile: "\(out)/timeseries.csv", encoding: .utf8)
+        #expect(timeseries.contains("r2 killed (SIGKILL"))
+        let summary = try String(contentsOfFile: "\(out)/summary.csv", encoding: .utf8)
+        let all = try #require(summary.split(separator: "\n").last?.split(separator: ","))
+        #expect(Int(all[1])! > 50, "summary: \(summary)")
+        // The replicas ran as processes with their own logs and files, and none is left running.
+        for replica in 0..<3 { #expect(FileManager.default.fileExists(atPath: "\(out)/replica-group-r\(replica).log")) }
+        #expect(FileManager.default.fileExists(atPath: "\(out)/cluster.yaml"))
+        #expect(Self.replicaPIDs(in: folder).isEmpty)
+        let check = try CSMRBinary.run(["check", "\(out)/history.jsonl"])
+        #expect(check.status == 0, "\(check.output)")
+        #expect(check.output.contains("linearizable"))
+    }
+
+    @Test func aReplicaRefusesABadClusterFileWithItsLocation() throws {
+        let folder = Self.temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let path = "\(folder)/cluster.yaml"
+        try """
+            cluster: demo
+            groups:
+              - name: main
+                replicas:
+                  - {peer: 127.0.0.1:7101, client: 127.0.0.1:nope}
+                  - {peer: 127.0.0.1:7102, client: 127.0.0.1:7202}
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let result = try CSMRBinary.run(["replica", "--cluster", path, "--id", "0"])
+        #expect(result.status == 2)
+        #expect(result.error.contains("\(path):5:40: groups[0].replicas[0].client: expected host:port"), "\(result.error)")
+        try """
+            cluster: demo
+            groups:
+              - name: main
+                replicas:
+                  - {peer: 127.0.0.1:7101, client: 127.0.0.1:7201}
+                  - {peer: 127.0.0.1:7102, client: 127.0.0.1:7202}
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let even = try CSMRBinary.run(["replica", "--cluster", path, "--id", "0"])
+        #expect(even.status == 2)
+        #expect(even.error.contains("\(path):5:7: groups[0].replicas: expected an odd number of replicas"), "\(even.error)")
+    }
+}
