@@ -1,3 +1,4 @@
+import Foundation
 import Paxos
 import Primitives
 import Services
@@ -207,15 +208,19 @@ func roundTrip<T: Equatable>(_ value: T, _ encode: (T, inout ByteWriter) -> Void
 @Suite struct PaxosFuzzTests {
     static let limits = WireLimits(frameBytesMax: 1 << 16)
 
+    /// Inputs per run: 100,000 in CI; `CSMR_FUZZ_FRAMES=1000000 swift test --filter PaxosFuzzTests`
+    /// for the long run outside it.
+    static let rounds = ProcessInfo.processInfo.environment["CSMR_FUZZ_FRAMES"].flatMap(Int.init) ?? 100_000
+
     /// Random and mutated bytes, fed to the frame decoder and to each value decoder: they may
     /// only return values or typed errors (a trap would end the test process).
-    @Test func oneHundredThousandMutatedPaxosInputsGiveOnlyTypedErrors() {
+    @Test func mutatedPaxosInputsGiveOnlyTypedErrors() {
         var random = SplitMix64(seed: 0x9A705)
         var generator = PaxosValueGenerator(random: random.derived(stream: 1))
         let valid: [[UInt8]] = (0..<120).map { WireFormat.encode(.paxos(generator.message(case: $0))) } + sampleMessages.map { WireFormat.encode($0) }
         var decodedMessages = 0
         var decodedValues = 0
-        for round in 0..<100_000 {
+        for round in 0..<Self.rounds {
             var bytes: [UInt8]
             switch round % 4 {
             case 0:
