@@ -19,7 +19,10 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
     public let router: Router
     public let cluster: ClusterSpec
     public let clusterFile: String
-    private let executable: String
+    private let executable: String?
+    /// The replicas run already (a cluster file given to the workload): connect, never start,
+    /// kill or stop them.
+    private let attached: Bool
     private let logFolder: String
     private let loop: EventLoop
     private let onReply: @Sendable (Int, ClientReply) -> Void
@@ -37,11 +40,12 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
     ///   - cluster: the cluster to run (addresses on this host).
     ///   - folder: where the cluster file and each replica's log go.
     ///   - executable: the `csmr` binary to start.
-    public init(cluster: ClusterSpec, composition: CompositionSpec, folder: String, executable: String, loop: EventLoop,
+    public init(cluster: ClusterSpec, composition: CompositionSpec, folder: String, executable: String?, attach: Bool = false, loop: EventLoop,
                 onReply: @escaping @Sendable (Int, ClientReply) -> Void, onEvent: @escaping @Sendable (String) -> Void) throws {
         self.cluster = cluster
         router = Router(spec: composition)
         self.executable = executable
+        attached = attach
         logFolder = folder
         self.loop = loop
         self.onReply = onReply
@@ -100,7 +104,7 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
 
     /// Starts every replica and waits until each is ready and connected.
     public func launch() throws {
-        for group in cluster.groups.indices {
+        for group in cluster.groups.indices where !attached {
             for replica in cluster.groups[group].replicas.indices { try spawn(group: group, replica: replica) }
         }
         for group in cluster.groups.indices {
@@ -169,6 +173,7 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
     }
 
     private func spawn(group: Int, replica: Int) throws {
+        guard !attached, let executable else { throw ServerError.unsupported("this run did not start \(name(group, replica)); it cannot restart it") }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = ["replica", "--cluster", clusterFile, "--id", "\(replica)", "--group", cluster.groups[group].name]

@@ -161,17 +161,33 @@ public enum WorkloadRunner {
                                                                          problem: "heal has nothing to heal between processes; use crash, restart or pause")) }
         }
         guard problems.isEmpty else { throw SpecErrors(errors: problems) }
-        guard let binary = executable ?? ownExecutable() else {
+        let binary = executable ?? ownExecutable()
+        if spec.cluster == nil, binary == nil {
             throw RunError.clusterUnavailable("cannot find the csmr binary to start replicas with")
         }
         let runFolder = folder ?? FileManager.default.temporaryDirectory.appendingPathComponent("csmr-processes-\(UUID().uuidString)").path
-        let cluster = try ProcessCluster.localCluster(name: spec.name, composition: topology.composition, isComposed: spec.composition != nil,
+        let cluster: ClusterSpec
+        if let path = spec.cluster {
+            cluster = try ClusterSpec.load(path: path)
+            let names = topology.composition.groups.map(\.name)
+            guard cluster.groups.count == names.count else {
+                throw SpecErrors(errors: [SpecError(file: spec.file, line: 0, column: 0, field: "cluster",
+                                                    problem: "\(path) has \(cluster.groups.count) group(s); the workload routes to \(names.count) (\(names.joined(separator: ", ")))")])
+            }
+            if let event = topology.events.first {
+                throw SpecErrors(errors: [SpecError(file: spec.file, line: event.event.line, column: event.event.column, field: "events",
+                                                    problem: "the replicas of \(path) were not started by this run, so it cannot kill or restart them")])
+            }
+        } else {
+            cluster = try ProcessCluster.localCluster(name: spec.name, composition: topology.composition, isComposed: spec.composition != nil,
                                                       settings: spec.group, dataDirectory: dataDirectory)
+        }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
         let loop = group.next()
         let driverBox = DriverBox()
-        let target = try ProcessCluster(cluster: cluster, composition: topology.composition, folder: runFolder, executable: binary, loop: loop,
+        let target = try ProcessCluster(cluster: cluster, composition: topology.composition, folder: runFolder, executable: binary,
+                                        attach: spec.cluster != nil, loop: loop,
                                         onReply: { group, reply in driverBox.driver?.deliver(reply, group: group) },
                                         onEvent: { text in driverBox.driver?.event(text) })
         do {

@@ -73,10 +73,22 @@ public struct EffectGate: Sendable {
     public var isEmpty: Bool { head == held.count }
 
     /// Takes an output; returns the effects that may leave now (its own and any held before it).
+    /// While an output waits, its messages that reveal nothing a crash could lose (proposals,
+    /// prepares, heartbeats, requests for help) leave at once: a leader's accept reaches the
+    /// followers while its own record is being synced, so their syncs overlap its sync instead of
+    /// following it.
     public mutating func pass(_ output: NodeOutput, durablePosition: UInt64) -> [NodeEffects] {
         if isEmpty, output.durableAfter <= durablePosition { return output.sealed.isEmpty ? [] : [output.sealed] }
-        held.append(output)
-        return release(durablePosition: durablePosition)
+        var waiting = output
+        var early = NodeEffects()
+        waiting.sealed.messages.removeAll { outgoing in
+            guard outgoing.message.revealsNothingVolatile else { return false }
+            early.messages.append(outgoing)
+            return true
+        }
+        held.append(waiting)
+        let released = release(durablePosition: durablePosition)
+        return early.isEmpty ? released : [early] + released
     }
 
     /// The storage became durable up to `durablePosition`.
@@ -431,5 +443,18 @@ private struct OwedReply: Hashable, Sendable {
     init(_ request: Request) {
         client = request.client
         sequence = request.sequence
+    }
+}
+
+extension PaxosMessage {
+    /// Whether the message may leave before this replica's records are durable: it states no
+    /// promise, acceptance or decision of this replica (phase 1a and 2a carry the proposer's
+    /// intent, which Paxos never needs to remember), so a crash that loses the records leaves no
+    /// peer believing something the replica no longer knows.
+    public var revealsNothingVolatile: Bool {
+        switch self {
+        case .prepare, .accept, .heartbeat, .catchUp, .forward, .checkpointRequest: true
+        case .promise, .accepted, .rejected, .decided, .compacted, .checkpointChunk: false
+        }
     }
 }

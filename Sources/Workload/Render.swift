@@ -14,6 +14,7 @@ extension WorkloadSpec {
         lines.append("drain_s: \(number(drainSeconds))")
         if let operations { lines.append("operations: \(operations)") }
         lines.append("target: \(target.rawValue)")
+        if let cluster { lines.append("cluster: \(Self.quoted(cluster))") }
         if let composition { lines.append("composition: \(Self.quoted(composition))") }
         lines.append("group:")
         if composition == nil {

@@ -203,6 +203,10 @@ public struct WorkloadSpec: Hashable, Sendable {
     public var composition: String?
     /// What runs the replicas.
     public var target = TargetKind.inProcess
+    /// With `target: processes`: a cluster file whose replicas are already running (started by
+    /// hand or elsewhere); the run connects to them instead of starting its own. Resolved against
+    /// the workload file's folder.
+    public var cluster: String?
     /// The file this workload was read from, for errors found later.
     public var file = ""
 
@@ -210,14 +214,18 @@ public struct WorkloadSpec: Hashable, Sendable {
 }
 
 extension WorkloadSpec {
-    public static let topLevelFields = ["name", "seed", "duration_s", "warmup_s", "drain_s", "operations", "target", "composition", "group", "clients", "keys", "values", "mix", "lock", "log", "events"]
+    public static let topLevelFields = ["name", "seed", "duration_s", "warmup_s", "drain_s", "operations", "target", "cluster", "composition", "group", "clients", "keys", "values", "mix", "lock", "log", "events"]
 
     /// Reads a workload file, reporting every problem with its file, line, field and expectation.
     public static func load(path: String) throws(SpecErrors) -> WorkloadSpec {
         let text = try SpecFile.read(path)
         var spec = try parse(text, file: path)
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
         if let composition = spec.composition, !composition.hasPrefix("/") {
-            spec.composition = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent(composition).standardized.path
+            spec.composition = folder.appendingPathComponent(composition).standardized.path
+        }
+        if let cluster = spec.cluster, !cluster.hasPrefix("/") {
+            spec.cluster = folder.appendingPathComponent(cluster).standardized.path
         }
         return spec
     }
@@ -240,6 +248,10 @@ extension WorkloadSpec {
         drainSeconds = root.double("drain_s", default: drainSeconds, range: 0...3_600, unit: "seconds")
         if root.has("operations") { operations = root.int("operations", default: 0, range: 1...1_000_000_000) }
         target = TargetKind(rawValue: root.choice("target", default: target.rawValue, from: TargetKind.allCases.map(\.rawValue)))!
+        if root.has("cluster") {
+            cluster = root.string("cluster", default: "")
+            if target != .processes { root.fail(root.value("cluster"), field: "cluster", "only applies to target: processes") }
+        }
 
         var replicasGiven = false
         if root.has("composition") { composition = root.string("composition", default: "") }
