@@ -226,15 +226,27 @@ public final class CSMRClient: @unchecked Sendable {
                 guard case let .connected(current) = self.links[group][replica], current === connection else { return }
                 log("connection to group \(group) replica \(replica) (\(address)) closed")
                 self.links[group][replica] = .idle(failedAtNanoseconds: nil)
+                self.lost(group: group, replica: replica)
             }
             return true
         }.recover { error in
             if !self.closed { log("cannot connect to group \(group) replica \(replica) (\(address)): \(error)") }
             self.links[group][replica] = .idle(failedAtNanoseconds: self.now())
+            self.lost(group: group, replica: replica)
             return false
         }
         dials.append(connected.map { _ in })
         return connected
+    }
+
+    /// A replica cannot be reached: the sessions waiting on it move on now. Frames to it are
+    /// dropped until `redialDelay` has passed, so this cannot cycle without bound.
+    private func lost(group: Int, replica: Int) {
+        guard !closed else { return }
+        let now = now()
+        for index in sessions.indices {
+            carryOut(sessions[index].core.unreachable(group: group, replica: replica, nowNanoseconds: now), session: index)
+        }
     }
 
     private func received(kind: UInt8, payload: [UInt8], group: Int) {

@@ -20,7 +20,10 @@ import Services
 ///   lands, and the retry gets the stored reply if the first copy executed.
 /// - A redirect naming another replica moves the target there and resends at once (at most one
 ///   group's worth of times in a row, so two replicas pointing at each other cannot make it spin);
-///   one without a hint waits for the retry timeout like silence does.
+///   one without a hint waits for the retry timeout like silence does. A replica the shell knows
+///   to be unreachable (its connection broke) is left at once, for the next one.
+/// - `openSessions` opens every group's session ahead of the first command, for shells that keep
+///   session opening out of what they measure.
 /// - A reply `sessionExpired` completes its command (it was not executed) and forgets the
 ///   session; the group's next command opens a new one.
 /// - A command with a deadline that passes fails with `timedOut`. If it was sent, its outcome is
@@ -117,6 +120,8 @@ public struct ProxyCore: Sendable {
         var target: Int
         var outstanding: Outstanding?
         var waiting: [Waiting] = []
+        /// Open the session even with no command waiting (`openSessions`).
+        var sessionWanted = false
     }
 
     public let config: Config
@@ -170,6 +175,7 @@ public struct ProxyCore: Sendable {
             groups[group].outstanding = nil
             groups[group].session = session
             groups[group].sequence = 0
+            groups[group].sessionWanted = false
         }
         // Any other answer to `openSession` is a refusal by the port; retrying elsewhere is all
         // a client can do, so the request stays outstanding.
@@ -195,6 +201,35 @@ public struct ProxyCore: Sendable {
         return directives
     }
 
+    /// The shell lost its connection to `replica` of `group` (or could not make one): requests
+    /// outstanding there go to the next replica now instead of after the retry timeout, and new
+    /// ones start there. Nothing happens in a group of one replica: there is nowhere else to go.
+    public mutating func unreachable(group: Int, replica: Int, nowNanoseconds now: UInt64) -> [Directive] {
+        var directives: [Directive] = []
+        guard config.replicaCounts[group] > 1, groups[group].target == replica else { return directives }
+        groups[group].target = (replica + 1) % config.replicaCounts[group]
+        if var outstanding = groups[group].outstanding {
+            outstanding.lastSentNanoseconds = now
+            outstanding.redirectsInRow = 0
+            groups[group].outstanding = outstanding
+            directives.append(.send(outstanding.request, group: group, replica: groups[group].target))
+        }
+        return directives
+    }
+
+    /// Opens a session in every group that has none and is not opening one, without a command.
+    public mutating func openSessions(nowNanoseconds now: UInt64) -> [Directive] {
+        var directives: [Directive] = []
+        for group in groups.indices where groups[group].session == nil {
+            groups[group].sessionWanted = true
+            pump(group, now: now, into: &directives)
+        }
+        return directives
+    }
+
+    /// Whether every group has an open session.
+    public var sessionsOpen: Bool { groups.allSatisfy { $0.session != nil } }
+
     /// Time passes: commands past their deadline fail, and requests unanswered for the retry
     /// timeout go to the next replica. Call it at `nextDeadlineNanoseconds` (earlier is harmless).
     public mutating func tick(nowNanoseconds now: UInt64) -> [Directive] {
@@ -206,7 +241,7 @@ public struct ProxyCore: Sendable {
                 return true
             }
             guard var outstanding = groups[group].outstanding else { continue }
-            if outstanding.operation == nil, groups[group].waiting.isEmpty {
+            if outstanding.operation == nil, groups[group].waiting.isEmpty, !groups[group].sessionWanted {
                 // Every command that wanted this session is gone: stop opening it. A late reply
                 // opens a session nobody uses, which the table evicts in time.
                 groups[group].outstanding = nil
@@ -271,18 +306,20 @@ public struct ProxyCore: Sendable {
     /// Sends the group's next request if nothing is outstanding: its session's opening, or the
     /// first waiting command.
     private mutating func pump(_ group: Int, now: UInt64, into directives: inout [Directive]) {
-        guard groups[group].outstanding == nil, let first = groups[group].waiting.first else { return }
+        guard groups[group].outstanding == nil else { return }
         let request: Request
-        if let session = groups[group].session {
+        if let session = groups[group].session, let first = groups[group].waiting.first {
             groups[group].waiting.removeFirst()
             groups[group].sequence += 1
             request = Request(client: session, sequence: groups[group].sequence, command: first.command)
             groups[group].outstanding = Outstanding(operation: first.operation, request: request, deadlineNanoseconds: first.deadlineNanoseconds,
                                                     lastSentNanoseconds: now)
-        } else {
+        } else if groups[group].session == nil, !groups[group].waiting.isEmpty || groups[group].sessionWanted {
             groups[group].opens += 1
             request = Request(client: nonce, sequence: groups[group].opens, command: .openSession)
             groups[group].outstanding = Outstanding(operation: nil, request: request, deadlineNanoseconds: nil, lastSentNanoseconds: now)
+        } else {
+            return
         }
         directives.append(.send(request, group: group, replica: groups[group].target))
     }

@@ -119,6 +119,30 @@ private func fastOptions(sessions: Int = 4) -> CSMRClientOptions {
         }
     }
 
+    @Test func aLostConnectionMovesCallsOnWithoutWaitingForTheRetryTimeout() async throws {
+        var options = fastOptions(sessions: 3)
+        options.retryTimeout = .seconds(30)
+        try await withCluster(options: options) { group, client in
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                for call in 0..<3 { tasks.addTask { try await client.kv.put("warm-up \(call)", "") } }
+                try await tasks.waitForAll()
+            }
+            // Replica 0 swallows requests, then goes away: the broken connection, not the
+            // 30-second timeout, sends its requests on.
+            group.set(.ignore, replica: 0)
+            let clock = ContinuousClock()
+            let start = clock.now
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                for call in 0..<30 { tasks.addTask { _ = try await client.log.append("e\(call)", timeout: .seconds(5)) } }
+                try await Task.sleep(for: .milliseconds(50))
+                try await group.stop(replica: 0)
+                try await tasks.waitForAll()
+            }
+            #expect(clock.now - start < .seconds(5))
+            #expect(group.machine.withLockedValue { $0.log.entries.count } == 30)
+        }
+    }
+
     @Test func aRedirectSendsTheRequestToTheNamedReplica() async throws {
         try await withCluster(options: fastOptions(sessions: 1)) { group, client in
             group.set(.redirect(to: 2), replica: 0)

@@ -140,6 +140,34 @@ private func open(_ core: inout ProxyCore, as session: UInt64, group: Int = 0, n
         #expect(proxy.owns(ClientID(1), group: 0) && proxy.owns(nonce, group: 1) && !proxy.owns(ClientID(2), group: 0))
     }
 
+    @Test func anUnreachableReplicaIsLeftAtOnceWithTheOutstandingRequest() {
+        var proxy = core(timeoutNanoseconds: 1_000)
+        _ = proxy.submit(.kvGet(key: "k"), nowNanoseconds: 0)
+        _ = open(&proxy, as: 3)
+        let request = proxy.outstanding(ofGroup: 0)!
+        #expect(proxy.unreachable(group: 0, replica: 2, nowNanoseconds: 5).isEmpty, "not where the request went")
+        #expect(proxy.unreachable(group: 0, replica: 0, nowNanoseconds: 5) == [.send(request, group: 0, replica: 1)])
+        #expect(proxy.nextDeadlineNanoseconds == 1_005)
+        var single = ProxyCore(nonce: nonce, router: Router(spec: spec(groups: 1)), config: .init(replicaCounts: [1]))
+        _ = single.submit(.kvGet(key: "k"), nowNanoseconds: 0)
+        #expect(single.unreachable(group: 0, replica: 0, nowNanoseconds: 5).isEmpty, "nowhere else to go")
+    }
+
+    @Test func sessionsCanBeOpenedAheadOfTheFirstCommand() {
+        var proxy = core(groups: 2, timeoutNanoseconds: 100)
+        let opening = proxy.openSessions(nowNanoseconds: 0)
+        #expect(sent(opening).map(\.command) == [.openSession, .openSession])
+        #expect(proxy.openSessions(nowNanoseconds: 1).isEmpty, "already opening")
+        // Not abandoned for want of a command: retried instead.
+        #expect(sent(proxy.tick(nowNanoseconds: 100)).count == 2)
+        _ = open(&proxy, as: 4, group: 0)
+        #expect(!proxy.sessionsOpen)
+        _ = open(&proxy, as: 4, group: 1)
+        #expect(proxy.sessionsOpen && proxy.isIdle)
+        let put = proxy.submit(.kvPut(key: "k", value: "v"), nowNanoseconds: 2)
+        #expect(sent(put.directives) == [Request(client: ClientID(4), sequence: 1, command: .kvPut(key: "k", value: "v"))])
+    }
+
     @Test func commandsBeyondTheWaitingBoundFailAtOnce() {
         var proxy = core(waitingMax: 2)
         _ = proxy.submit(.kvGet(key: "a"), nowNanoseconds: 0)
