@@ -55,7 +55,9 @@ public final class CSMRClient: @unchecked Sendable {
     private let open = NIOLockedValueBox(true)
     private var sessions: [Session] = []
     private var links: [[Link]]
-    private var dials: [EventLoopFuture<Void>] = []
+    /// Dials under way, which `close` waits for before it stops the loop they complete on.
+    private var dials: [UInt64: EventLoopFuture<Void>] = [:]
+    private var dialsStarted: UInt64 = 0
     private var ticker: RepeatedTask?
     private var closed = false
 
@@ -235,7 +237,10 @@ public final class CSMRClient: @unchecked Sendable {
             self.lost(group: group, replica: replica)
             return false
         }
-        dials.append(connected.map { _ in })
+        let dial = dialsStarted
+        dialsStarted += 1
+        dials[dial] = connected.map { _ in }
+        connected.whenComplete { _ in self.dials[dial] = nil }
         return connected
     }
 
@@ -278,7 +283,7 @@ public final class CSMRClient: @unchecked Sendable {
             for continuation in sessions[index].calls.values { continuation.resume(throwing: CSMRClientError.closed) }
             sessions[index].calls = [:]
         }
-        var closing = dials
+        var closing = Array(dials.values)
         for group in links.indices {
             for replica in links[group].indices {
                 if case let .connected(connection) = links[group][replica] { closing.append(connection.close()) }
