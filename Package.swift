@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "csmr", targets: ["csmr"]),
         .library(name: "CSMRCore", targets: ["Primitives", "Services", "Wire"]),
         .library(name: "CSMRConsensus", targets: ["Primitives", "Services", "Paxos"]),
+        .library(name: "CSMRClient", targets: ["CSMRClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -62,6 +63,16 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // The Swift client library: sessions, retries and routing by ProxyCore over FrameClient.
+        .target(
+            name: "CSMRClient",
+            dependencies: [
+                "Primitives", "Services", "Wire", "Transport", "Composition",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "Simulation",
             dependencies: [
@@ -105,7 +116,17 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
+        .testTarget(
+            name: "CSMRClientTests",
+            dependencies: [
+                "CSMRClient", "Transport", "Wire", "Services", "Primitives", "Composition",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "HarnessTests", dependencies: ["Harness", "Workload", "Linearizability", "Services", "Runtime", "Paxos", "Storage", "Primitives"]),
+
     ],
     swiftLanguageModes: [.v6]
 )

@@ -113,5 +113,5 @@ public struct ExtensionForwarder: Sendable {
     }
 
     /// The pseudo-client id extension requests carry (they bypass sessions).
-    public static func client(origin: UInt32) -> ClientID { ClientID((1 << 56) + UInt64(origin)) }
+    public static func client(origin: UInt32) -> ClientID { .extensionClient(origin: origin) }
 }

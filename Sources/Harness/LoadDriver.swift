@@ -50,6 +50,7 @@ final class LoadDriver: @unchecked Sendable {
     private let events: [(group: Int, event: TimedEvent)]
     private var forwarder: ExtensionForwarder?
     private var random: SplitMix64
+    private var systemRandom = SystemRandomNumberGenerator()
     private var keys: KeyGenerator
     private let values: ValueGenerator
     private let mix: MixPicker
@@ -138,7 +139,10 @@ final class LoadDriver: @unchecked Sendable {
         loop.execute { [self] in
             let groups = cluster.groupCount
             for index in 0..<spec.clients.count {
-                let nonce = ClientID((1 << 48) + UInt64(index))
+                // From the system's randomness, not the workload's seed: two harness processes
+                // running one workload must not share nonces (the proposer de-duplicates on
+                // nonce and sequence), and nothing measured depends on their values.
+                let nonce = ClientID.nonce(using: &systemRandom)
                 sessions.append(Session(nonce: nonce, ids: Array(repeating: nil, count: groups), sequences: Array(repeating: 0, count: groups),
                                         replicas: (0..<groups).map { index % cluster.replicaCount(of: $0) }))
                 for group in 0..<groups { sessionByClient[GroupClient(group: group, client: nonce)] = index }

@@ -140,7 +140,7 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
             _ = connect(group: group, replica: replica)
             return
         }
-        client.send(kind: 1, payload: Self.payload(of: .request(request)))
+        client.send(kind: FrameKind.request, payload: WireFormat.payload(of: .request(request)))
     }
 
     public func inject(_ action: TimedEvent.Action, group: Int) {
@@ -226,7 +226,7 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
         let handshake = Handshake(cluster: ClusterIdentity(name: cluster.name), role: .client, group: UInt32(group))
         let onReply = onReply
         let future = FrameClient.connect(to: address, on: loop, handshake: handshake, log: { _ in }, onFrame: { kind, payload in
-            guard case let .reply(reply)? = try? WireFormat.decodePayload(kind: kind, payload[...], limits: WireLimits.standard.codec) else { return }
+            guard case let .reply(reply)? = try? WireFormat.decode(kind: kind, payload: payload) else { return }
             onReply(group, reply)
         })
         return future.map { [self] client in
@@ -242,6 +242,4 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
             throw error
         }
     }
-
-    static func payload(of message: Message) -> [UInt8] { Array(WireFormat.encode(message).dropFirst(6)) }
 }

@@ -149,7 +149,7 @@ public final class ReplicaServer: @unchecked Sendable {
 
     private func peerFrame(from peer: Int, kind: UInt8, payload: [UInt8]) {
         guard node != nil else { return }
-        guard case let .paxos(message)? = try? WireFormat.decodePayload(kind: kind, payload[...], limits: limits.codec) else {
+        guard case let .paxos(message)? = try? WireFormat.decode(kind: kind, payload: payload, limits: limits.codec) else {
             // The transport checked the handshake; a peer of this cluster that sends garbage is
             // broken, and its frame is dropped rather than trusted.
             counters.peerFramesRefused += 1
@@ -163,7 +163,7 @@ public final class ReplicaServer: @unchecked Sendable {
     private func clientFrame(_ connection: ConnectionID, kind: UInt8, payload: [UInt8]) {
         let request: Request
         do {
-            guard case let .request(decoded) = try WireFormat.decodePayload(kind: kind, payload[...], limits: limits.codec) else {
+            guard case let .request(decoded) = try WireFormat.decode(kind: kind, payload: payload, limits: limits.codec) else {
                 refuse(connection, "frame kind \(kind) is not a request")
                 return
             }
@@ -172,13 +172,19 @@ public final class ReplicaServer: @unchecked Sendable {
             refuse(connection, "\(error)")
             return
         }
-        if case .logAppendFrom = request.command {
-            // Extension steps come from the origin group's replicas, never from a client: one
-            // that sends them could forge another group's history.
-            refuse(connection, "logAppendFrom is not a client command")
+        if let refusal = ClientPortPolicy.admit(request) {
+            // Extension steps come from the origin group's replicas, never from a client (one
+            // that sends them could forge another group's history); sessions open under nonces.
+            counters.clientFramesRefused += 1
+            log("refused a request from \(connection): \(request.command) is not permitted on the client port")
+            clients?.send(to: connection, frame: WireFormat.encode(.reply(ClientReply(client: request.client, sequence: request.sequence, reply: refusal))))
             return
         }
-        guard node != nil else { return }
+        guard node != nil else {
+            // Not running (its storage failed): send the client elsewhere at once.
+            clients?.send(to: connection, frame: WireFormat.encode(.redirect(Redirect(answering: request, reason: .unavailable, replica: nil))))
+            return
+        }
         counters.clientRequests += 1
         route(request.client, to: connection)
         carryOut(node!.clientRequest(request, now: Self.now()))

@@ -83,10 +83,11 @@ public struct LinearizabilityChecker: Sendable {
         }
     }
 
-    /// False for operations the session table refused: they changed nothing and saw nothing.
+    /// False for operations the session table or the client port refused: they changed nothing
+    /// and saw nothing.
     static func wasExecuted(_ operation: HistoryOperation) -> Bool {
         switch operation.completion?.reply {
-        case .failure(.sessionExpired), .failure(.staleSequence): false
+        case .failure(.sessionExpired), .failure(.staleSequence), .failure(.notPermitted): false
         default: true
         }
     }

@@ -162,6 +162,8 @@ extension ServiceError {
             writer.write(UInt8(4))
         case let .staleSequence(sequence, latest):
             writer.write(UInt8(5)); writer.write(sequence); writer.write(latest)
+        case .notPermitted:
+            writer.write(UInt8(6))
         }
     }
 
@@ -177,6 +179,7 @@ extension ServiceError {
         case 3: return .rangeTooLong(requested: try reader.readUInt64(), limit: try reader.readUInt64())
         case 4: return .sessionExpired
         case 5: return .staleSequence(sequence: try reader.readUInt64(), latest: try reader.readUInt64())
+        case 6: return .notPermitted
         case let tag: throw .unknownTag(offset: at, tag: tag, type: "service error")
         }
     }

@@ -198,6 +198,10 @@ public enum ServiceError: Error, Hashable, Sendable, CustomStringConvertible {
     case sessionExpired
     /// A retry of a request older than the session's latest; its reply is no longer kept.
     case staleSequence(sequence: UInt64, latest: UInt64)
+    /// The command is not accepted from where it came: an extension step (`logAppendFrom`) or an
+    /// `openSession` without a nonce on a client port. Nothing was executed; resending it will
+    /// not help.
+    case notPermitted
 
     public var description: String {
         switch self {
@@ -207,6 +211,7 @@ public enum ServiceError: Error, Hashable, Sendable, CustomStringConvertible {
         case let .rangeTooLong(requested, limit): "\(requested) entries requested, at most \(limit) per retrieve"
         case .sessionExpired: "session expired: open a new session"
         case let .staleSequence(sequence, latest): "request \(sequence) is older than the session's latest \(latest)"
+        case .notPermitted: "not permitted here"
         }
     }
 }

@@ -1,105 +1,99 @@
 import Composition
 import Linearizability
 import Primitives
-import Runtime
 import Services
 
-/// A simulated client with the proxy built in: it routes each operation by the composition's
-/// `Router`, opens a session in a group the first time it needs one, issues its operations one
-/// at a time, retries a request on a timeout at the next replica of the same group, and records
-/// what it saw for the linearizability check.
+/// A simulated client: a thin shell over `ProxyCore`, the request path the real client and the
+/// load driver use, so the simulator tests the proxy that gets benchmarked. The shell generates
+/// operations one at a time, hands the core's sends to the simulator, and records what it saw
+/// for the linearizability check.
 struct SimulatedClient {
+    /// A replica to send to, in a group.
+    typealias Send = (group: Int, replica: Int, Request)
+
     let index: Int
-    /// Routes the reply to `openSession` before the session id is known.
-    let nonce: ClientID
-    private var sessions: [Int: ClientID] = [:]
-    private var sequences: [Int: UInt64] = [:]
+    private var proxy: ProxyCore
     private var remaining: Int
-    /// The request in flight, its group, and its history entry (nil for `openSession`).
-    private var current: (request: Request, group: Int, historyIndex: Int?)?
-    /// The operation waiting for its group's session to open.
-    private var waitingCommand: (command: Command, historyIndex: Int)?
-    private var target = 0
-    private(set) var attempt = 0
-    private(set) var history: [HistoryOperation] = []
+    /// The operation in flight and its history entry.
+    private var current: (operation: ProxyCore.OperationID, historyIndex: Int)?
+    private var recorded: [HistoryOperation] = []
     /// One past the highest log index this client has seen, to aim retrieves and truncates.
     private var logEndSeen: UInt64 = 0
 
-    init(index: Int, operations: Int) {
+    init(index: Int, operations: Int, proxy: ProxyCore) {
         self.index = index
-        nonce = ClientID((1 << 48) + UInt64(index))
+        self.proxy = proxy
         remaining = operations
     }
 
     var isIdle: Bool { current == nil }
     var isDone: Bool { remaining == 0 && current == nil }
+    /// When the core next wants a `tick`.
+    var nextDeadline: Instant? { proxy.nextDeadlineNanoseconds.map(Instant.init(nanoseconds:)) }
 
     /// Whether a reply from `group` addressed to `client` is this client's.
-    func owns(_ client: ClientID, group: Int) -> Bool { client == nonce || sessions[group] == client }
+    func owns(_ client: ClientID, group: Int) -> Bool { proxy.owns(client, group: group) }
+
+    /// The history so far. An operation still in flight is labelled with the session it was sent
+    /// in (it may take effect), one still waiting for its session with the nonce (it cannot).
+    var history: [HistoryOperation] {
+        guard let current, let request = proxy.request(of: current.operation) else { return recorded }
+        var history = recorded
+        history[current.historyIndex].client = request.client
+        return history
+    }
 
     var statusDescription: String {
         guard let current else { return "client \(index): idle, \(remaining) left" }
-        return "client \(index): waiting for \(current.request) in group \(current.group), \(remaining) left, attempt \(attempt)"
+        let group = proxy.router.group(for: recorded[current.historyIndex].command)
+        let request = proxy.outstanding(ofGroup: group).map { "\($0)" } ?? "nothing"
+        return "client \(index): \(current.operation) waiting in group \(group) with \(request) out to replica \(proxy.target(ofGroup: group)), \(remaining) left"
     }
 
-    /// The next request to send, to which group and replica; nil when busy or done.
-    mutating func next(now: Instant, random: inout SplitMix64, router: Router, replicas: (Int) -> Int) -> (group: Int, replica: Int, Request)? {
-        guard current == nil, remaining > 0 else { return nil }
+    /// Starts the next operation; returns what to send (nothing when busy or done).
+    mutating func next(now: Instant, random: inout SplitMix64) -> [Send] {
+        guard current == nil, remaining > 0 else { return [] }
         let command = generate(&random)
-        let group = router.group(for: command)
-        attempt += 1
-        target = Int(random.next() % UInt64(replicas(group)))
-        let historyIndex = history.count
-        guard let session = sessions[group] else {
-            // The invocation starts now: opening the session is part of this operation's latency.
-            history.append(HistoryOperation(client: nonce, command: command, invokeNanoseconds: now.nanoseconds, completion: nil))
-            waitingCommand = (command, historyIndex)
-            let open = Request(client: nonce, sequence: 1, command: .openSession)
-            current = (open, group, nil)
-            return (group, target, open)
-        }
-        history.append(HistoryOperation(client: session, command: command, invokeNanoseconds: now.nanoseconds, completion: nil))
-        return send(command, group: group, session: session, historyIndex: historyIndex)
+        let submission = proxy.submit(command, nowNanoseconds: now.nanoseconds)
+        // The invocation starts now: opening a session is part of the operation's latency.
+        current = (submission.operation, recorded.count)
+        recorded.append(HistoryOperation(client: proxy.nonce, command: command, invokeNanoseconds: now.nanoseconds, completion: nil))
+        return carryOut(submission.directives, now: now)
     }
 
-    private mutating func send(_ command: Command, group: Int, session: ClientID, historyIndex: Int) -> (group: Int, replica: Int, Request) {
-        sequences[group, default: 0] += 1
-        let request = Request(client: session, sequence: sequences[group]!, command: command)
-        history[historyIndex].client = session
-        current = (request, group, historyIndex)
-        return (group, target, request)
+    mutating func receive(_ reply: ClientReply, group: Int, now: Instant) -> [Send] {
+        carryOut(proxy.receive(reply, group: group, nowNanoseconds: now.nanoseconds), now: now)
     }
 
-    /// The same request again, at the next replica of its group.
-    mutating func retry(replicas: (Int) -> Int) -> (group: Int, replica: Int, Request)? {
-        guard let current else { return nil }
-        target = (target + 1) % replicas(current.group)
-        attempt += 1
-        return (current.group, target, current.request)
+    mutating func tick(now: Instant) -> [Send] {
+        carryOut(proxy.tick(nowNanoseconds: now.nanoseconds), now: now)
     }
 
-    /// Handles a reply from `group`; returns a follow-up request to send at once (the operation
-    /// that waited for its session).
-    mutating func receive(_ reply: ClientReply, group: Int, now: Instant) -> (group: Int, replica: Int, Request)? {
-        guard let current, current.group == group, reply.client == current.request.client, reply.sequence == current.request.sequence else { return nil }
-        self.current = nil
-        guard let historyIndex = current.historyIndex else {
-            guard case let .session(id) = reply.reply, let waiting = waitingCommand else {
-                self.current = current
-                return nil
+    private mutating func carryOut(_ directives: [ProxyCore.Directive], now: Instant) -> [Send] {
+        var sends: [Send] = []
+        for directive in directives {
+            switch directive {
+            case let .send(request, group, replica):
+                sends.append((group, replica, request))
+            case let .completed(operation, request, reply):
+                guard let current, current.operation == operation else {
+                    preconditionFailure("client \(index): \(operation) completed, but \(String(describing: self.current)) is in flight")
+                }
+                recorded[current.historyIndex].client = request.client
+                recorded[current.historyIndex].completion = HistoryOperation.Completion(nanoseconds: now.nanoseconds, reply: reply)
+                self.current = nil
+                remaining -= 1
+                switch reply {
+                case let .index(index): logEndSeen = max(logEndSeen, index + 1)
+                case let .entries(first, entries): logEndSeen = max(logEndSeen, first + UInt64(entries.count))
+                default: break
+                }
+            case let .failed(operation, command, failure):
+                // Simulated operations have no deadline and wait alone, so neither can happen.
+                preconditionFailure("client \(index): \(operation) \(command) failed: \(failure)")
             }
-            sessions[group] = id
-            waitingCommand = nil
-            return send(waiting.command, group: group, session: id, historyIndex: waiting.historyIndex)
         }
-        history[historyIndex].completion = HistoryOperation.Completion(nanoseconds: now.nanoseconds, reply: reply.reply)
-        remaining -= 1
-        switch reply.reply {
-        case let .index(index): logEndSeen = max(logEndSeen, index + 1)
-        case let .entries(first, entries): logEndSeen = max(logEndSeen, first + UInt64(entries.count))
-        default: break
-        }
-        return nil
+        return sends
     }
 
     /// A small key space so that clients contend, over every operation of the three services.

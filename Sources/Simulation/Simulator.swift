@@ -48,6 +48,8 @@ public struct Simulator {
 
     private var groups: [SimulatedGroup]
     private var clients: [SimulatedClient]
+    /// The earliest tick event scheduled for each client, if any.
+    private var clientTickAt: [Instant?]
     private var healed = false
     private var forwarders: [Int: ExtensionForwarder] = [:]
     /// Per extension step (origin group, index): when it was first sent, and where it landed.
@@ -72,8 +74,20 @@ public struct Simulator {
         router = Router(spec: spec)
         var random = SplitMix64(seed: options.seed)
         profile = NetworkProfile(random: &random, faults: options.faults)
+        let replicaCounts = spec.groups.map(\.replicas)
+        clients = []
+        for index in 0..<options.clientCount {
+            // Timeouts of 40–80 ms per client, so retries after a fault do not all land at once;
+            // each client starts at a random replica of each group.
+            var firstReplicas: [Int] = []
+            for count in replicaCounts { firstReplicas.append(Int(random.next() % UInt64(count))) }
+            let config = ProxyCore.Config(replicaCounts: replicaCounts, firstReplicas: firstReplicas,
+                                          retryTimeoutNanoseconds: (40_000 + random.next() % 40_000) * 1_000)
+            let proxy = ProxyCore(nonce: .nonce(using: &random), router: router, config: config)
+            clients.append(SimulatedClient(index: index, operations: options.operationsPerClient, proxy: proxy))
+        }
+        clientTickAt = Array(repeating: nil, count: options.clientCount)
         self.random = random
-        clients = (0..<options.clientCount).map { SimulatedClient(index: $0, operations: options.operationsPerClient) }
         groups = []
         for index in spec.groups.indices {
             var config = spec.paxosConfig(of: index, simulated: true)
@@ -197,28 +211,17 @@ public struct Simulator {
             let output = groups[group].nodes[replica]!.clientRequest(request, now: now)
             absorb(output, group: group, from: replica)
         case let .reply(client, group, reply):
-            if let followUp = clients[client].receive(reply, group: group, now: now) {
-                sendToReplica(client: client, followUp)
-                scheduleTimeout(client)
-            }
+            send(clients[client].receive(reply, group: group, now: now), from: client)
             if !clients[client].isDone, clients[client].isIdle {
                 schedule(.clientWake(client), afterMicroseconds: random.next() % thinkMicrosecondsMax)
             }
         case let .extensionReply(origin, reply):
             forwarders[origin]?.acknowledged(reply.reply)
         case let .clientWake(client):
-            let counts = groups.map(\.replicaCount)
-            if let next = clients[client].next(now: now, random: &random, router: router, replicas: { counts[$0] }) {
-                sendToReplica(client: client, next)
-                scheduleTimeout(client)
-            }
-        case let .clientTimeout(client, attempt):
-            guard clients[client].attempt == attempt, !clients[client].isIdle else { return }
-            let counts = groups.map(\.replicaCount)
-            if let retry = clients[client].retry(replicas: { counts[$0] }) {
-                sendToReplica(client: client, retry)
-                scheduleTimeout(client)
-            }
+            send(clients[client].next(now: now, random: &random), from: client)
+        case let .clientTick(client):
+            if clientTickAt[client] == now { clientTickAt[client] = nil }
+            send(clients[client].tick(now: now), from: client)
         case let .crash(group, replica):
             guard groups[group].nodes[replica] != nil, !healed, groups[group].crashed < (groups[group].replicaCount - 1) / 2 else { return }
             crashedInvariantViolations += groups[group].crash(replica)
@@ -308,12 +311,14 @@ public struct Simulator {
         }
     }
 
-    private mutating func sendToReplica(client: Int, _ target: (group: Int, replica: Int, Request)) {
-        sendOverNetwork(.request(target.group, target.replica, target.2))
-    }
-
-    private mutating func scheduleTimeout(_ client: Int) {
-        schedule(.clientTimeout(client, clients[client].attempt), afterMicroseconds: 40_000 + random.next() % 40_000)
+    /// Sends a client's requests, and makes sure a tick comes when its core next wants one. A
+    /// tick that comes early or finds nothing to do is harmless, so stale ones are not cancelled.
+    private mutating func send(_ sends: [SimulatedClient.Send], from client: Int) {
+        for send in sends { sendOverNetwork(.request(send.group, send.replica, send.2)) }
+        guard let deadline = clients[client].nextDeadline else { return }
+        if let armed = clientTickAt[client], armed <= deadline { return }
+        clientTickAt[client] = deadline
+        schedule(.clientTick(client), afterMicroseconds: (deadline.nanoseconds &- min(deadline.nanoseconds, now.nanoseconds) + 999) / 1_000)
     }
 
     /// Puts a message on the simulated wire: maybe lost, maybe duplicated, always delayed.
@@ -453,7 +458,7 @@ enum EventKind {
     case reply(Int, Int, ClientReply)
     case extensionReply(Int, ClientReply)
     case clientWake(Int)
-    case clientTimeout(Int, Int)
+    case clientTick(Int)
     case crash(Int, Int)
     case restart(Int, Int)
     case partition(Int, Set<Int>)

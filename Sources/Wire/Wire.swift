@@ -63,14 +63,26 @@ public enum Message: Hashable, Sendable {
     /// A replica-to-replica consensus message; the sender is the peer at the other end of the
     /// connection, so the frame does not repeat it.
     case paxos(PaxosMessage)
+    /// A client port's answer that a request should go elsewhere (docs/protocol.md).
+    case redirect(Redirect)
 
-    var kind: UInt8 {
+    /// The frame kind this message travels as.
+    public var kind: UInt8 {
         switch self {
-        case .request: 1
-        case .reply: 2
-        case .paxos: 3
+        case .request: FrameKind.request
+        case .reply: FrameKind.reply
+        case .paxos: FrameKind.paxos
+        case .redirect: FrameKind.redirect
         }
     }
+}
+
+/// The kinds of frame `Message`s travel as. 0x10 is the Transport handshake's; never reuse it.
+public enum FrameKind {
+    public static let request: UInt8 = 1
+    public static let reply: UInt8 = 2
+    public static let paxos: UInt8 = 3
+    public static let redirect: UInt8 = 4
 }
 
 public enum WireFormat {
@@ -97,6 +109,7 @@ public enum WireFormat {
             writer.write(reply.sequence)
             reply.reply.encode(into: &writer)
         case let .paxos(message): message.encode(into: &writer)
+        case let .redirect(redirect): redirect.encode(into: &writer)
         }
         writer.patch(UInt32(writer.count - start - 4), at: start)
     }
@@ -114,8 +127,19 @@ public enum WireFormat {
         return message
     }
 
-    /// Decodes the payload of a frame of `kind` (a transport that already split the stream hands it here).
-    public static func decodePayload(kind: UInt8, _ payload: ArraySlice<UInt8>, limits: CodecLimits) throws(WireError) -> Message {
+    /// A frame's payload alone, for transports that write the header themselves
+    /// (`FrameClient.send(kind:payload:)` with `message.kind`).
+    public static func payload(of message: Message) -> [UInt8] {
+        Array(encode(message).dropFirst(headerBytes))
+    }
+
+    /// Decodes the payload of one frame of `kind`, as a transport that split the stream delivers
+    /// it. Never traps: every failure is a `WireError`.
+    public static func decode(kind: UInt8, payload: [UInt8], limits: CodecLimits = .standard) throws(WireError) -> Message {
+        try decodePayload(kind: kind, payload[...], limits: limits)
+    }
+
+    static func decodePayload(kind: UInt8, _ payload: ArraySlice<UInt8>, limits: CodecLimits) throws(WireError) -> Message {
         var reader = ByteReader(payload)
         do {
             let message: Message
@@ -126,6 +150,7 @@ public enum WireFormat {
                 let sequence = try reader.readUInt64()
                 message = .reply(ClientReply(client: client, sequence: sequence, reply: try Reply.decode(from: &reader, limits: limits)))
             case 3: message = .paxos(try PaxosMessage.decode(from: &reader, limits: limits))
+            case 4: message = .redirect(try Redirect.decode(from: &reader, limits: limits))
             default: throw WireError.unknownKind(kind)
             }
             try reader.expectEnd()

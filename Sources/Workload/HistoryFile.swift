@@ -118,6 +118,7 @@ public enum HistoryFile {
         case let .rangeTooLong(requested, limit): "rangeTooLong \(requested) \(limit)"
         case .sessionExpired: "sessionExpired"
         case let .staleSequence(sequence, latest): "staleSequence \(sequence) \(latest)"
+        case .notPermitted: "notPermitted"
         }
     }
 
@@ -131,6 +132,7 @@ public enum HistoryFile {
         case ("rangeTooLong", 2): return .rangeTooLong(requested: numbers[0], limit: numbers[1])
         case ("sessionExpired", 0): return .sessionExpired
         case ("staleSequence", 2): return .staleSequence(sequence: numbers[0], latest: numbers[1])
+        case ("notPermitted", 0): return .notPermitted
         default: return nil
         }
     }

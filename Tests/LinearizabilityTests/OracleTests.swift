@@ -12,7 +12,7 @@ import Testing
 func isLinearizableByExhaustiveSearch(_ history: [HistoryOperation]) -> Bool {
     let operations = history.filter { operation in
         switch operation.completion?.reply {
-        case .failure(.sessionExpired), .failure(.staleSequence): return false
+        case .failure(.sessionExpired), .failure(.staleSequence), .failure(.notPermitted): return false
         default: if case .openSession = operation.command { return false } else { return true }
         }
     }

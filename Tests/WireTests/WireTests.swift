@@ -15,11 +15,16 @@ let sampleMessages: [Message] = {
         .entries(first: 3, ["a", "b", ""]), .entries(first: 0, []),
         .failure(.outOfRange(first: 1, last: 9, available: 2..<4)), .failure(.emptyRange(first: 2, last: 1)),
         .failure(.rangeTooLong(requested: 9, limit: 4)), .failure(.sessionExpired),
-        .failure(.staleSequence(sequence: 1, latest: 3)), .session(ClientID(42)),
+        .failure(.staleSequence(sequence: 1, latest: 3)), .failure(.notPermitted), .session(ClientID(42)),
     ]
     var messages = commands.enumerated().map { index, command in
         Message.request(Request(client: ClientID(UInt64(index)), sequence: UInt64(index + 1), command: command))
     }
+    messages += [
+        .redirect(Redirect(client: ClientID(7), sequence: 3, reason: .notLeader, replica: 2)),
+        .redirect(Redirect(client: ClientID(UInt64.max), sequence: UInt64.max, reason: .unavailable, replica: nil)),
+        .redirect(Redirect(client: ClientID(1), sequence: 1, reason: .overloaded, replica: 0)),
+    ]
     messages += replies.enumerated().map { index, reply in
         Message.reply(ClientReply(client: ClientID(UInt64.max - UInt64(index)), sequence: UInt64(index), reply: reply))
     }
