@@ -23,6 +23,11 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
     /// The replicas run already (a cluster file given to the workload): connect, never start,
     /// kill or stop them.
     private let attached: Bool
+    /// Clients go through a `csmr proxy` process, which routes by the composition.
+    private let viaProxy: Bool
+    private var proxyProcess: Process?
+    private var proxyConnection: FrameClient?
+    private var proxyConnecting = false
     private let logFolder: String
     private let loop: EventLoop
     private let onReply: @Sendable (Int, ClientReply) -> Void
@@ -40,10 +45,16 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
     ///   - cluster: the cluster to run (addresses on this host).
     ///   - folder: where the cluster file and each replica's log go.
     ///   - executable: the `csmr` binary to start.
-    public init(cluster: ClusterSpec, composition: CompositionSpec, folder: String, executable: String?, attach: Bool = false, loop: EventLoop,
+    public init(cluster: ClusterSpec, composition: CompositionSpec, folder: String, executable: String?, attach: Bool = false,
+                viaProxy: Bool = false, loop: EventLoop,
                 onReply: @escaping @Sendable (Int, ClientReply) -> Void, onEvent: @escaping @Sendable (String) -> Void) throws {
         self.cluster = cluster
-        router = Router(spec: composition)
+        self.viaProxy = viaProxy
+        // Through a proxy, clients see one group of one "replica": the proxy.
+        router = viaProxy ? Router(spec: CompositionSpec(name: "proxy", groups: [CompositionSpec.Group(name: "proxy", replicas: 1, toleratedFailures: 0,
+                                                                                                        mode: .multiLeader, services: [.kv, .lock, .log])],
+                                                         extendPutsIntoLog: false, partition: nil))
+            : Router(spec: composition)
         self.executable = executable
         attached = attach
         logFolder = folder
@@ -99,16 +110,62 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    public var groupCount: Int { cluster.groups.count }
-    public func replicaCount(of group: Int) -> Int { cluster.groups[group].replicas.count }
+    public var groupCount: Int { viaProxy ? 1 : cluster.groups.count }
+    public func replicaCount(of group: Int) -> Int { viaProxy ? 1 : cluster.groups[group].replicas.count }
 
     /// Starts every replica and waits until each is ready and connected.
     public func launch() throws {
         for group in cluster.groups.indices where !attached {
             for replica in cluster.groups[group].replicas.indices { try spawn(group: group, replica: replica) }
         }
+        if viaProxy {
+            try spawnProxy()
+            try connectProxy().wait()
+            return
+        }
         for group in cluster.groups.indices {
             for replica in cluster.groups[group].replicas.indices { try connect(group: group, replica: replica).wait() }
+        }
+    }
+
+    private func spawnProxy() throws {
+        guard let executable, let proxy = cluster.proxy else { throw ServerError.unsupported("no proxy address in the cluster file") }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = ["proxy", "--cluster", clusterFile]
+        let output = Pipe()
+        process.standardOutput = output
+        let logPath = URL(fileURLWithPath: logFolder).appendingPathComponent("proxy.log").path
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        try process.run()
+        lock.withLock { proxyProcess = process }
+        try Self.awaitReady(output, process: process, logPath: logPath, name: "the proxy at \(proxy)")
+    }
+
+    private func connectProxy() -> EventLoopFuture<Void> {
+        guard let proxy = cluster.proxy,
+              let address = try? SocketAddress.makeAddressResolvingHost(proxy.host, port: proxy.port) else { return loop.makeSucceededFuture(()) }
+        let proceed = lock.withLock { () -> Bool in
+            guard !stopping, !proxyConnecting, proxyConnection == nil else { return false }
+            proxyConnecting = true
+            return true
+        }
+        guard proceed else { return loop.makeSucceededFuture(()) }
+        let onReply = onReply
+        return FrameClient.connect(to: address, on: loop, handshake: Handshake(cluster: ClusterIdentity(name: cluster.name), role: .client, group: 0),
+                                   log: { _ in }, onFrame: { kind, payload in
+            guard case let .reply(reply)? = try? WireFormat.decode(kind: kind, payload: payload) else { return }
+            onReply(0, reply)
+        }).map { [self] client in
+            lock.withLock {
+                proxyConnecting = false
+                proxyConnection = client
+            }
+            client.closeFuture.whenComplete { [self] _ in lock.withLock { if proxyConnection === client { proxyConnection = nil } } }
+        }.flatMapErrorThrowing { [self] error in
+            lock.withLock { proxyConnecting = false }
+            throw error
         }
     }
 
@@ -117,7 +174,8 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
     public func stop() -> EventLoopFuture<Void> {
         let (all, clients) = lock.withLock { () -> ([Process], [FrameClient]) in
             stopping = true
-            return (processes.flatMap { $0.compactMap { $0 } }, connections.flatMap { $0.compactMap { $0 } })
+            return ([proxyProcess].compactMap { $0 } + processes.flatMap { $0.compactMap { $0 } },
+                    [proxyConnection].compactMap { $0 } + connections.flatMap { $0.compactMap { $0 } })
         }
         for client in clients { _ = client.close() }
         for process in all where process.isRunning { kill(process.processIdentifier, SIGTERM) }
@@ -133,6 +191,14 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
     }
 
     public func submit(_ request: Request, group: Int, replica: Int) {
+        if viaProxy {
+            guard let client = lock.withLock({ proxyConnection }) else {
+                _ = connectProxy()
+                return
+            }
+            client.send(kind: FrameKind.request, payload: WireFormat.payload(of: .request(request)))
+            return
+        }
         let client = lock.withLock { connections[group][replica] }
         guard let client else {
             // Down or not connected: the load generator's retry goes to the next replica; the
@@ -186,23 +252,27 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
         process.standardError = logHandle
         try process.run()
         lock.withLock { processes[group][replica] = process }
-        // Its ready line, or the reason it never came.
-        let deadline = Date().addingTimeInterval(Self.readySecondsMax)
+        try Self.awaitReady(output, process: process, logPath: logPath, name: name(group, replica))
+    }
+
+    /// Waits for a started process's ready line (or the reason it never came), then drains its
+    /// output so a full pipe never blocks it.
+    private static func awaitReady(_ output: Pipe, process: Process, logPath: String, name: String) throws {
+        let deadline = Date().addingTimeInterval(readySecondsMax)
         var text = ""
         while !text.contains("\n") {
             let data = output.fileHandleForReading.availableData
             if data.isEmpty {
                 guard process.isRunning, Date() < deadline else {
                     let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
-                    throw ServerError.unsupported("\(name(group, replica)) did not become ready: \(log.split(separator: "\n").suffix(3).joined(separator: " | "))")
+                    throw ServerError.unsupported("\(name) did not become ready: \(log.split(separator: "\n").suffix(3).joined(separator: " | "))")
                 }
                 usleep(10_000)
                 continue
             }
             text += String(decoding: data, as: UTF8.self)
         }
-        guard text.hasPrefix("ready") else { throw ServerError.unsupported("\(name(group, replica)) printed \(text)") }
-        // Drain anything else it prints, so a full pipe never blocks it.
+        guard text.hasPrefix("ready") else { throw ServerError.unsupported("\(name) printed \(text)") }
         output.fileHandleForReading.readabilityHandler = { handle in _ = handle.availableData }
     }
 

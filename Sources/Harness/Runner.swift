@@ -179,15 +179,23 @@ public enum WorkloadRunner {
                                                     problem: "the replicas of \(path) were not started by this run, so it cannot kill or restart them")])
             }
         } else {
-            cluster = try ProcessCluster.localCluster(name: spec.name, composition: topology.composition, isComposed: spec.composition != nil,
-                                                      settings: spec.group, dataDirectory: dataDirectory)
+            var local = try ProcessCluster.localCluster(name: spec.name, composition: topology.composition, isComposed: spec.composition != nil,
+                                                        settings: spec.group, dataDirectory: dataDirectory)
+            if spec.viaProxy {
+                guard let composition = spec.composition else {
+                    throw SpecErrors(errors: [SpecError(file: spec.file, line: 0, column: 0, field: "proxy", problem: "a proxy routes by a composition: name one")])
+                }
+                local.proxy = ClusterSpec.Address(host: "127.0.0.1", port: try ProcessCluster.freePort())
+                local.composition = composition
+            }
+            cluster = local
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
         let loop = group.next()
         let driverBox = DriverBox()
         let target = try ProcessCluster(cluster: cluster, composition: topology.composition, folder: runFolder, executable: binary,
-                                        attach: spec.cluster != nil, loop: loop,
+                                        attach: spec.cluster != nil, viaProxy: spec.viaProxy, loop: loop,
                                         onReply: { group, reply in driverBox.driver?.deliver(reply, group: group) },
                                         onEvent: { text in driverBox.driver?.event(text) })
         do {

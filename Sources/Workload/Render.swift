@@ -15,6 +15,7 @@ extension WorkloadSpec {
         if let operations { lines.append("operations: \(operations)") }
         lines.append("target: \(target.rawValue)")
         if let cluster { lines.append("cluster: \(Self.quoted(cluster))") }
+        if viaProxy { lines.append("proxy: true") }
         if let composition { lines.append("composition: \(Self.quoted(composition))") }
         lines.append("group:")
         if composition == nil {

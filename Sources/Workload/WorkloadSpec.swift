@@ -207,6 +207,9 @@ public struct WorkloadSpec: Hashable, Sendable {
     /// hand or elsewhere); the run connects to them instead of starting its own. Resolved against
     /// the workload file's folder.
     public var cluster: String?
+    /// With `target: processes` and a composition: clients reach the groups through a
+    /// `csmr proxy` process (one group to them) instead of routing themselves.
+    public var viaProxy = false
     /// The file this workload was read from, for errors found later.
     public var file = ""
 
@@ -214,7 +217,7 @@ public struct WorkloadSpec: Hashable, Sendable {
 }
 
 extension WorkloadSpec {
-    public static let topLevelFields = ["name", "seed", "duration_s", "warmup_s", "drain_s", "operations", "target", "cluster", "composition", "group", "clients", "keys", "values", "mix", "lock", "log", "events"]
+    public static let topLevelFields = ["name", "seed", "duration_s", "warmup_s", "drain_s", "operations", "target", "cluster", "proxy", "composition", "group", "clients", "keys", "values", "mix", "lock", "log", "events"]
 
     /// Reads a workload file, reporting every problem with its file, line, field and expectation.
     public static func load(path: String) throws(SpecErrors) -> WorkloadSpec {
@@ -252,6 +255,8 @@ extension WorkloadSpec {
             cluster = root.string("cluster", default: "")
             if target != .processes { root.fail(root.value("cluster"), field: "cluster", "only applies to target: processes") }
         }
+        viaProxy = root.bool("proxy", default: false)
+        if viaProxy, target != .processes { root.fail(root.value("proxy"), field: "proxy", "only applies to target: processes") }
 
         var replicasGiven = false
         if root.has("composition") { composition = root.string("composition", default: "") }

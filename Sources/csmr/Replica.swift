@@ -56,7 +56,7 @@ struct Replica: ParsableCommand {
             server = try ReplicaServer(cluster: spec, group: groupIndex, replica: id, loop: loops.next(), log: log)
             let addresses = try server.start().wait()
             // Written unbuffered: whoever started this process waits for the line.
-            FileHandle.standardOutput.write(Data("ready: replica \(id) of group \(spec.groups[groupIndex].name) in cluster \(spec.name), pid \(getpid()), peers at \(addresses.peer), clients at \(addresses.client)\n".utf8))
+            FileHandle.standardOutput.write(Data("ready: replica \(id) of group \(spec.groups[groupIndex].name) in cluster \(spec.name), pid \(getpid()), peers at \(spec.groups[groupIndex].replicas[id].peer.host):\(addresses.peer.port ?? 0), clients at \(spec.groups[groupIndex].replicas[id].client.host):\(addresses.client.port ?? 0)\n".utf8))
         } catch {
             log("cannot start: \(error)")
             try? loops.syncShutdownGracefully()

@@ -14,7 +14,7 @@ import Testing
             guard let pid = Int32(entry),
                   let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return nil }
             let arguments = String(decoding: data, as: UTF8.self).split(separator: "\0")
-            return arguments.contains("replica") && arguments.contains { $0.hasPrefix(folder) } ? pid : nil
+            return (arguments.contains("replica") || arguments.contains("proxy")) && arguments.contains { $0.hasPrefix(folder) } ? pid : nil
         }
     }
 
@@ -48,6 +48,39 @@ import Testing
         // The replicas ran as processes with their own logs and files, and none is left running.
         for replica in 0..<3 { #expect(FileManager.default.fileExists(atPath: "\(out)/replica-group-r\(replica).log")) }
         #expect(FileManager.default.fileExists(atPath: "\(out)/cluster.yaml"))
+        #expect(Self.replicaPIDs(in: folder).isEmpty)
+        let check = try CSMRBinary.run(["check", "\(out)/history.jsonl"])
+        #expect(check.status == 0, "\(check.output)")
+        #expect(check.output.contains("linearizable"))
+    }
+
+    @Test func aComposedWorkloadRunsThroughTheProxyProcessAcrossAKilledReplica() throws {
+        let folder = Self.temporaryFolder()
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let compositions = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../workloads/compositions").standardized.path
+        let workload = "\(folder)/proxy.yaml"
+        try """
+            name: via-proxy
+            duration_s: 2.5
+            warmup_s: 0.5
+            target: processes
+            proxy: true
+            composition: \(compositions)/addition-2.yaml
+            group: {durability: write}
+            clients: {count: 8, retry_timeout_ms: 500}
+            keys: {count: 40}
+            mix: {kv.get: 0.35, kv.put: 0.35, lock.acquire: 0.1, log.append: 0.2}
+            events:
+              - {at_s: 1.2, crash: 1, group: store}
+            """.write(toFile: workload, atomically: true, encoding: .utf8)
+        let out = "\(folder)/out"
+        let run = try CSMRBinary.run(["run", workload, "--out", out, "--history", "--quiet"])
+        #expect(run.status == 0, "stderr: \(run.error)")
+        let proxyLog = try String(contentsOfFile: "\(out)/proxy.log", encoding: .utf8)
+        #expect(proxyLog.contains("routing"), "proxy log: \(proxyLog)")
+        let timeseries = try String(contentsOfFile: "\(out)/timeseries.csv", encoding: .utf8)
+        #expect(timeseries.contains("store/r1 killed (SIGKILL"))
         #expect(Self.replicaPIDs(in: folder).isEmpty)
         let check = try CSMRBinary.run(["check", "\(out)/history.jsonl"])
         #expect(check.status == 0, "\(check.output)")
