@@ -73,10 +73,8 @@ public struct EffectGate: Sendable {
     public var isEmpty: Bool { head == held.count }
 
     /// Takes an output; returns the effects that may leave now (its own and any held before it).
-    /// While an output waits, its messages that reveal nothing a crash could lose (proposals,
-    /// prepares, heartbeats, requests for help) leave at once: a leader's accept reaches the
-    /// followers while its own record is being synced, so their syncs overlap its sync instead of
-    /// following it.
+    /// While an output waits, its messages that reveal nothing a crash could lose (prepares,
+    /// heartbeats, forwarded requests, requests for help) leave at once.
     public mutating func pass(_ output: NodeOutput, durablePosition: UInt64) -> [NodeEffects] {
         if isEmpty, output.durableAfter <= durablePosition { return output.sealed.isEmpty ? [] : [output.sealed] }
         var waiting = output
@@ -448,13 +446,16 @@ private struct OwedReply: Hashable, Sendable {
 
 extension PaxosMessage {
     /// Whether the message may leave before this replica's records are durable: it states no
-    /// promise, acceptance or decision of this replica (phase 1a and 2a carry the proposer's
-    /// intent, which Paxos never needs to remember), so a crash that loses the records leaves no
-    /// peer believing something the replica no longer knows.
+    /// promise, acceptance or decision of this replica, so a crash that loses the records leaves
+    /// no peer believing something the replica no longer knows. An accept (phase 2a) waits: the
+    /// proposer accepts its own proposal in the same input, and a follower of a three-replica
+    /// group learns the value on accepting it (proposer and follower are a quorum), which is
+    /// sound only if the proposer's acceptance is on disk first. It also keeps a restarted
+    /// replica with an empty disk from reusing round 0 for a value it already proposed.
     public var revealsNothingVolatile: Bool {
         switch self {
-        case .prepare, .accept, .heartbeat, .catchUp, .forward, .checkpointRequest: true
-        case .promise, .accepted, .rejected, .decided, .compacted, .checkpointChunk: false
+        case .prepare, .heartbeat, .catchUp, .forward, .checkpointRequest: true
+        case .accept, .promise, .accepted, .rejected, .decided, .compacted, .checkpointChunk: false
         }
     }
 }
