@@ -13,18 +13,46 @@ import Services
 ///
 /// A leader proposes batches (bounded by commands, bytes and a delay) and keeps at most
 /// `pipelineDepthMax` batches in flight. A leader with nothing to propose skips: when it learns of
-/// a higher slot elsewhere, it proposes one no-op run over all its unused slots below it, so an idle
-/// leader never stalls the others. When a sublog's leader is suspected, the lowest-numbered
-/// unsuspected replica revokes it: phase 1 with a higher ballot, then the values found, no-ops for
-/// the rest, and no-op runs from then on. An owner that is alive again regains its sublog the same
-/// way.
+/// a higher slot elsewhere, it gives up all its unused slots below it at once, so an idle leader
+/// never stalls the others. When a sublog's leader is suspected, the lowest-numbered unsuspected
+/// replica revokes it: phase 1 with a higher ballot, then the values found, no-ops for the rest,
+/// and no-op runs from then on. An owner that is alive again regains its sublog the same way.
 ///
-/// Deviations from Mencius, and why. (1) Skips travel as ordinary accepts of a no-op run and are
-/// decided by a quorum, instead of being learned straight from the owner: one round trip more for an
-/// idle owner's slots, but safety rests on plain Paxos alone, also across restarts. (2) Accepted
-/// state is kept until the durability layer compacts it, so a restarted replica catches up from
-/// its peers' decided slots. (3) No slot is proposed more than `deliveryWindowSlotsMax` beyond the
-/// first undelivered slot, which bounds what piles up while a slot waits for revocation.
+/// Skips at round 0 cost no round (Mencius, rule 2 and its "skip learned from the owner"). In
+/// multi-leader mode, the owner leading its own sublog at its initial ballot (0, owner) skips by
+/// persisting the run as accepted at (0, owner), learning it decided itself and sending the
+/// run as `.decided` to the others, who learn it at once: no accept, no quorum. Why that is safe:
+///
+/// - Claim: if the owner r skips slot s at ballot (0, r), then every value any acceptor ever
+///   accepts in s, at any ballot, is a no-op; so no-op is the only value that can be decided in s,
+///   and learning it early agrees with whatever a quorum decides there.
+/// - Round 0 of r's sublog belongs to r alone, and r uses it in one incarnation only: a restarted
+///   replica leads nothing until it wins phase 1 with a round above every ballot it promised. In
+///   that incarnation r gives each slot one value (`nextSlot` only grows): s got the skip and no
+///   batch.
+/// - A leader at a higher ballot proposes in s only (a) a value reported in its phase 1, which by
+///   induction on ballots is a no-op; (b) a no-op, for a slot nobody reported; (c) a client batch,
+///   which in multi-leader mode only r, the owner, ever proposes in r's sublog (a revoker proposes
+///   found values and no-ops, never its clients' requests, which go to its own sublog), and only
+///   at slots at or above `ownSlotsUsedBelow`: one past every slot r proposed or skipped at round
+///   0. That floor survives restarts because the skip run is persisted (as `.accepted` at (0, r))
+///   before the `.decided` that reveals it is sent, and `init(restoring:)` rebuilds the floor from
+///   those records; within an incarnation it is taken from the round-0 leadership when r drops it.
+///   After winning phase 1, r fills its slots below the floor with no-ops before any batch.
+/// - Revocation, both ways: a revoker never decides a batch in a slot r skipped ((a)–(c)), and r
+///   never skips a slot in which a revoker decided a batch, since such a batch can only be r's own
+///   round-0 proposal found in phase 1, and r skips only slots it never proposed in. A skip r makes
+///   while partitioned from a revoker is a no-op where the revoker can only put no-ops.
+/// - Single-leader mode keeps quorum no-op runs: there, a leader that took over proposes client
+///   batches in sublog 0 above whatever it found, which would break (c).
+///
+/// Deviations from Mencius, and why. (1) A skip at a ballot above 0 (a revoker's, or an owner's
+/// that regained its sublog) still travels as an accept of a no-op run decided by a quorum: only
+/// round 0 is the owner's alone. Skips are sent as their own `.decided` message instead of being
+/// piggybacked on accept replies: the same single hop, without changing the accept reply. (2)
+/// Accepted state is kept until the durability layer compacts it, so a restarted replica catches up
+/// from its peers' decided slots. (3) No slot is proposed more than `deliveryWindowSlotsMax` beyond
+/// the first undelivered slot, which bounds what piles up while a slot waits for revocation.
 ///
 /// Every input returns a `Ready`: records to persist, then messages to send, and deliveries.
 public struct PaxosReplica: Sendable {
@@ -62,6 +90,10 @@ public struct PaxosReplica: Sendable {
     private var oldestQueuedAt: Instant?
     private var pendingRequests: Set<RequestKey> = []
     private var lastPrepareAt: [Int: Instant] = [:]
+    /// One past the highest slot of its own sublog this replica proposed in or skipped at round 0,
+    /// in this incarnation or (from its records) an earlier one. When it leads its sublog again at
+    /// a higher ballot, client batches go at or above it; below it, only no-ops (see the header).
+    private var ownSlotsUsedBelow: UInt64 = 0
 
     // MARK: Failure detection
 
@@ -121,6 +153,7 @@ public struct PaxosReplica: Sendable {
                     slots[slot] = SlotRecord(ballot: ballot, value: run.value, decided: false)
                 }
                 horizon = max(horizon, run.last + 1)
+                if ballot == Ballot(round: 0, replica: id) { ownSlotsUsedBelow = max(ownSlotsUsedBelow, run.last + stride) }
             }
         }
         knownBallot = promised
@@ -419,6 +452,7 @@ public struct PaxosReplica: Sendable {
             queueBytes = 0
             oldestQueuedAt = nil
         }
+        var skipped = false
         // In sublog order, without sorting keys (this runs after every input).
         for sublog in 0..<config.sublogCount {
             guard var leadership = leaderships[sublog], case .leading = leadership.phase else { continue }
@@ -434,11 +468,35 @@ public struct PaxosReplica: Sendable {
             let skipBelow = min(horizon, windowEnd)
             if leadership.nextSlot < skipBelow {
                 let last = lastSlot(inSublog: sublog, below: skipBelow)
-                propose(SlotRun(first: leadership.nextSlot, last: last, value: .noop), in: &leadership, into: &ready)
+                let run = SlotRun(first: leadership.nextSlot, last: last, value: .noop)
+                if skipsWithoutRound(leadership) {
+                    skip(run, at: leadership.ballot, into: &ready)
+                    skipped = true
+                } else {
+                    propose(run, in: &leadership, into: &ready)
+                }
                 leadership.nextSlot = last + stride
             }
             leaderships[sublog] = leadership
         }
+        // A skip decided here may be what the next undelivered slot waited for.
+        if skipped { deliver(into: &ready) }
+    }
+
+    /// Whether `leadership` skips by telling the others (no round): only the owner of a sublog at
+    /// its initial ballot, in multi-leader mode (the header says why that is safe, and why not in
+    /// single-leader mode).
+    private func skipsWithoutRound(_ leadership: Leadership) -> Bool {
+        config.mode == .multiLeader && leadership.ballot == Ballot(round: 0, replica: id)
+    }
+
+    /// The owner's skip at round 0: persisted as accepted at (0, owner) before anything reveals it
+    /// (so a restart rebuilds `ownSlotsUsedBelow` above it), learned here, and sent as decided.
+    private mutating func skip(_ run: SlotRun, at ballot: Ballot, into ready: inout Ready) {
+        ready.persist(.accepted(ballot: ballot, run: run))
+        ownSlotsUsedBelow = max(ownSlotsUsedBelow, run.last + stride)
+        learn(run)
+        broadcast(.decided([run]), includingSelf: false, into: &ready)
     }
 
     /// The sublog this replica proposes client requests in, if it leads it.
@@ -550,6 +608,13 @@ public struct PaxosReplica: Sendable {
             if let start = noopStart { propose(SlotRun(first: start, last: highest, value: .noop), in: &leadership, into: &ready) }
             leadership.nextSlot = highest + stride
         }
+        if Self.owner(ofSublog: sublog, mode: config.mode) == id, leadership.nextSlot < ownSlotsUsedBelow {
+            // Slots this owner gave a value or a skip at round 0 that no promise reported (the
+            // quorum may not include whoever learned them): only no-ops may go there, never a batch.
+            let last = lastSlot(inSublog: sublog, below: ownSlotsUsedBelow)
+            propose(SlotRun(first: leadership.nextSlot, last: last, value: .noop), in: &leadership, into: &ready)
+            leadership.nextSlot = last + stride
+        }
         leaderships[sublog] = leadership
     }
 
@@ -562,6 +627,7 @@ public struct PaxosReplica: Sendable {
 
     private mutating func dropLeadership(of sublog: Int) {
         guard let leadership = leaderships.removeValue(forKey: sublog) else { return }
+        if leadership.ballot == Ballot(round: 0, replica: id) { ownSlotsUsedBelow = max(ownSlotsUsedBelow, leadership.nextSlot) }
         // Client batches in flight may or may not be decided by the next leader. They go back to
         // the front of the queue, in slot order, to be proposed again once this replica leads
         // (or, single-leader, to be forwarded): if both copies are decided, the session table

@@ -126,6 +126,42 @@ struct Group {
         #expect(messages.map(\.message) == [.accepted(ballot: Ballot(round: 0, replica: ReplicaID(0)), first: 0)])
     }
 
+    @Test func anIdleOwnersSkipIsPersistedThenSentAsDecidedWithoutAnAcceptRound() {
+        var replica = PaxosReplica(config: PaxosConfig(replicaCount: 3), id: ReplicaID(0), now: .zero)
+        let r1 = Ballot(round: 0, replica: ReplicaID(1))
+        let ready = replica.receive(.accept(ballot: r1, run: SlotRun(slot: 4, value: .batch([Self.put(1, 1)]))), from: ReplicaID(1), now: .zero)
+        let skip = SlotRun(first: 0, last: 3, value: .noop)
+        #expect(ready.records == [.accepted(ballot: r1, run: SlotRun(slot: 4, value: .batch([Self.put(1, 1)]))),
+                                  .accepted(ballot: Ballot(round: 0, replica: ReplicaID(0)), run: skip)])
+        // Its own slot 0 is decided by the skip alone; slots 1 and 2 belong to the others.
+        #expect(ready.deliveries == [Delivery(slot: 0, value: .noop)])
+        var storage = MemoryStorage()
+        let messages = ready.messages(persistingTo: &storage)
+        #expect(storage.records.count == 2)
+        #expect(messages.map(\.message) == [.accepted(ballot: r1, first: 4), .decided([skip]), .decided([skip])])
+        #expect(!messages.contains { if case .accept = $0.message { true } else { false } })
+    }
+
+    @Test func aRestartedOwnerPutsNoBatchInASlotItSkippedEvenWhenNoPromiseReportsIt() {
+        let config = PaxosConfig(replicaCount: 3)
+        let own = Ballot(round: 0, replica: ReplicaID(0))
+        var replica = PaxosReplica(config: config, id: ReplicaID(0), now: .zero,
+                                   restoring: [.accepted(ballot: own, run: SlotRun(first: 0, last: 6, value: .noop))])
+        // Phase 1 at 1.0. Its own promise (which would report the skip) is left out of the quorum:
+        // the floor must come from the restored records alone.
+        let prepare = replica.tick(now: Instant(nanoseconds: 1_000))
+        let ballot = Ballot(round: 1, replica: ReplicaID(0))
+        #expect(prepare.pendingMessages.contains { $0.message == .prepare(sublog: 0, ballot: ballot, fromSlot: 0) })
+        var accepts: [SlotRun] = []
+        for peer in [1, 2] {
+            let ready = replica.receive(.promise(sublog: 0, ballot: ballot, fromSlot: 0, slots: [], complete: true), from: ReplicaID(peer), now: .zero)
+            for outgoing in ready.pendingMessages { if case let .accept(b, run) = outgoing.message, b == ballot { accepts.append(run) } }
+        }
+        let request = replica.propose(Self.put(1, 1), now: .zero)
+        for outgoing in request.pendingMessages { if case let .accept(b, run) = outgoing.message, b == ballot { accepts.append(run) } }
+        #expect(Set(accepts) == [SlotRun(first: 0, last: 6, value: .noop), SlotRun(slot: 9, value: .batch([Self.put(1, 1)]))])
+    }
+
     @Test func anAcceptBelowThePromiseIsRejectedWithThePromise() {
         var replica = PaxosReplica(config: PaxosConfig(replicaCount: 3), id: ReplicaID(1), now: .zero)
         let high = Ballot(round: 2, replica: ReplicaID(2))
