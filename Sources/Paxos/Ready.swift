@@ -48,8 +48,31 @@ public struct Ready: Sendable {
 }
 
 /// Storage that keeps records in memory, for tests, benchmarks and the simulator's disk.
+///
+/// Records are kept in chunks of `chunkRecordsMax`, never in one array: a single array doubles as
+/// it grows, and copying (and first touching) hundreds of megabytes of records stopped the replica's
+/// event loop for a quarter of a second once per quickstart run. A full chunk is left as it is and
+/// a new one started, so a persist costs the same at the millionth record as at the first.
 public struct MemoryStorage: PaxosStorage, Sendable {
-    public private(set) var records: [PersistRecord] = []
+    /// Records per chunk: 4,096 records of about 50 bytes, a 200 KB allocation per chunk.
+    static let chunkRecordsMax = 4_096
+    private var chunks: [[PersistRecord]] = []
+    public private(set) var recordCount = 0
+
     public init() {}
-    public mutating func persist(_ records: [PersistRecord]) { self.records.append(contentsOf: records) }
+
+    /// Every record persisted, in order (assembled: for restarts and tests, not per input).
+    public var records: [PersistRecord] { Array(chunks.joined()) }
+
+    public mutating func persist(_ records: [PersistRecord]) {
+        for record in records {
+            if chunks.isEmpty || chunks[chunks.count - 1].count == Self.chunkRecordsMax {
+                var chunk: [PersistRecord] = []
+                chunk.reserveCapacity(Self.chunkRecordsMax)
+                chunks.append(chunk)
+            }
+            chunks[chunks.count - 1].append(record)
+        }
+        recordCount += records.count
+    }
 }

@@ -789,35 +789,62 @@ struct RequestKey: Hashable, Sendable {
     }
 }
 
-/// Slot records by slot number. Slots fill densely from 0 (skips are records too), so an array
-/// indexed by slot beats a hash table: no hashing, and growth copies records instead of rehashing
-/// them, which at millions of slots stalled a replica for tens of milliseconds. Callers validate
-/// slot numbers from peers against the delivery window before they get here.
+/// Slot records by slot number. Slots fill densely from 0 (skips are records too), so arrays
+/// indexed by slot beat a hash table: no hashing, no rehash. The records live in fixed-size chunks
+/// rather than one array: a single array doubles as it grows, and copying (and first touching) a
+/// table of millions of slots stalled a replica for tens of milliseconds; a new chunk costs one
+/// 4,096-slot allocation and copies nothing. Callers validate slot numbers from peers against the
+/// delivery window before they get here.
 struct SlotTable: Sendable {
-    private var records: [SlotRecord?] = []
-    /// The slot `records[0]` stands for; every slot below it is forgotten (compacted).
+    /// Slots per chunk, a power of two so that a slot's chunk and offset are a shift and a mask.
+    private static let chunkShift = 12
+    private static let chunkSlots = 1 << chunkShift
+    private var chunks: [[SlotRecord?]] = []
+    /// The slot `chunks[0][0]` stands for: a multiple of `chunkSlots`.
     private var base: UInt64 = 0
+    /// Every slot below this is forgotten (compacted): reads give nil and writes are ignored.
+    private var forgottenBelow: UInt64 = 0
 
     subscript(slot: UInt64) -> SlotRecord? {
-        get { slot >= base && slot - base < UInt64(records.count) ? records[Int(slot - base)] : nil }
+        get {
+            guard slot >= forgottenBelow else { return nil }
+            let index = slot - base
+            let chunk = Int(index >> UInt64(Self.chunkShift))
+            return chunk < chunks.count ? chunks[chunk][Int(index) & (Self.chunkSlots - 1)] : nil
+        }
         set {
-            guard slot >= base else { return }
-            let index = Int(slot - base)
-            if index >= records.count {
+            guard slot >= forgottenBelow else { return }
+            let index = slot - base
+            let chunk = Int(index >> UInt64(Self.chunkShift))
+            if chunk >= chunks.count {
                 guard newValue != nil else { return }
-                records.append(contentsOf: repeatElement(nil, count: index - records.count + 1))
+                while chunks.count <= chunk { chunks.append(Array(repeating: nil, count: Self.chunkSlots)) }
             }
-            records[index] = newValue
+            chunks[chunk][Int(index) & (Self.chunkSlots - 1)] = newValue
         }
     }
 
-    /// Drops every record below `slot`. Runs once per checkpoint, so the copy of what remains
-    /// (at most the delivery window) is paid rarely.
+    /// Drops every record below `slot`: whole chunks are released, and the part of the first kept
+    /// chunk below `slot` is cleared so its values can be freed.
     mutating func forget(below slot: UInt64) {
-        guard slot > base else { return }
-        let count = Int(min(slot - base, UInt64(records.count)))
-        records.removeFirst(count)
-        base = slot
+        guard slot > forgottenBelow else { return }
+        var cleared = max(forgottenBelow, base)
+        forgottenBelow = slot
+        let wholeChunks = Int(min((slot - base) >> UInt64(Self.chunkShift), UInt64(chunks.count)))
+        if wholeChunks > 0 {
+            chunks.removeFirst(wholeChunks)
+            base += UInt64(wholeChunks) << UInt64(Self.chunkShift)
+            cleared = max(cleared, base)
+        }
+        guard !chunks.isEmpty else {
+            // Nothing held at or above `slot`: restart the table at the chunk that holds it.
+            base = slot & ~UInt64(Self.chunkSlots - 1)
+            return
+        }
+        while cleared < slot {
+            chunks[0][Int(cleared - base)] = nil
+            cleared += 1
+        }
     }
 }
 
