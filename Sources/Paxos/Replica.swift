@@ -459,7 +459,7 @@ public struct PaxosReplica: Sendable {
             let windowEnd = deliveredBelow + config.deliveryWindowSlotsMax
             if sublog == clientSublog {
                 while leadership.batchesInFlight < config.pipelineDepthMax, queuedRequests > 0,
-                      leadership.nextSlot < windowEnd, batchIsDue() {
+                      leadership.nextSlot < windowEnd, batchIsDue(batchesInFlight: leadership.batchesInFlight) {
                     let batch = takeBatch()
                     propose(SlotRun(slot: leadership.nextSlot, value: .batch(batch)), in: &leadership, into: &ready)
                     leadership.nextSlot += stride
@@ -502,10 +502,15 @@ public struct PaxosReplica: Sendable {
     /// The sublog this replica proposes client requests in, if it leads it.
     private var clientSublog: Int { config.mode == .multiLeader ? id.rawValue : 0 }
 
-    private func batchIsDue() -> Bool {
+    /// Whether the queue makes a batch now: a full one always; one that is not full once its oldest
+    /// request waited `batchDelayMicrosecondsMax`, unless adaptive batching holds it because enough
+    /// batches are in flight (a decision, or `batchHoldMicrosecondsMax`, releases it).
+    private func batchIsDue(batchesInFlight: Int) -> Bool {
         if queuedRequests >= config.batchCommandsMax || queueBytes >= config.batchBytesMax { return true }
         guard let oldest = oldestQueuedAt else { return false }
-        return now.microseconds(since: oldest) >= config.batchDelayMicrosecondsMax
+        let waited = now.microseconds(since: oldest)
+        if batchesInFlight >= config.batchHoldInflightMin, waited < config.batchHoldMicrosecondsMax { return false }
+        return waited >= config.batchDelayMicrosecondsMax
     }
 
     private mutating func takeBatch() -> [Request] {

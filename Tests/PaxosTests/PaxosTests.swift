@@ -11,18 +11,20 @@ import Testing
     }
 
     @Test func boundsAreCheckedAgainstEachOther() {
-        var config = PaxosConfig(replicaCount: 4)
-        #expect(throws: ConfigError.self) { try config.validate() }
-        config = PaxosConfig(replicaCount: 3)
-        config.requestQueueMax = 10
-        config.batchCommandsMax = 64
-        #expect { try config.validate() } throws: { ($0 as? ConfigError)?.field == "requestQueueMax" }
-        config = PaxosConfig(replicaCount: 3)
-        config.pipelineDepthMax = 4_000
-        #expect { try config.validate() } throws: { ($0 as? ConfigError)?.field == "deliveryWindowSlotsMax" }
-        config = PaxosConfig(replicaCount: 3)
-        config.suspectTimeoutMicroseconds = config.heartbeatIntervalMicroseconds
-        #expect { try config.validate() } throws: { ($0 as? ConfigError)?.field == "suspectTimeoutMicroseconds" }
+        #expect(throws: ConfigError.self) { try PaxosConfig(replicaCount: 4).validate() }
+        // Each change alone breaks the bound of the named field.
+        let refusals: [(field: String, change: @Sendable (inout PaxosConfig) -> Void)] = [
+            ("requestQueueMax", { $0.requestQueueMax = 10; $0.batchCommandsMax = 64 }),
+            ("deliveryWindowSlotsMax", { $0.pipelineDepthMax = 4_000 }),
+            ("suspectTimeoutMicroseconds", { $0.suspectTimeoutMicroseconds = $0.heartbeatIntervalMicroseconds }),
+            ("batchHoldInflightMin", { $0.batchHoldInflightMin = 0 }),
+            ("batchHoldMicrosecondsMax", { $0.batchHoldMicrosecondsMax = $0.suspectTimeoutMicroseconds }),
+        ]
+        for refusal in refusals {
+            var config = PaxosConfig(replicaCount: 3)
+            refusal.change(&config)
+            #expect { try config.validate() } throws: { ($0 as? ConfigError)?.field == refusal.field }
+        }
     }
 }
 
@@ -102,6 +104,29 @@ struct Group {
         #expect(accepts.allSatisfy { $0.value.requestCount <= 5 })
         group.stabilize()
         #expect(group.delivered[2].reduce(0) { $0 + $1.value.requestCount } == 23)
+    }
+
+    @Test func aLoadedLeaderHoldsABatchThatIsNotFullUntilItFillsOrTheHoldTimePasses() {
+        var config = PaxosConfig(replicaCount: 3, mode: .singleLeader)
+        config.batchCommandsMax = 4
+        config.pipelineDepthMax = 8
+        config.batchHoldInflightMin = 1
+        config.batchHoldMicrosecondsMax = 500
+        var replica = PaxosReplica(config: config, id: ReplicaID(0), now: .zero)
+        func sizes(_ ready: Ready) -> [Int] {
+            ready.pendingMessages.compactMap { outgoing in
+                if outgoing.to == ReplicaID(0), case let .accept(_, run) = outgoing.message { run.value.requestCount } else { nil }
+            }
+        }
+        // Nothing in flight: the first request leaves at once, alone.
+        #expect(sizes(replica.propose(Self.put(1, 1), now: .zero)) == [1])
+        // A batch in flight: the next requests wait while their batch fills, and it leaves full.
+        for sequence in UInt64(2)...4 { #expect(sizes(replica.propose(Self.put(1, sequence), now: .zero)).isEmpty) }
+        #expect(sizes(replica.propose(Self.put(1, 5), now: .zero)) == [4])
+        // A request held alone leaves once it has waited batchHoldMicrosecondsMax.
+        #expect(sizes(replica.propose(Self.put(1, 6), now: .zero)).isEmpty)
+        #expect(sizes(replica.tick(now: Instant(nanoseconds: 499_000))).isEmpty)
+        #expect(sizes(replica.tick(now: Instant(nanoseconds: 500_000))) == [1])
     }
 
     @Test func aRetryQueuedTwiceAtOneReplicaIsProposedOnce() {
