@@ -21,6 +21,8 @@ public enum WorkloadRunner {
         config.batchBytesMax = spec.group.batchBytesMax
         config.batchDelayMicrosecondsMax = spec.group.batchDelayMicroseconds
         config.pipelineDepthMax = spec.group.pipelineDepthMax
+        config.batchHoldInflightMin = spec.group.batchHoldInflightMin
+        config.batchHoldMicrosecondsMax = spec.group.batchHoldMicroseconds
         config.deliveryWindowSlotsMax = max(config.deliveryWindowSlotsMax, UInt64(spec.group.pipelineDepthMax * spec.group.replicas * 4))
         config.requestQueueMax = max(config.requestQueueMax, spec.group.batchCommandsMax)
         // Real time on a shared 2-core machine: be patient before suspecting a busy peer.

@@ -35,6 +35,11 @@ public struct GroupSpec: Hashable, Sendable {
     public var batchBytesMax = 1 << 20
     public var batchDelayMicroseconds: UInt64 = 0
     public var pipelineDepthMax = 16
+    /// Adaptive batching (see `PaxosConfig.batchHoldInflightMin`): a leader with at least this many
+    /// batches in flight holds a batch that is not full; the pipeline depth or more turns it off.
+    public var batchHoldInflightMin = 2
+    /// The longest adaptive batching holds a request, in microseconds (0 turns it off).
+    public var batchHoldMicroseconds: UInt64 = 1_000
     /// How each replica executes decided commands: `sequential`, `early` or `graph`.
     public var scheduler = "sequential"
     /// Execution workers per replica (for `early` and `graph`).
@@ -215,11 +220,13 @@ extension WorkloadSpec {
             group.batchBytesMax = fields.int("batch_bytes_max", default: group.batchBytesMax, range: 1_024...(64 << 20), unit: "bytes")
             group.batchDelayMicroseconds = UInt64(fields.int("batch_delay_us", default: Int(group.batchDelayMicroseconds), range: 0...100_000, unit: "µs"))
             group.pipelineDepthMax = fields.int("pipeline_depth_max", default: group.pipelineDepthMax, range: 1...4_096, unit: "batches")
+            group.batchHoldInflightMin = fields.int("batch_hold_inflight_min", default: group.batchHoldInflightMin, range: 1...4_096, unit: "batches")
+            group.batchHoldMicroseconds = UInt64(fields.int("batch_hold_us", default: Int(group.batchHoldMicroseconds), range: 0...100_000, unit: "µs"))
             group.scheduler = fields.choice("scheduler", default: group.scheduler, from: ["sequential", "early", "graph"])
             group.workers = fields.int("workers", default: group.workers, range: 1...64, unit: "workers")
             group.costMicroseconds = fields.double("cost_us", default: group.costMicroseconds, range: 0...1_000_000, unit: "µs")
             group.threads = fields.int("threads", default: group.threads, range: 1...64)
-            fields.rejectUnknown(expected: ["replicas", "protocol", "batch_commands_max", "batch_bytes_max", "batch_delay_us", "pipeline_depth_max", "scheduler", "workers", "cost_us", "threads"])
+            fields.rejectUnknown(expected: ["replicas", "protocol", "batch_commands_max", "batch_bytes_max", "batch_delay_us", "pipeline_depth_max", "batch_hold_inflight_min", "batch_hold_us", "scheduler", "workers", "cost_us", "threads"])
         }
         if let fields = root.mapping("clients") {
             clients.count = fields.int("count", default: clients.count, range: 1...100_000)
