@@ -46,6 +46,15 @@ import Services
 /// - Single-leader mode keeps quorum no-op runs: there, a leader that took over proposes client
 ///   batches in sublog 0 above whatever it found, which would break (c).
 ///
+/// Learning in a group of three. A leader accepts its own proposal in the `Ready` that carries the
+/// accepts (so its acceptance is persisted before a peer can see the proposal); an acceptor of a
+/// group of three that accepts a proposal from the proposer itself therefore knows that a quorum
+/// (the proposer and itself) accepted it at that ballot, and learns it at once. The leader sends
+/// the decision only to the replicas that have not acknowledged. A slot that waits for another
+/// leader's batch is thus delivered one hop after that batch's accept instead of three. Should the
+/// leader's own acceptor refuse its proposal (the leadership is stale), nothing is sent and the
+/// leadership is given up. Larger groups learn from the leader's decision as before.
+///
 /// Deviations from Mencius, and why. (1) A skip at a ballot above 0 (a revoker's, or an owner's
 /// that regained its sublog) still travels as an accept of a no-op run decided by a quorum: only
 /// round 0 is the owner's alone. Skips are sent as their own `.decided` message instead of being
@@ -330,14 +339,27 @@ public struct PaxosReplica: Sendable {
     }
 
     private mutating func onAccept(ballot: Ballot, run: SlotRun, from sender: ReplicaID, into ready: inout Ready) {
+        guard accept(ballot: ballot, run: run, from: sender, into: &ready) else { return }
+        ready.send(.accepted(ballot: ballot, first: run.first), to: sender)
+        // In a group of three, the proposer and this acceptor are a quorum, and the proposer
+        // accepted its proposal before sending it (in the same Ready: see `propose`), so the value
+        // is chosen: learn it now, one hop after the proposal instead of three (accept, accepted,
+        // decided). A slot waiting for another leader's batch is delivered that much sooner.
+        if config.quorum == 2, sender == ballot.replica, sender != id { learn(run) }
+    }
+
+    /// Phase 2 at this acceptor: records `run` at `ballot` (persisted through `ready`) unless the
+    /// promise or a known decision forbids it, in which case the sender is told why. Returns
+    /// whether it accepted.
+    private mutating func accept(ballot: Ballot, run: SlotRun, from sender: ReplicaID, into ready: inout Ready) -> Bool {
         // A run reaching below the compaction point comes from a leader that is behind: those
         // slots are decided, and this acceptor no longer knows with what. It stays silent; the
         // leader learns the decisions by catching up.
-        guard validRun(run), run.first >= compactedBelow else { return }
+        guard validRun(run), run.first >= compactedBelow else { return false }
         let sublog = sublogOf(run.first)
         guard ballot >= promised[sublog] else {
             ready.send(.rejected(sublog: sublog, promised: promised[sublog]), to: sender)
-            return
+            return false
         }
         promised[sublog] = ballot
         observe(sublog: sublog, ballot: ballot, into: &ready)
@@ -352,14 +374,14 @@ public struct PaxosReplica: Sendable {
         }
         guard decidedElsewhere.isEmpty else {
             ready.send(.decided(decidedElsewhere), to: sender)
-            return
+            return false
         }
         for slot in run.slots(stride: stride) where slots[slot]?.decided != true {
             slots[slot] = SlotRecord(ballot: ballot, value: run.value, decided: false)
         }
         horizon = max(horizon, run.last + 1)
         ready.persist(.accepted(ballot: ballot, run: run))
-        ready.send(.accepted(ballot: ballot, first: run.first), to: sender)
+        return true
     }
 
     private mutating func onCatchUp(fromSlot: UInt64, from sender: ReplicaID, into ready: inout Ready) {
@@ -452,35 +474,40 @@ public struct PaxosReplica: Sendable {
             queueBytes = 0
             oldestQueuedAt = nil
         }
-        var skipped = false
         // In sublog order, without sorting keys (this runs after every input).
         for sublog in 0..<config.sublogCount {
             guard var leadership = leaderships[sublog], case .leading = leadership.phase else { continue }
             let windowEnd = deliveredBelow + config.deliveryWindowSlotsMax
+            var refused = false
             if sublog == clientSublog {
                 while leadership.batchesInFlight < config.pipelineDepthMax, queuedRequests > 0,
                       leadership.nextSlot < windowEnd, batchIsDue(batchesInFlight: leadership.batchesInFlight) {
                     let batch = takeBatch()
-                    propose(SlotRun(slot: leadership.nextSlot, value: .batch(batch)), in: &leadership, into: &ready)
+                    guard propose(SlotRun(slot: leadership.nextSlot, value: .batch(batch)), in: &leadership, into: &ready) else {
+                        requeue(batch)
+                        refused = true
+                        break
+                    }
                     leadership.nextSlot += stride
                 }
             }
             let skipBelow = min(horizon, windowEnd)
-            if leadership.nextSlot < skipBelow {
+            if !refused, leadership.nextSlot < skipBelow {
                 let last = lastSlot(inSublog: sublog, below: skipBelow)
                 let run = SlotRun(first: leadership.nextSlot, last: last, value: .noop)
                 if skipsWithoutRound(leadership) {
                     skip(run, at: leadership.ballot, into: &ready)
-                    skipped = true
                 } else {
-                    propose(run, in: &leadership, into: &ready)
+                    refused = !propose(run, in: &leadership, into: &ready)
                 }
                 leadership.nextSlot = last + stride
             }
             leaderships[sublog] = leadership
+            if refused { dropLeadership(of: sublog) }
         }
-        // A skip decided here may be what the next undelivered slot waited for.
-        if skipped { deliver(into: &ready) }
+        // A skip decided here (or, in a group of one, a proposal) may be what the next undelivered
+        // slot waited for.
+        deliver(into: &ready)
     }
 
     /// Whether `leadership` skips by telling the others (no round): only the owner of a sublog at
@@ -540,11 +567,23 @@ public struct PaxosReplica: Sendable {
         return batch
     }
 
-    private mutating func propose(_ run: SlotRun, in leadership: inout Leadership, into ready: inout Ready) {
-        leadership.inflight[run.first] = Proposal(run: run, acks: [], sentAt: now)
-        if case .batch = run.value { leadership.batchesInFlight += 1 }
+    /// Phase 2 for `run`. The leader accepts it itself first, in the Ready that carries the
+    /// accepts, so its acceptance is persisted before any peer can see the proposal (a peer in a
+    /// group of three learns the value on accepting it, counting on that). If its own acceptor
+    /// refuses (the leadership is stale: it learned a decision or a promise the ballot cannot
+    /// override), nothing is sent and the caller gives the leadership up; returns false then.
+    private mutating func propose(_ run: SlotRun, in leadership: inout Leadership, into ready: inout Ready) -> Bool {
+        guard accept(ballot: leadership.ballot, run: run, from: id, into: &ready) else { return false }
         horizon = max(horizon, run.last + 1)
-        broadcast(.accept(ballot: leadership.ballot, run: run), includingSelf: true, into: &ready)
+        guard config.quorum > 1 else {
+            // A group of one: the leader's acceptance is the quorum.
+            learn(run)
+            return true
+        }
+        leadership.inflight[run.first] = Proposal(run: run, acks: [id], sentAt: now)
+        if case .batch = run.value { leadership.batchesInFlight += 1 }
+        broadcast(.accept(ballot: leadership.ballot, run: run), includingSelf: false, into: &ready)
+        return true
     }
 
     private mutating func onAccepted(ballot: Ballot, first: UInt64, from sender: ReplicaID, into ready: inout Ready) {
@@ -561,7 +600,11 @@ public struct PaxosReplica: Sendable {
         if case .batch = proposal.run.value { leadership.batchesInFlight -= 1 }
         leaderships[sublog] = leadership
         learn(proposal.run)
-        broadcast(.decided([proposal.run]), includingSelf: false, into: &ready)
+        // In a group of three, a replica that acknowledged learned the value when it accepted it
+        // (see `onAccept`); only the others need the decision.
+        for peer in replicas where peer != id && (config.quorum != 2 || !proposal.acks.contains(peer)) {
+            ready.send(.decided([proposal.run]), to: peer)
+        }
     }
 
     private mutating func onPromise(sublog: Int, ballot: Ballot, fromSlot: UInt64, reported: [ReportedSlot], complete: Bool,
@@ -594,6 +637,7 @@ public struct PaxosReplica: Sendable {
         }
         leadership.phase = .leading
         leadership.nextSlot = from
+        var accepted = true
         if let highest = chosen.keys.max() {
             var noopStart: UInt64?
             var slot = from
@@ -603,24 +647,29 @@ public struct PaxosReplica: Sendable {
                     if noopStart == nil { noopStart = slot }
                 } else {
                     if let start = noopStart {
-                        propose(SlotRun(first: start, last: slot - stride, value: .noop), in: &leadership, into: &ready)
+                        accepted = accepted && propose(SlotRun(first: start, last: slot - stride, value: .noop), in: &leadership, into: &ready)
                         noopStart = nil
                     }
-                    propose(SlotRun(slot: slot, value: value), in: &leadership, into: &ready)
+                    accepted = accepted && propose(SlotRun(slot: slot, value: value), in: &leadership, into: &ready)
                 }
                 slot += stride
             }
-            if let start = noopStart { propose(SlotRun(first: start, last: highest, value: .noop), in: &leadership, into: &ready) }
+            if let start = noopStart {
+                accepted = accepted && propose(SlotRun(first: start, last: highest, value: .noop), in: &leadership, into: &ready)
+            }
             leadership.nextSlot = highest + stride
         }
         if Self.owner(ofSublog: sublog, mode: config.mode) == id, leadership.nextSlot < ownSlotsUsedBelow {
             // Slots this owner gave a value or a skip at round 0 that no promise reported (the
             // quorum may not include whoever learned them): only no-ops may go there, never a batch.
             let last = lastSlot(inSublog: sublog, below: ownSlotsUsedBelow)
-            propose(SlotRun(first: leadership.nextSlot, last: last, value: .noop), in: &leadership, into: &ready)
+            accepted = accepted && propose(SlotRun(first: leadership.nextSlot, last: last, value: .noop), in: &leadership, into: &ready)
             leadership.nextSlot = last + stride
         }
         leaderships[sublog] = leadership
+        // Its own acceptor refused a value (it learned a decision or a promise meanwhile): this
+        // leadership is stale; give it up and try again later.
+        if !accepted { dropLeadership(of: sublog) }
     }
 
     /// Notes a ballot seen for `sublog`; a higher one than this replica leads with ends its
@@ -642,12 +691,16 @@ public struct PaxosReplica: Sendable {
         for first in leadership.inflight.keys.sorted() {
             if case let .batch(requests) = leadership.inflight[first]!.run.value { requeued += requests }
         }
-        if !requeued.isEmpty {
-            if queuedRequests == 0 { oldestQueuedAt = now }
-            queue.replaceSubrange(queueHead..<queueHead, with: requeued)
-            queueBytes += requeued.reduce(0) { $0 + Self.estimatedBytes($1) }
-        }
+        requeue(requeued)
         lastPrepareAt[sublog] = now
+    }
+
+    /// Puts requests back at the front of the queue, in order.
+    private mutating func requeue(_ requests: [Request]) {
+        guard !requests.isEmpty else { return }
+        if queuedRequests == 0 { oldestQueuedAt = now }
+        queue.replaceSubrange(queueHead..<queueHead, with: requests)
+        queueBytes += requests.reduce(0) { $0 + Self.estimatedBytes($1) }
     }
 
     private mutating func startPrepare(sublog: Int, into ready: inout Ready) {

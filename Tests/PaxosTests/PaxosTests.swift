@@ -94,7 +94,7 @@ struct Group {
         var accepts: [SlotRun] = []
         for sequence in UInt64(1)...23 {
             let ready = group.replicas[0].propose(Self.put(1, sequence), now: .zero)
-            for outgoing in ready.pendingMessages where outgoing.to == ReplicaID(0) {
+            for outgoing in ready.pendingMessages where outgoing.to == ReplicaID(1) {
                 if case let .accept(_, run) = outgoing.message { accepts.append(run) }
             }
             group.absorb(ready, at: 0)
@@ -115,7 +115,7 @@ struct Group {
         var replica = PaxosReplica(config: config, id: ReplicaID(0), now: .zero)
         func sizes(_ ready: Ready) -> [Int] {
             ready.pendingMessages.compactMap { outgoing in
-                if outgoing.to == ReplicaID(0), case let .accept(_, run) = outgoing.message { run.value.requestCount } else { nil }
+                if outgoing.to == ReplicaID(1), case let .accept(_, run) = outgoing.message { run.value.requestCount } else { nil }
             }
         }
         // Nothing in flight: the first request leaves at once, alone.
