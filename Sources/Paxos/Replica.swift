@@ -45,6 +45,9 @@ import Services
 ///   while partitioned from a revoker is a no-op where the revoker can only put no-ops.
 /// - Single-leader mode keeps quorum no-op runs: there, a leader that took over proposes client
 ///   batches in sublog 0 above whatever it found, which would break (c).
+/// - Like every Paxos guarantee here, this rests on a replica's records surviving its crash: a
+///   replica rebuilt with an empty disk would lead at round 0 again and must not rejoin under its
+///   old identity.
 ///
 /// Learning in a group of three. A leader accepts its own proposal in the `Ready` that carries the
 /// accepts (so its acceptance is persisted before a peer can see the proposal); an acceptor of a
