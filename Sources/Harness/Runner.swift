@@ -26,6 +26,8 @@ public enum WorkloadRunner {
         config.batchBytesMax = group.batchBytesMax
         config.batchDelayMicrosecondsMax = group.batchDelayMicroseconds
         config.pipelineDepthMax = group.pipelineDepthMax
+        config.batchHoldInflightMin = group.batchHoldInflightMin
+        config.batchHoldMicrosecondsMax = group.batchHoldMicroseconds
         config.deliveryWindowSlotsMax = max(config.deliveryWindowSlotsMax, UInt64(group.pipelineDepthMax * group.replicas * 4))
         config.requestQueueMax = max(config.requestQueueMax, group.batchCommandsMax)
         // Real time on a shared 2-core machine: be patient before suspecting a busy peer.

@@ -29,6 +29,16 @@ public struct PaxosConfig: Hashable, Sendable {
     public var batchDelayMicrosecondsMax: UInt64 = 0
     /// Batches a leader keeps in flight (proposed, not yet decided). Recommended 8 ... 64; at least 1.
     public var pipelineDepthMax: Int = 16
+    /// Adaptive batching: while at least this many of a leader's batches are in flight, a batch
+    /// that is not full waits for more requests (at most `batchHoldMicrosecondsMax`) instead of
+    /// leaving at once; a decision frees the pipeline and lets it go. A loaded leader thus cuts
+    /// fuller batches, paying fewer messages per request, while a lightly loaded one, with less in
+    /// flight, still sends at once. Recommended 2; `pipelineDepthMax` or more turns holding off (a
+    /// full pipeline waits anyway); at least 1.
+    public var batchHoldInflightMin: Int = 2
+    /// The longest adaptive batching holds a request back. Recommended 1,000 µs in process (a few
+    /// round trips); 0 turns holding off; below `suspectTimeoutMicroseconds`.
+    public var batchHoldMicrosecondsMax: UInt64 = 1_000
     /// Requests waiting to be batched at one replica; more are dropped (clients time out and retry).
     public var requestQueueMax: Int = 100_000
     /// No slot is proposed this far beyond the first undelivered slot: bounds decided but
@@ -63,6 +73,7 @@ public struct PaxosConfig: Hashable, Sendable {
         guard (1...65_536).contains(batchCommandsMax) else { throw fail("batchCommandsMax", "must be 1 ... 65536, got \(batchCommandsMax)") }
         guard batchBytesMax >= 1_024 else { throw fail("batchBytesMax", "must be at least 1024, got \(batchBytesMax)") }
         guard pipelineDepthMax >= 1 else { throw fail("pipelineDepthMax", "must be at least 1, got \(pipelineDepthMax)") }
+        guard batchHoldInflightMin >= 1 else { throw fail("batchHoldInflightMin", "must be at least 1, got \(batchHoldInflightMin)") }
         guard requestQueueMax >= batchCommandsMax else {
             throw fail("requestQueueMax", "\(requestQueueMax) is smaller than batchCommandsMax \(batchCommandsMax)")
         }
@@ -76,6 +87,9 @@ public struct PaxosConfig: Hashable, Sendable {
         guard retransmitTimeoutMicroseconds >= 1 else { throw fail("retransmitTimeoutMicroseconds", "must be positive") }
         guard batchDelayMicrosecondsMax < suspectTimeoutMicroseconds else {
             throw fail("batchDelayMicrosecondsMax", "\(batchDelayMicrosecondsMax) must be below suspectTimeoutMicroseconds \(suspectTimeoutMicroseconds)")
+        }
+        guard batchHoldMicrosecondsMax < suspectTimeoutMicroseconds else {
+            throw fail("batchHoldMicrosecondsMax", "\(batchHoldMicrosecondsMax) must be below suspectTimeoutMicroseconds \(suspectTimeoutMicroseconds)")
         }
         guard catchUpSlotsMax >= 1 else { throw fail("catchUpSlotsMax", "must be at least 1") }
     }

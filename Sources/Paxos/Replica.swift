@@ -13,18 +13,58 @@ import Services
 ///
 /// A leader proposes batches (bounded by commands, bytes and a delay) and keeps at most
 /// `pipelineDepthMax` batches in flight. A leader with nothing to propose skips: when it learns of
-/// a higher slot elsewhere, it proposes one no-op run over all its unused slots below it, so an idle
-/// leader never stalls the others. When a sublog's leader is suspected, the lowest-numbered
-/// unsuspected replica revokes it: phase 1 with a higher ballot, then the values found, no-ops for
-/// the rest, and no-op runs from then on. An owner that is alive again regains its sublog the same
-/// way.
+/// a higher slot elsewhere, it gives up all its unused slots below it at once, so an idle leader
+/// never stalls the others. When a sublog's leader is suspected, the lowest-numbered unsuspected
+/// replica revokes it: phase 1 with a higher ballot, then the values found, no-ops for the rest,
+/// and no-op runs from then on. An owner that is alive again regains its sublog the same way.
 ///
-/// Deviations from Mencius, and why. (1) Skips travel as ordinary accepts of a no-op run and are
-/// decided by a quorum, instead of being learned straight from the owner: one round trip more for an
-/// idle owner's slots, but safety rests on plain Paxos alone, also across restarts. (2) Accepted
-/// state is kept until the durability layer compacts it, so a restarted replica catches up from
-/// its peers' decided slots. (3) No slot is proposed more than `deliveryWindowSlotsMax` beyond the
-/// first undelivered slot, which bounds what piles up while a slot waits for revocation.
+/// Skips at round 0 cost no round (Mencius, rule 2 and its "skip learned from the owner"). In
+/// multi-leader mode, the owner leading its own sublog at its initial ballot (0, owner) skips by
+/// persisting the run as accepted at (0, owner), learning it decided itself and sending the
+/// run as `.decided` to the others, who learn it at once: no accept, no quorum. Why that is safe:
+///
+/// - Claim: if the owner r skips slot s at ballot (0, r), then every value any acceptor ever
+///   accepts in s, at any ballot, is a no-op; so no-op is the only value that can be decided in s,
+///   and learning it early agrees with whatever a quorum decides there.
+/// - Round 0 of r's sublog belongs to r alone, and r uses it in one incarnation only: a restarted
+///   replica leads nothing until it wins phase 1 with a round above every ballot it promised. In
+///   that incarnation r gives each slot one value (`nextSlot` only grows): s got the skip and no
+///   batch.
+/// - A leader at a higher ballot proposes in s only (a) a value reported in its phase 1, which by
+///   induction on ballots is a no-op; (b) a no-op, for a slot nobody reported; (c) a client batch,
+///   which in multi-leader mode only r, the owner, ever proposes in r's sublog (a revoker proposes
+///   found values and no-ops, never its clients' requests, which go to its own sublog), and only
+///   at slots at or above `ownSlotsUsedBelow`: one past every slot r proposed or skipped at round
+///   0. That floor survives restarts because the skip run is persisted (as `.accepted` at (0, r))
+///   before the `.decided` that reveals it is sent, and `init(restoring:)` rebuilds the floor from
+///   those records; within an incarnation it is taken from the round-0 leadership when r drops it.
+///   After winning phase 1, r fills its slots below the floor with no-ops before any batch.
+/// - Revocation, both ways: a revoker never decides a batch in a slot r skipped ((a)–(c)), and r
+///   never skips a slot in which a revoker decided a batch, since such a batch can only be r's own
+///   round-0 proposal found in phase 1, and r skips only slots it never proposed in. A skip r makes
+///   while partitioned from a revoker is a no-op where the revoker can only put no-ops.
+/// - Single-leader mode keeps quorum no-op runs: there, a leader that took over proposes client
+///   batches in sublog 0 above whatever it found, which would break (c).
+/// - Like every Paxos guarantee here, this rests on a replica's records surviving its crash: a
+///   replica rebuilt with an empty disk would lead at round 0 again and must not rejoin under its
+///   old identity.
+///
+/// Learning in a group of three. A leader accepts its own proposal in the `Ready` that carries the
+/// accepts (so its acceptance is persisted before a peer can see the proposal); an acceptor of a
+/// group of three that accepts a proposal from the proposer itself therefore knows that a quorum
+/// (the proposer and itself) accepted it at that ballot, and learns it at once. The leader sends
+/// the decision only to the replicas that have not acknowledged. A slot that waits for another
+/// leader's batch is thus delivered one hop after that batch's accept instead of three. Should the
+/// leader's own acceptor refuse its proposal (the leadership is stale), nothing is sent and the
+/// leadership is given up. Larger groups learn from the leader's decision as before.
+///
+/// Deviations from Mencius, and why. (1) A skip at a ballot above 0 (a revoker's, or an owner's
+/// that regained its sublog) still travels as an accept of a no-op run decided by a quorum: only
+/// round 0 is the owner's alone. Skips are sent as their own `.decided` message instead of being
+/// piggybacked on accept replies: the same single hop, without changing the accept reply. (2)
+/// Accepted state is kept until the durability layer compacts it, so a restarted replica catches up
+/// from its peers' decided slots. (3) No slot is proposed more than `deliveryWindowSlotsMax` beyond
+/// the first undelivered slot, which bounds what piles up while a slot waits for revocation.
 ///
 /// Every input returns a `Ready`: records to persist, then messages to send, and deliveries.
 public struct PaxosReplica: Sendable {
@@ -62,6 +102,10 @@ public struct PaxosReplica: Sendable {
     private var oldestQueuedAt: Instant?
     private var pendingRequests: Set<RequestKey> = []
     private var lastPrepareAt: [Int: Instant] = [:]
+    /// One past the highest slot of its own sublog this replica proposed in or skipped at round 0,
+    /// in this incarnation or (from its records) an earlier one. When it leads its sublog again at
+    /// a higher ballot, client batches go at or above it; below it, only no-ops (see the header).
+    private var ownSlotsUsedBelow: UInt64 = 0
 
     // MARK: Failure detection
 
@@ -121,6 +165,7 @@ public struct PaxosReplica: Sendable {
                     slots[slot] = SlotRecord(ballot: ballot, value: run.value, decided: false)
                 }
                 horizon = max(horizon, run.last + 1)
+                if ballot == Ballot(round: 0, replica: id) { ownSlotsUsedBelow = max(ownSlotsUsedBelow, run.last + stride) }
             }
         }
         knownBallot = promised
@@ -297,14 +342,27 @@ public struct PaxosReplica: Sendable {
     }
 
     private mutating func onAccept(ballot: Ballot, run: SlotRun, from sender: ReplicaID, into ready: inout Ready) {
+        guard accept(ballot: ballot, run: run, from: sender, into: &ready) else { return }
+        ready.send(.accepted(ballot: ballot, first: run.first), to: sender)
+        // In a group of three, the proposer and this acceptor are a quorum, and the proposer
+        // accepted its proposal before sending it (in the same Ready: see `propose`), so the value
+        // is chosen: learn it now, one hop after the proposal instead of three (accept, accepted,
+        // decided). A slot waiting for another leader's batch is delivered that much sooner.
+        if config.quorum == 2, sender == ballot.replica, sender != id { learn(run) }
+    }
+
+    /// Phase 2 at this acceptor: records `run` at `ballot` (persisted through `ready`) unless the
+    /// promise or a known decision forbids it, in which case the sender is told why. Returns
+    /// whether it accepted.
+    private mutating func accept(ballot: Ballot, run: SlotRun, from sender: ReplicaID, into ready: inout Ready) -> Bool {
         // A run reaching below the compaction point comes from a leader that is behind: those
         // slots are decided, and this acceptor no longer knows with what. It stays silent; the
         // leader learns the decisions by catching up.
-        guard validRun(run), run.first >= compactedBelow else { return }
+        guard validRun(run), run.first >= compactedBelow else { return false }
         let sublog = sublogOf(run.first)
         guard ballot >= promised[sublog] else {
             ready.send(.rejected(sublog: sublog, promised: promised[sublog]), to: sender)
-            return
+            return false
         }
         promised[sublog] = ballot
         observe(sublog: sublog, ballot: ballot, into: &ready)
@@ -319,14 +377,14 @@ public struct PaxosReplica: Sendable {
         }
         guard decidedElsewhere.isEmpty else {
             ready.send(.decided(decidedElsewhere), to: sender)
-            return
+            return false
         }
         for slot in run.slots(stride: stride) where slots[slot]?.decided != true {
             slots[slot] = SlotRecord(ballot: ballot, value: run.value, decided: false)
         }
         horizon = max(horizon, run.last + 1)
         ready.persist(.accepted(ballot: ballot, run: run))
-        ready.send(.accepted(ballot: ballot, first: run.first), to: sender)
+        return true
     }
 
     private mutating func onCatchUp(fromSlot: UInt64, from sender: ReplicaID, into ready: inout Ready) {
@@ -423,31 +481,66 @@ public struct PaxosReplica: Sendable {
         for sublog in 0..<config.sublogCount {
             guard var leadership = leaderships[sublog], case .leading = leadership.phase else { continue }
             let windowEnd = deliveredBelow + config.deliveryWindowSlotsMax
+            var refused = false
             if sublog == clientSublog {
                 while leadership.batchesInFlight < config.pipelineDepthMax, queuedRequests > 0,
-                      leadership.nextSlot < windowEnd, batchIsDue() {
+                      leadership.nextSlot < windowEnd, batchIsDue(batchesInFlight: leadership.batchesInFlight) {
                     let batch = takeBatch()
-                    propose(SlotRun(slot: leadership.nextSlot, value: .batch(batch)), in: &leadership, into: &ready)
+                    guard propose(SlotRun(slot: leadership.nextSlot, value: .batch(batch)), in: &leadership, into: &ready) else {
+                        requeue(batch)
+                        refused = true
+                        break
+                    }
                     leadership.nextSlot += stride
                 }
             }
             let skipBelow = min(horizon, windowEnd)
-            if leadership.nextSlot < skipBelow {
+            if !refused, leadership.nextSlot < skipBelow {
                 let last = lastSlot(inSublog: sublog, below: skipBelow)
-                propose(SlotRun(first: leadership.nextSlot, last: last, value: .noop), in: &leadership, into: &ready)
+                let run = SlotRun(first: leadership.nextSlot, last: last, value: .noop)
+                if skipsWithoutRound(leadership) {
+                    skip(run, at: leadership.ballot, into: &ready)
+                } else {
+                    refused = !propose(run, in: &leadership, into: &ready)
+                }
                 leadership.nextSlot = last + stride
             }
             leaderships[sublog] = leadership
+            if refused { dropLeadership(of: sublog) }
         }
+        // A skip decided here (or, in a group of one, a proposal) may be what the next undelivered
+        // slot waited for.
+        deliver(into: &ready)
+    }
+
+    /// Whether `leadership` skips by telling the others (no round): only the owner of a sublog at
+    /// its initial ballot, in multi-leader mode (the header says why that is safe, and why not in
+    /// single-leader mode).
+    private func skipsWithoutRound(_ leadership: Leadership) -> Bool {
+        config.mode == .multiLeader && leadership.ballot == Ballot(round: 0, replica: id)
+    }
+
+    /// The owner's skip at round 0: persisted as accepted at (0, owner) before anything reveals it
+    /// (so a restart rebuilds `ownSlotsUsedBelow` above it), learned here, and sent as decided.
+    private mutating func skip(_ run: SlotRun, at ballot: Ballot, into ready: inout Ready) {
+        ready.persist(.accepted(ballot: ballot, run: run))
+        ownSlotsUsedBelow = max(ownSlotsUsedBelow, run.last + stride)
+        learn(run)
+        broadcast(.decided([run]), includingSelf: false, into: &ready)
     }
 
     /// The sublog this replica proposes client requests in, if it leads it.
     private var clientSublog: Int { config.mode == .multiLeader ? id.rawValue : 0 }
 
-    private func batchIsDue() -> Bool {
+    /// Whether the queue makes a batch now: a full one always; one that is not full once its oldest
+    /// request waited `batchDelayMicrosecondsMax`, unless adaptive batching holds it because enough
+    /// batches are in flight (a decision, or `batchHoldMicrosecondsMax`, releases it).
+    private func batchIsDue(batchesInFlight: Int) -> Bool {
         if queuedRequests >= config.batchCommandsMax || queueBytes >= config.batchBytesMax { return true }
         guard let oldest = oldestQueuedAt else { return false }
-        return now.microseconds(since: oldest) >= config.batchDelayMicrosecondsMax
+        let waited = now.microseconds(since: oldest)
+        if batchesInFlight >= config.batchHoldInflightMin, waited < config.batchHoldMicrosecondsMax { return false }
+        return waited >= config.batchDelayMicrosecondsMax
     }
 
     private mutating func takeBatch() -> [Request] {
@@ -477,11 +570,23 @@ public struct PaxosReplica: Sendable {
         return batch
     }
 
-    private mutating func propose(_ run: SlotRun, in leadership: inout Leadership, into ready: inout Ready) {
-        leadership.inflight[run.first] = Proposal(run: run, acks: [], sentAt: now)
-        if case .batch = run.value { leadership.batchesInFlight += 1 }
+    /// Phase 2 for `run`. The leader accepts it itself first, in the Ready that carries the
+    /// accepts, so its acceptance is persisted before any peer can see the proposal (a peer in a
+    /// group of three learns the value on accepting it, counting on that). If its own acceptor
+    /// refuses (the leadership is stale: it learned a decision or a promise the ballot cannot
+    /// override), nothing is sent and the caller gives the leadership up; returns false then.
+    private mutating func propose(_ run: SlotRun, in leadership: inout Leadership, into ready: inout Ready) -> Bool {
+        guard accept(ballot: leadership.ballot, run: run, from: id, into: &ready) else { return false }
         horizon = max(horizon, run.last + 1)
-        broadcast(.accept(ballot: leadership.ballot, run: run), includingSelf: true, into: &ready)
+        guard config.quorum > 1 else {
+            // A group of one: the leader's acceptance is the quorum.
+            learn(run)
+            return true
+        }
+        leadership.inflight[run.first] = Proposal(run: run, acks: [id], sentAt: now)
+        if case .batch = run.value { leadership.batchesInFlight += 1 }
+        broadcast(.accept(ballot: leadership.ballot, run: run), includingSelf: false, into: &ready)
+        return true
     }
 
     private mutating func onAccepted(ballot: Ballot, first: UInt64, from sender: ReplicaID, into ready: inout Ready) {
@@ -498,7 +603,11 @@ public struct PaxosReplica: Sendable {
         if case .batch = proposal.run.value { leadership.batchesInFlight -= 1 }
         leaderships[sublog] = leadership
         learn(proposal.run)
-        broadcast(.decided([proposal.run]), includingSelf: false, into: &ready)
+        // In a group of three, a replica that acknowledged learned the value when it accepted it
+        // (see `onAccept`); only the others need the decision.
+        for peer in replicas where peer != id && (config.quorum != 2 || !proposal.acks.contains(peer)) {
+            ready.send(.decided([proposal.run]), to: peer)
+        }
     }
 
     private mutating func onPromise(sublog: Int, ballot: Ballot, fromSlot: UInt64, reported: [ReportedSlot], complete: Bool,
@@ -531,6 +640,7 @@ public struct PaxosReplica: Sendable {
         }
         leadership.phase = .leading
         leadership.nextSlot = from
+        var accepted = true
         if let highest = chosen.keys.max() {
             var noopStart: UInt64?
             var slot = from
@@ -540,17 +650,29 @@ public struct PaxosReplica: Sendable {
                     if noopStart == nil { noopStart = slot }
                 } else {
                     if let start = noopStart {
-                        propose(SlotRun(first: start, last: slot - stride, value: .noop), in: &leadership, into: &ready)
+                        accepted = accepted && propose(SlotRun(first: start, last: slot - stride, value: .noop), in: &leadership, into: &ready)
                         noopStart = nil
                     }
-                    propose(SlotRun(slot: slot, value: value), in: &leadership, into: &ready)
+                    accepted = accepted && propose(SlotRun(slot: slot, value: value), in: &leadership, into: &ready)
                 }
                 slot += stride
             }
-            if let start = noopStart { propose(SlotRun(first: start, last: highest, value: .noop), in: &leadership, into: &ready) }
+            if let start = noopStart {
+                accepted = accepted && propose(SlotRun(first: start, last: highest, value: .noop), in: &leadership, into: &ready)
+            }
             leadership.nextSlot = highest + stride
         }
+        if Self.owner(ofSublog: sublog, mode: config.mode) == id, leadership.nextSlot < ownSlotsUsedBelow {
+            // Slots this owner gave a value or a skip at round 0 that no promise reported (the
+            // quorum may not include whoever learned them): only no-ops may go there, never a batch.
+            let last = lastSlot(inSublog: sublog, below: ownSlotsUsedBelow)
+            accepted = accepted && propose(SlotRun(first: leadership.nextSlot, last: last, value: .noop), in: &leadership, into: &ready)
+            leadership.nextSlot = last + stride
+        }
         leaderships[sublog] = leadership
+        // Its own acceptor refused a value (it learned a decision or a promise meanwhile): this
+        // leadership is stale; give it up and try again later.
+        if !accepted { dropLeadership(of: sublog) }
     }
 
     /// Notes a ballot seen for `sublog`; a higher one than this replica leads with ends its
@@ -562,6 +684,7 @@ public struct PaxosReplica: Sendable {
 
     private mutating func dropLeadership(of sublog: Int) {
         guard let leadership = leaderships.removeValue(forKey: sublog) else { return }
+        if leadership.ballot == Ballot(round: 0, replica: id) { ownSlotsUsedBelow = max(ownSlotsUsedBelow, leadership.nextSlot) }
         // Client batches in flight may or may not be decided by the next leader. They go back to
         // the front of the queue, in slot order, to be proposed again once this replica leads
         // (or, single-leader, to be forwarded): if both copies are decided, the session table
@@ -571,12 +694,16 @@ public struct PaxosReplica: Sendable {
         for first in leadership.inflight.keys.sorted() {
             if case let .batch(requests) = leadership.inflight[first]!.run.value { requeued += requests }
         }
-        if !requeued.isEmpty {
-            if queuedRequests == 0 { oldestQueuedAt = now }
-            queue.replaceSubrange(queueHead..<queueHead, with: requeued)
-            queueBytes += requeued.reduce(0) { $0 + Self.estimatedBytes($1) }
-        }
+        requeue(requeued)
         lastPrepareAt[sublog] = now
+    }
+
+    /// Puts requests back at the front of the queue, in order.
+    private mutating func requeue(_ requests: [Request]) {
+        guard !requests.isEmpty else { return }
+        if queuedRequests == 0 { oldestQueuedAt = now }
+        queue.replaceSubrange(queueHead..<queueHead, with: requests)
+        queueBytes += requests.reduce(0) { $0 + Self.estimatedBytes($1) }
     }
 
     private mutating func startPrepare(sublog: Int, into ready: inout Ready) {
@@ -723,35 +850,62 @@ struct RequestKey: Hashable, Sendable {
     }
 }
 
-/// Slot records by slot number. Slots fill densely from 0 (skips are records too), so an array
-/// indexed by slot beats a hash table: no hashing, and growth copies records instead of rehashing
-/// them, which at millions of slots stalled a replica for tens of milliseconds. Callers validate
-/// slot numbers from peers against the delivery window before they get here.
+/// Slot records by slot number. Slots fill densely from 0 (skips are records too), so arrays
+/// indexed by slot beat a hash table: no hashing, no rehash. The records live in fixed-size chunks
+/// rather than one array: a single array doubles as it grows, and copying (and first touching) a
+/// table of millions of slots stalled a replica for tens of milliseconds; a new chunk costs one
+/// 4,096-slot allocation and copies nothing. Callers validate slot numbers from peers against the
+/// delivery window before they get here.
 struct SlotTable: Sendable {
-    private var records: [SlotRecord?] = []
-    /// The slot `records[0]` stands for; every slot below it is forgotten (compacted).
+    /// Slots per chunk, a power of two so that a slot's chunk and offset are a shift and a mask.
+    private static let chunkShift = 12
+    private static let chunkSlots = 1 << chunkShift
+    private var chunks: [[SlotRecord?]] = []
+    /// The slot `chunks[0][0]` stands for: a multiple of `chunkSlots`.
     private var base: UInt64 = 0
+    /// Every slot below this is forgotten (compacted): reads give nil and writes are ignored.
+    private var forgottenBelow: UInt64 = 0
 
     subscript(slot: UInt64) -> SlotRecord? {
-        get { slot >= base && slot - base < UInt64(records.count) ? records[Int(slot - base)] : nil }
+        get {
+            guard slot >= forgottenBelow else { return nil }
+            let index = slot - base
+            let chunk = Int(index >> UInt64(Self.chunkShift))
+            return chunk < chunks.count ? chunks[chunk][Int(index) & (Self.chunkSlots - 1)] : nil
+        }
         set {
-            guard slot >= base else { return }
-            let index = Int(slot - base)
-            if index >= records.count {
+            guard slot >= forgottenBelow else { return }
+            let index = slot - base
+            let chunk = Int(index >> UInt64(Self.chunkShift))
+            if chunk >= chunks.count {
                 guard newValue != nil else { return }
-                records.append(contentsOf: repeatElement(nil, count: index - records.count + 1))
+                while chunks.count <= chunk { chunks.append(Array(repeating: nil, count: Self.chunkSlots)) }
             }
-            records[index] = newValue
+            chunks[chunk][Int(index) & (Self.chunkSlots - 1)] = newValue
         }
     }
 
-    /// Drops every record below `slot`. Runs once per checkpoint, so the copy of what remains
-    /// (at most the delivery window) is paid rarely.
+    /// Drops every record below `slot`: whole chunks are released, and the part of the first kept
+    /// chunk below `slot` is cleared so its values can be freed.
     mutating func forget(below slot: UInt64) {
-        guard slot > base else { return }
-        let count = Int(min(slot - base, UInt64(records.count)))
-        records.removeFirst(count)
-        base = slot
+        guard slot > forgottenBelow else { return }
+        var cleared = max(forgottenBelow, base)
+        forgottenBelow = slot
+        let wholeChunks = Int(min((slot - base) >> UInt64(Self.chunkShift), UInt64(chunks.count)))
+        if wholeChunks > 0 {
+            chunks.removeFirst(wholeChunks)
+            base += UInt64(wholeChunks) << UInt64(Self.chunkShift)
+            cleared = max(cleared, base)
+        }
+        guard !chunks.isEmpty else {
+            // Nothing held at or above `slot`: restart the table at the chunk that holds it.
+            base = slot & ~UInt64(Self.chunkSlots - 1)
+            return
+        }
+        while cleared < slot {
+            chunks[0][Int(cleared - base)] = nil
+            cleared += 1
+        }
     }
 }
 

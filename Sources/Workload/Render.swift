@@ -26,6 +26,8 @@ extension WorkloadSpec {
             lines.append("  pipeline_depth_max: \(group.pipelineDepthMax)")
         }
         lines.append("  batch_delay_us: \(group.batchDelayMicroseconds)")
+        lines.append("  batch_hold_inflight_min: \(group.batchHoldInflightMin)")
+        lines.append("  batch_hold_us: \(group.batchHoldMicroseconds)")
         lines.append("  scheduler: \(group.scheduler)")
         lines.append("  workers: \(group.workers)")
         lines.append("  cost_us: \(number(group.costMicroseconds))")

@@ -36,6 +36,11 @@ public struct GroupSpec: Hashable, Sendable {
     public var batchBytesMax = 1 << 20
     public var batchDelayMicroseconds: UInt64 = 0
     public var pipelineDepthMax = 16
+    /// Adaptive batching (see `PaxosConfig.batchHoldInflightMin`): a leader with at least this many
+    /// batches in flight holds a batch that is not full; the pipeline depth or more turns it off.
+    public var batchHoldInflightMin = 2
+    /// The longest adaptive batching holds a request, in microseconds (0 turns it off).
+    public var batchHoldMicroseconds: UInt64 = 1_000
     /// How each replica executes decided commands: `sequential`, `early` or `graph`.
     public var scheduler = "sequential"
     /// Execution workers per replica (for `early` and `graph`).
@@ -59,8 +64,9 @@ public struct GroupSpec: Hashable, Sendable {
 
 extension GroupSpec {
     /// The fields a workload's `group` and a cluster file's groups share.
-    public static let settingFields = ["protocol", "batch_commands_max", "batch_bytes_max", "batch_delay_us", "pipeline_depth_max", "scheduler",
-                                       "workers", "cost_us", "durability", "checkpoint_interval_slots", "data_dir"]
+    public static let settingFields = ["protocol", "batch_commands_max", "batch_bytes_max", "batch_delay_us", "pipeline_depth_max",
+                                       "batch_hold_inflight_min", "batch_hold_us", "scheduler", "workers", "cost_us", "durability",
+                                       "checkpoint_interval_slots", "data_dir"]
 
     /// Reads `settingFields` from `fields`; problems land in its errors.
     public mutating func readSettings(from fields: YAMLFields) {
@@ -70,6 +76,8 @@ extension GroupSpec {
         batchBytesMax = fields.int("batch_bytes_max", default: batchBytesMax, range: 1_024...(64 << 20), unit: "bytes")
         batchDelayMicroseconds = UInt64(fields.int("batch_delay_us", default: Int(batchDelayMicroseconds), range: 0...100_000, unit: "µs"))
         pipelineDepthMax = fields.int("pipeline_depth_max", default: pipelineDepthMax, range: 1...4_096, unit: "batches")
+        batchHoldInflightMin = fields.int("batch_hold_inflight_min", default: batchHoldInflightMin, range: 1...4_096, unit: "batches")
+        batchHoldMicroseconds = UInt64(fields.int("batch_hold_us", default: Int(batchHoldMicroseconds), range: 0...100_000, unit: "µs"))
         scheduler = fields.choice("scheduler", default: scheduler, from: ["sequential", "early", "graph"])
         workers = fields.int("workers", default: workers, range: 1...64, unit: "workers")
         costMicroseconds = fields.double("cost_us", default: costMicroseconds, range: 0...1_000_000, unit: "µs")

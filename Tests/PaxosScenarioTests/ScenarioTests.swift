@@ -30,11 +30,17 @@ struct ScenarioTests {
     @Test("A minority side cannot decide, and after the partition heals every replica delivers the same slots")
     func partitionAndHeal() throws { try ScenarioFile("partition-and-heal.txt").check() }
 
+    @Test("An owner's skip racing a revocation of its sublog: the revoker puts the same no-op in the skipped slot")
+    func skipRacesRevocation() throws { try ScenarioFile("skip-races-revocation.txt").check() }
+
+    @Test("An owner restarting after it skipped never puts a client batch in a slot it skipped")
+    func ownerRestartAfterSkip() throws { try ScenarioFile("owner-restart-after-skip.txt").check() }
+
     @Test("Every scenario file in testdata is run by a test")
     func everyFileIsCovered() throws {
         let covered: Set<String> = [
             "normal-case.txt", "idle-leader-skip.txt", "leader-crash-multi-leader.txt", "leader-crash-single-leader.txt",
-            "duplicate-request.txt", "partition-and-heal.txt",
+            "duplicate-request.txt", "partition-and-heal.txt", "skip-races-revocation.txt", "owner-restart-after-skip.txt",
         ]
         let present = try FileManager.default.contentsOfDirectory(atPath: ScenarioFile.directory.path)
             .filter { $0.hasSuffix(".txt") }

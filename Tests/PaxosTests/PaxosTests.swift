@@ -11,18 +11,20 @@ import Testing
     }
 
     @Test func boundsAreCheckedAgainstEachOther() {
-        var config = PaxosConfig(replicaCount: 4)
-        #expect(throws: ConfigError.self) { try config.validate() }
-        config = PaxosConfig(replicaCount: 3)
-        config.requestQueueMax = 10
-        config.batchCommandsMax = 64
-        #expect { try config.validate() } throws: { ($0 as? ConfigError)?.field == "requestQueueMax" }
-        config = PaxosConfig(replicaCount: 3)
-        config.pipelineDepthMax = 4_000
-        #expect { try config.validate() } throws: { ($0 as? ConfigError)?.field == "deliveryWindowSlotsMax" }
-        config = PaxosConfig(replicaCount: 3)
-        config.suspectTimeoutMicroseconds = config.heartbeatIntervalMicroseconds
-        #expect { try config.validate() } throws: { ($0 as? ConfigError)?.field == "suspectTimeoutMicroseconds" }
+        #expect(throws: ConfigError.self) { try PaxosConfig(replicaCount: 4).validate() }
+        // Each change alone breaks the bound of the named field.
+        let refusals: [(field: String, change: @Sendable (inout PaxosConfig) -> Void)] = [
+            ("requestQueueMax", { $0.requestQueueMax = 10; $0.batchCommandsMax = 64 }),
+            ("deliveryWindowSlotsMax", { $0.pipelineDepthMax = 4_000 }),
+            ("suspectTimeoutMicroseconds", { $0.suspectTimeoutMicroseconds = $0.heartbeatIntervalMicroseconds }),
+            ("batchHoldInflightMin", { $0.batchHoldInflightMin = 0 }),
+            ("batchHoldMicrosecondsMax", { $0.batchHoldMicrosecondsMax = $0.suspectTimeoutMicroseconds }),
+        ]
+        for refusal in refusals {
+            var config = PaxosConfig(replicaCount: 3)
+            refusal.change(&config)
+            #expect { try config.validate() } throws: { ($0 as? ConfigError)?.field == refusal.field }
+        }
     }
 }
 
@@ -92,7 +94,7 @@ struct Group {
         var accepts: [SlotRun] = []
         for sequence in UInt64(1)...23 {
             let ready = group.replicas[0].propose(Self.put(1, sequence), now: .zero)
-            for outgoing in ready.pendingMessages where outgoing.to == ReplicaID(0) {
+            for outgoing in ready.pendingMessages where outgoing.to == ReplicaID(1) {
                 if case let .accept(_, run) = outgoing.message { accepts.append(run) }
             }
             group.absorb(ready, at: 0)
@@ -102,6 +104,29 @@ struct Group {
         #expect(accepts.allSatisfy { $0.value.requestCount <= 5 })
         group.stabilize()
         #expect(group.delivered[2].reduce(0) { $0 + $1.value.requestCount } == 23)
+    }
+
+    @Test func aLoadedLeaderHoldsABatchThatIsNotFullUntilItFillsOrTheHoldTimePasses() {
+        var config = PaxosConfig(replicaCount: 3, mode: .singleLeader)
+        config.batchCommandsMax = 4
+        config.pipelineDepthMax = 8
+        config.batchHoldInflightMin = 1
+        config.batchHoldMicrosecondsMax = 500
+        var replica = PaxosReplica(config: config, id: ReplicaID(0), now: .zero)
+        func sizes(_ ready: Ready) -> [Int] {
+            ready.pendingMessages.compactMap { outgoing in
+                if outgoing.to == ReplicaID(1), case let .accept(_, run) = outgoing.message { run.value.requestCount } else { nil }
+            }
+        }
+        // Nothing in flight: the first request leaves at once, alone.
+        #expect(sizes(replica.propose(Self.put(1, 1), now: .zero)) == [1])
+        // A batch in flight: the next requests wait while their batch fills, and it leaves full.
+        for sequence in UInt64(2)...4 { #expect(sizes(replica.propose(Self.put(1, sequence), now: .zero)).isEmpty) }
+        #expect(sizes(replica.propose(Self.put(1, 5), now: .zero)) == [4])
+        // A request held alone leaves once it has waited batchHoldMicrosecondsMax.
+        #expect(sizes(replica.propose(Self.put(1, 6), now: .zero)).isEmpty)
+        #expect(sizes(replica.tick(now: Instant(nanoseconds: 499_000))).isEmpty)
+        #expect(sizes(replica.tick(now: Instant(nanoseconds: 500_000))) == [1])
     }
 
     @Test func aRetryQueuedTwiceAtOneReplicaIsProposedOnce() {
@@ -124,6 +149,42 @@ struct Group {
         let messages = ready.messages(persistingTo: &storage)
         #expect(storage.records.count == 1)
         #expect(messages.map(\.message) == [.accepted(ballot: Ballot(round: 0, replica: ReplicaID(0)), first: 0)])
+    }
+
+    @Test func anIdleOwnersSkipIsPersistedThenSentAsDecidedWithoutAnAcceptRound() {
+        var replica = PaxosReplica(config: PaxosConfig(replicaCount: 3), id: ReplicaID(0), now: .zero)
+        let r1 = Ballot(round: 0, replica: ReplicaID(1))
+        let ready = replica.receive(.accept(ballot: r1, run: SlotRun(slot: 4, value: .batch([Self.put(1, 1)]))), from: ReplicaID(1), now: .zero)
+        let skip = SlotRun(first: 0, last: 3, value: .noop)
+        #expect(ready.records == [.accepted(ballot: r1, run: SlotRun(slot: 4, value: .batch([Self.put(1, 1)]))),
+                                  .accepted(ballot: Ballot(round: 0, replica: ReplicaID(0)), run: skip)])
+        // Its own slot 0 is decided by the skip alone; slots 1 and 2 belong to the others.
+        #expect(ready.deliveries == [Delivery(slot: 0, value: .noop)])
+        var storage = MemoryStorage()
+        let messages = ready.messages(persistingTo: &storage)
+        #expect(storage.records.count == 2)
+        #expect(messages.map(\.message) == [.accepted(ballot: r1, first: 4), .decided([skip]), .decided([skip])])
+        #expect(!messages.contains { if case .accept = $0.message { true } else { false } })
+    }
+
+    @Test func aRestartedOwnerPutsNoBatchInASlotItSkippedEvenWhenNoPromiseReportsIt() {
+        let config = PaxosConfig(replicaCount: 3)
+        let own = Ballot(round: 0, replica: ReplicaID(0))
+        var replica = PaxosReplica(config: config, id: ReplicaID(0), now: .zero,
+                                   restoring: [.accepted(ballot: own, run: SlotRun(first: 0, last: 6, value: .noop))])
+        // Phase 1 at 1.0. Its own promise (which would report the skip) is left out of the quorum:
+        // the floor must come from the restored records alone.
+        let prepare = replica.tick(now: Instant(nanoseconds: 1_000))
+        let ballot = Ballot(round: 1, replica: ReplicaID(0))
+        #expect(prepare.pendingMessages.contains { $0.message == .prepare(sublog: 0, ballot: ballot, fromSlot: 0) })
+        var accepts: [SlotRun] = []
+        for peer in [1, 2] {
+            let ready = replica.receive(.promise(sublog: 0, ballot: ballot, fromSlot: 0, slots: [], complete: true), from: ReplicaID(peer), now: .zero)
+            for outgoing in ready.pendingMessages { if case let .accept(b, run) = outgoing.message, b == ballot { accepts.append(run) } }
+        }
+        let request = replica.propose(Self.put(1, 1), now: .zero)
+        for outgoing in request.pendingMessages { if case let .accept(b, run) = outgoing.message, b == ballot { accepts.append(run) } }
+        #expect(Set(accepts) == [SlotRun(first: 0, last: 6, value: .noop), SlotRun(slot: 9, value: .batch([Self.put(1, 1)]))])
     }
 
     @Test func anAcceptBelowThePromiseIsRejectedWithThePromise() {
