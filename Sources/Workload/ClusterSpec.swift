@@ -83,9 +83,9 @@ public struct ClusterSpec: Hashable, Sendable {
     public static func load(path: String) throws(SpecErrors) -> ClusterSpec {
         var spec = try parse(try SpecFile.read(path), file: path)
         if let composition = spec.composition, !composition.hasPrefix("/") {
-            spec.composition = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent(composition).standardized.path
+            spec.composition = URL(fileURLWithPath: path).absoluteURL.deletingLastPathComponent().appendingPathComponent(composition).standardized.path
         }
-        let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
+        let folder = URL(fileURLWithPath: path).absoluteURL.deletingLastPathComponent()
         for index in spec.groups.indices {
             if let directory = spec.groups[index].settings.dataDirectory, !directory.hasPrefix("/") {
                 spec.groups[index].settings.dataDirectory = folder.appendingPathComponent(directory).standardized.path

@@ -64,7 +64,7 @@ public struct CompareSpec: Sendable {
         guard root.errors.isEmpty else { throw SpecErrors(errors: root.errors) }
 
         let basePath = workloadPath.hasPrefix("/") ? workloadPath
-            : URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent(workloadPath).path
+            : URL(fileURLWithPath: path).absoluteURL.deletingLastPathComponent().appendingPathComponent(workloadPath).path
         let baseText: String
         do {
             baseText = try SpecFile.read(basePath)
@@ -98,7 +98,7 @@ public struct CompareSpec: Sendable {
                 // one named by the base workload, to the base's folder.
                 if let composition = workload.composition, !composition.hasPrefix("/") {
                     let assigned = (sets + assignments).contains { $0.0 == "composition" }
-                    let folder = URL(fileURLWithPath: assigned ? path : basePath).deletingLastPathComponent()
+                    let folder = URL(fileURLWithPath: assigned ? path : basePath).absoluteURL.deletingLastPathComponent()
                     workload.composition = folder.appendingPathComponent(composition).standardized.path
                 }
                 let values = fields.map { field in assignments.first { $0.0 == field }?.1.scalar?.string ?? "" }

@@ -231,7 +231,7 @@ extension WorkloadSpec {
     public static func load(path: String) throws(SpecErrors) -> WorkloadSpec {
         let text = try SpecFile.read(path)
         var spec = try parse(text, file: path)
-        let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
+        let folder = URL(fileURLWithPath: path).absoluteURL.deletingLastPathComponent()
         if let composition = spec.composition, !composition.hasPrefix("/") {
             spec.composition = folder.appendingPathComponent(composition).standardized.path
         }
