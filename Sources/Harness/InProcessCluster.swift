@@ -211,7 +211,10 @@ final class HostStorage: ReplicaStorage, @unchecked Sendable {
         if let file { file.saveCheckpoint(checkpoint) } else { memory!.saveCheckpoint(checkpoint) }
     }
 
-    var newestCheckpoint: Checkpoint? { file?.newestCheckpoint ?? memory!.newestCheckpoint }
+    var newestCheckpoint: Checkpoint? {
+        if let file { return file.newestCheckpoint }
+        return memory!.newestCheckpoint
+    }
 
     var recovered: RecoveredState? { memory?.recovered }
 }
@@ -280,6 +283,8 @@ final class ReplicaHost: @unchecked Sendable {
             node = try ReplicaNode.recover(config: config, id: ReplicaID(index), now: Self.now(), storage: storage!, recovered: recovered,
                                            execution: execution, extensionOrigin: extensionOrigin,
                                            checkpointIntervalSlots: cluster.durability.checkpointIntervalSlots)
+            node!.encodesCheckpointsInline = false
+            incarnation += 1
         } catch {
             cluster.event("r\(index) cannot read its checkpoint: \(error)")
         }
@@ -390,7 +395,21 @@ final class ReplicaHost: @unchecked Sendable {
         gate = EffectGate()
     }
 
+    /// Incarnation of `node`: a checkpoint encoded for an earlier one is dropped.
+    private var incarnation = 0
+
     private func carryOut(_ output: NodeOutput) {
+        if let pending = output.pendingCheckpoint {
+            let current = incarnation
+            // Encoded off the loop, which keeps serving; handed back to the same incarnation.
+            DispatchQueue.global().async { [self] in
+                let bytes = pending.encode()
+                loop.execute { [self] in
+                    guard incarnation == current, node != nil else { return }
+                    node!.checkpointEncoded(pending, bytes: bytes)
+                }
+            }
+        }
         if let transfer = output.stateTransfer {
             cluster.event(String(format: "r%d installed r%d's checkpoint at slot %llu: %d bytes in %d chunks, %.1f ms", index, transfer.from.rawValue,
                                  transfer.slot, transfer.bytes, transfer.chunks, Double(transfer.microseconds) / 1_000))

@@ -143,6 +143,7 @@ public final class ReplicaServer: @unchecked Sendable {
         node = try ReplicaNode.recover(config: config, id: ReplicaID(replica), now: Self.now(), storage: storage!, recovered: recovered,
                                        execution: WorkloadRunner.executionConfig(group: settings),
                                        checkpointIntervalSlots: settings.checkpointIntervalSlots)
+        node!.encodesCheckpointsInline = false
     }
 
     // MARK: Inputs
@@ -212,6 +213,13 @@ public final class ReplicaServer: @unchecked Sendable {
     // MARK: Effects
 
     private func carryOut(_ output: NodeOutput) {
+        if let pending = output.pendingCheckpoint {
+            // Encoded off the loop, which keeps serving.
+            DispatchQueue.global().async { [self] in
+                let bytes = pending.encode()
+                loop.execute { [self] in node?.checkpointEncoded(pending, bytes: bytes) }
+            }
+        }
         for delivery in output.deliveries {
             if case let .batch(requests) = delivery.value {
                 counters.batchesDelivered += 1

@@ -39,6 +39,9 @@ public struct NodeOutput: Sendable {
     public internal(set) var checkpoints: [UInt64] = []
     /// A state transfer this input completed.
     public internal(set) var stateTransfer: StateTransferReport?
+    /// A checkpoint for the driver to encode and return through `checkpointEncoded` (only when
+    /// the node does not encode checkpoints inline).
+    public internal(set) var pendingCheckpoint: PendingCheckpoint?
 
     public init() {}
 
@@ -51,6 +54,21 @@ public struct NodeOutput: Sendable {
 
     /// Effects for inspection only (scenario traces, checkers); never for sending.
     public var pendingEffects: NodeEffects { sealed }
+}
+
+/// A checkpoint taken but not yet encoded: the state machine at `slot` (a copy that shares its
+/// tables with the live one until either is written) and the acceptor state at `position`.
+public struct PendingCheckpoint: Sendable {
+    public let slot: UInt64
+    public let position: UInt64
+    let extensionStepCount: UInt64
+    let machine: StateMachine
+    let acceptor: [PersistRecord]
+
+    /// The checkpoint's bytes; pure, so any thread may call it.
+    public func encode() -> [UInt8] {
+        CheckpointPayload(slot: slot, extensionStepCount: extensionStepCount, machine: machine.snapshot(canonical: false), acceptor: acceptor).encode()
+    }
 }
 
 /// A finished state transfer: the checkpoint's slot, its size, and how long it took.
@@ -132,6 +150,10 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
     public var digestIntervalSlots: UInt64
     /// Take a checkpoint and compact after every this many delivered slots (0: never).
     public var checkpointIntervalSlots: UInt64
+    /// Whether checkpoints are encoded within the input that takes them. When false, the output
+    /// carries a `pendingCheckpoint` and the driver must encode it and hand it back through
+    /// `checkpointEncoded` (the event loops of real drivers keep serving meanwhile).
+    public var encodesCheckpointsInline = true
     /// When set, every executed `kv.put` also yields an extension step of this origin.
     public let extensionOrigin: UInt32?
     /// Extension steps produced so far: deterministic, as it counts executed puts in slot order.
@@ -275,15 +297,29 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
         output.durableAfter = storage.appendedPosition
     }
 
-    private mutating func takeCheckpoint(into output: inout NodeOutput) {
+    private mutating func takeCheckpoint(into output: inout NodeOutput, inline: Bool = false) {
         let slot = core.deliveredBelow
         guard slot > lastCheckpointSlot || storage.newestCheckpoint == nil else { return }
-        let payload = CheckpointPayload(slot: slot, extensionStepCount: extensionStepCount, machine: machine.snapshot(),
-                                        acceptor: core.acceptorStateAtCheckpoint)
-        storage.saveCheckpoint(Checkpoint(slot: slot, position: storage.appendedPosition, bytes: payload.encode()))
-        core.compact(below: slot)
+        // A copy of the state machine costs nothing now (its tables are shared until the next
+        // write); encoding it is what takes time, so a driver may do that on another thread.
+        let pending = PendingCheckpoint(slot: slot, position: storage.appendedPosition, extensionStepCount: extensionStepCount,
+                                        machine: machine, acceptor: core.acceptorStateAtCheckpoint)
         lastCheckpointSlot = slot
         output.checkpoints.append(slot)
+        if encodesCheckpointsInline || inline {
+            checkpointEncoded(pending, bytes: pending.encode())
+        } else {
+            output.pendingCheckpoint = pending
+        }
+    }
+
+    /// A checkpoint taken by an earlier input, encoded (by the driver, off the replica's loop):
+    /// it is stored, and the core forgets the slots it covers. One older than the newest stored
+    /// (a state transfer overtook it) is dropped.
+    public mutating func checkpointEncoded(_ pending: PendingCheckpoint, bytes: [UInt8]) {
+        if let newest = storage.newestCheckpoint, newest.slot >= pending.slot { return }
+        storage.saveCheckpoint(Checkpoint(slot: pending.slot, position: pending.position, bytes: bytes))
+        core.compact(below: pending.slot)
     }
 
     // MARK: State transfer
@@ -341,7 +377,7 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
         run(core.installCheckpoint(slot: payload.slot, now: now), now: now, into: &output)
         // This replica's own checkpoint: its state machine from the peer, its own acceptor state.
         lastCheckpointSlot = 0
-        takeCheckpoint(into: &output)
+        takeCheckpoint(into: &output, inline: true)
         output.stateTransfer = StateTransferReport(slot: payload.slot, bytes: current.bytes.count, chunks: Int(chunk.count),
                                                    microseconds: now.microseconds(since: current.startedAt), from: peer)
     }

@@ -52,12 +52,23 @@ public struct KeyValueStore: Hashable, Sendable, CanonicallyEncoded {
 
     public mutating func put(_ key: String, _ value: String) { entries[key] = value }
 
-    /// Canonical encoding: sorted by key, so equal stores give equal bytes.
-    public func encode(into writer: inout ByteWriter) {
+    /// Canonical encoding: sorted by key, so equal stores give equal bytes. `canonical: false`
+    /// writes the same entries in the table's own order (no sort: a checkpoint of a large store
+    /// would otherwise spend most of its time sorting); `decode` reads either.
+    public func encode(into writer: inout ByteWriter) { encode(into: &writer, canonical: true) }
+
+    public func encode(into writer: inout ByteWriter, canonical: Bool) {
         writer.write(UInt32(entries.count))
-        for key in entries.keys.sorted() {
-            writer.write(key)
-            writer.write(entries[key]!)
+        if canonical {
+            for key in entries.keys.sorted() {
+                writer.write(key)
+                writer.write(entries[key]!)
+            }
+        } else {
+            for (key, value) in entries {
+                writer.write(key)
+                writer.write(value)
+            }
         }
     }
 
@@ -115,9 +126,13 @@ public struct LockTable: Hashable, Sendable, CanonicallyEncoded {
 
     public func holder(of name: String) -> ClientID? { holders[name] }
 
-    public func encode(into writer: inout ByteWriter) {
+    /// Sorted by name when `canonical` (see `KeyValueStore.encode`).
+    public func encode(into writer: inout ByteWriter) { encode(into: &writer, canonical: true) }
+
+    public func encode(into writer: inout ByteWriter, canonical: Bool) {
         writer.write(UInt32(holders.count))
-        for name in holders.keys.sorted() {
+        let names = canonical ? holders.keys.sorted() : Array(holders.keys)
+        for name in names {
             writer.write(name)
             writer.write(holders[name]!.rawValue)
         }

@@ -44,7 +44,7 @@ import Testing
         #expect(timeseries.contains("r2 killed (SIGKILL"))
         let summary = try String(contentsOfFile: "\(out)/summary.csv", encoding: .utf8)
         let all = try #require(summary.split(separator: "\n").last?.split(separator: ","))
-        #expect(Int(all[1])! > 50, "summary: \(summary)")
+        #expect(Int(all[1])! > 20, "summary: \(summary)")
         // The replicas ran as processes with their own logs and files, and none is left running.
         for replica in 0..<3 { #expect(FileManager.default.fileExists(atPath: "\(out)/replica-group-r\(replica).log")) }
         #expect(FileManager.default.fileExists(atPath: "\(out)/cluster.yaml"))

@@ -49,15 +49,15 @@ import Workload
         defer { try? FileManager.default.removeItem(atPath: folder) }
         let spec = try workload("""
             name: rejoin
-            duration_s: 4
+            duration_s: 5
             warmup_s: 0.3
-            group: {replicas: 3, durability: write, checkpoint_interval_slots: 40}
+            group: {replicas: 3, durability: write, checkpoint_interval_slots: 8}
             clients: {count: 8, retry_timeout_ms: 200}
             keys: {count: 100}
             mix: {kv.get: 0.3, kv.put: 0.5, log.append: 0.2}
             events:
-              - {at_s: 0.8, crash: 2}
-              - {at_s: 2.5, restart: 2}
+              - {at_s: 0.6, crash: 2}
+              - {at_s: 3, restart: 2}
             """)
         let outcome = try WorkloadRunner.run(spec, recordHistory: true, dataDirectory: folder)
         let events = outcome.summary.recorder.events.values.flatMap { $0 }
