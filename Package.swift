@@ -83,11 +83,13 @@ let package = Package(
         // jemalloc's control interface (`mallctl`). Only the executable links it, so the
         // allocator it reports is the one that really serves the process.
         .systemLibrary(name: "CJemalloc"),
+        // A process started by a harness exits with it (Linux's parent-death signal).
+        .target(name: "CProcessShims"),
         .executableTarget(
             name: "csmr",
             dependencies: [
                 "Primitives", "Services", "Wire", "Paxos", "Runtime", "Simulation", "Workload", "Harness", "Linearizability", "Execution",
-                "Composition", "CJemalloc",
+                "Composition", "CJemalloc", "CProcessShims",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             linkerSettings: [.linkedLibrary("jemalloc", .when(platforms: [.linux]))],

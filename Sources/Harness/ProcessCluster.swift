@@ -132,7 +132,7 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
         guard let executable, let proxy = cluster.proxy else { throw ServerError.unsupported("no proxy address in the cluster file") }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["proxy", "--cluster", clusterFile]
+        process.arguments = ["proxy", "--cluster", clusterFile, "--exit-with-parent"]
         let output = Pipe()
         process.standardOutput = output
         let logPath = URL(fileURLWithPath: logFolder).appendingPathComponent("proxy.log").path
@@ -242,7 +242,7 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
         guard !attached, let executable else { throw ServerError.unsupported("this run did not start \(name(group, replica)); it cannot restart it") }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["replica", "--cluster", clusterFile, "--id", "\(replica)", "--group", cluster.groups[group].name]
+        process.arguments = ["replica", "--cluster", clusterFile, "--id", "\(replica)", "--group", cluster.groups[group].name, "--exit-with-parent"]
         let output = Pipe()
         process.standardOutput = output
         let logPath = URL(fileURLWithPath: logFolder).appendingPathComponent("replica-\(cluster.groups[group].name)-r\(replica).log").path

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CProcessShims
 import Composition
 import Dispatch
 import Foundation
@@ -20,7 +21,15 @@ struct Proxy: ParsableCommand {
     @Option(help: "The cluster file (YAML, see docs/cluster.md); it names the proxy's address and the composition.")
     var cluster: String
 
+    @Flag(help: "Exit when the process that started this one exits (for harnesses and tests: no orphans).")
+    var exitWithParent = false
+
     func run() throws {
+        // The kernel sends SIGKILL when the parent dies; a parent that is already gone counts too.
+        if exitWithParent {
+            _ = csmr_exit_with_parent()
+            if getppid() == 1 { throw ExitCode(1) }
+        }
         let spec: ClusterSpec
         let composition: CompositionSpec
         do {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CProcessShims
 import Dispatch
 import Foundation
 import Harness
@@ -25,7 +26,15 @@ struct Replica: ParsableCommand {
     @Option(help: "The group's name (default: the first group).")
     var group: String?
 
+    @Flag(help: "Exit when the process that started this one exits (for harnesses and tests: no orphans).")
+    var exitWithParent = false
+
     func run() throws {
+        // The kernel sends SIGKILL when the parent dies; a parent that is already gone counts too.
+        if exitWithParent {
+            _ = csmr_exit_with_parent()
+            if getppid() == 1 { throw ExitCode(1) }
+        }
         let spec: ClusterSpec
         do {
             spec = try ClusterSpec.load(path: cluster)

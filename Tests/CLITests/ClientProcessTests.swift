@@ -27,7 +27,7 @@ import Workload
     private static func startReplica(cluster: String, id: Int, log: String) throws -> Process {
         let process = Process()
         process.executableURL = CSMRBinary.url
-        process.arguments = ["replica", "--cluster", cluster, "--id", "\(id)"]
+        process.arguments = ["replica", "--cluster", cluster, "--id", "\(id)", "--exit-with-parent"]
         let output = Pipe()
         process.standardOutput = output
         _ = FileManager.default.createFile(atPath: log, contents: nil)
