@@ -30,6 +30,8 @@ public enum ReplicationProtocol: String, CaseIterable, Hashable, Sendable {
 }
 
 public struct GroupSpec: Hashable, Sendable {
+    public init() {}
+
     public var replicas = 3
     public var replication = ReplicationProtocol.multiLeader
     public var batchCommandsMax = 64
