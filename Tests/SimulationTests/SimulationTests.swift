@@ -87,7 +87,7 @@ import Testing
         let report = simulator.run()
         #expect(report.passed)
         #expect(report.operationsCompleted == 4 * 25)
-        #expect(report.faultLog.count == 1)
+        #expect(report.faultLog.count == 2)
     }
 }
 
