@@ -161,13 +161,14 @@ final class SimulatedDisk: ReplicaStorage, @unchecked Sendable {
             let prefix = 1 + Int(random.next() % UInt64(record.count - 1))
             bytes += record[..<prefix]
             bytes += [UInt8](repeating: 0, count: Int(random.next() % 16))
-            // A prefix of zeros (the high bytes of the length) is indistinguishable from the
-            // zero fill that follows it: nothing torn shows.
-            if record[..<prefix].contains(where: { $0 != 0 }) { tornBytes = prefix }
+            tornBytes = prefix
         }
+        let records = Self.readBack(bytes, survivors: log[..<kept].map(\.bytes), torn: tornBytes.map { _ in log[kept].bytes })
+        // The zero fill may complete a torn record whose missing bytes were zeros: then it survived.
+        if records.count > kept { tornBytes = nil }
+        kept = records.count
         let lost = log.count - kept
         log.removeLast(lost)
-        let records = Self.readBack(bytes, expected: log.map(\.bytes), torn: tornBytes != nil)
         appendedPosition = max(log.last?.position ?? 0, durablePosition, durableCheckpoint?.position ?? 0)
         durablePosition = appendedPosition
         newestCheckpoint = durableCheckpoint
@@ -177,15 +178,12 @@ final class SimulatedDisk: ReplicaStorage, @unchecked Sendable {
     /// Recovery's reading of the log, with the production scanner and decoder: the records before
     /// a torn tail, which is cut. Anything else (corruption, a record that decodes differently
     /// from what was written) is a bug in the format or in this disk, not a fault to survive.
-    private static func readBack(_ bytes: [UInt8], expected: [[UInt8]], torn: Bool) -> [PersistRecord] {
+    private static func readBack(_ bytes: [UInt8], survivors: [[UInt8]], torn: [UInt8]?) -> [PersistRecord] {
         let (scanned, end) = WALFormat.scan(bytes)
-        switch end {
-        case .clean: precondition(!torn, "a torn write was not detected by WALFormat.scan")
-        case .tornTail: precondition(torn, "WALFormat.scan found a torn tail where none was written")
-        case let .corrupt(offset, reason): preconditionFailure("WALFormat.scan found corruption at \(offset) in a log with only a torn tail: \(reason)")
+        if case let .corrupt(offset, reason) = end {
+            preconditionFailure("WALFormat.scan found corruption at \(offset) in a log with at most a torn tail: \(reason)")
         }
-        precondition(scanned.count == expected.count, "recovery read \(scanned.count) records, \(expected.count) survived")
-        return scanned.map { record in
+        let records = scanned.map { record in
             do {
                 guard case let .persist(persisted) = try WALEntry.decode(kind: record.kind, payload: record.payload) else {
                     preconditionFailure("the simulated log holds only persist records")
@@ -195,6 +193,12 @@ final class SimulatedDisk: ReplicaStorage, @unchecked Sendable {
                 preconditionFailure("a surviving record at offset \(record.offset) does not decode: \(error)")
             }
         }
+        let expected = survivors + (torn.map { [$0] } ?? [])
+        precondition(records.count <= expected.count && zip(records, expected).allSatisfy { WALFormat.encode(.persist($0)) == $1 },
+                     "recovery read back \(records.count) records that differ from the \(survivors.count) written (torn: \(torn != nil))")
+        // Only the torn record may be missing, and only because it is torn.
+        precondition(records.count >= survivors.count, "recovery lost a record that was written whole")
+        return records
     }
 
     private func startSync() {
