@@ -58,6 +58,16 @@ import Testing
         if spec.extendPutsIntoLog { #expect(steps > 100) }
     }
 
+    /// Seed 297 stalled for ever before the leader clipped its retransmitted skip runs: a no-op
+    /// run from slot 40 through 55 of a leader that had since delivered up to 55 (a state
+    /// transfer) was ignored by peers compacted past 40, so slot 55 was never decided.
+    @Test func aSkipRunReachingBelowThePeersCompactionPointStillGetsDecided() {
+        var simulator = Simulator(options: SimulationOptions(seed: 297, mode: .multiLeader))
+        let report = simulator.run()
+        #expect(report.passed, "\(report.violations)")
+        #expect(report.faultLog.contains { $0.contains(" installed ") })
+    }
+
     @Test func aSeedReplaysExactly() {
         for mode in LeadershipMode.allCases {
             var first = Simulator(options: SimulationOptions(seed: 99, mode: mode))
@@ -80,6 +90,23 @@ import Testing
         }
         #expect(crashes >= 20)
         #expect(partitions >= 20)
+    }
+
+    /// Across a few seeds, the disk faults and what they lead to all happen: crashes that lose
+    /// unsynced records, torn writes, crashes aimed after a reply and in phase 1, restarts from a
+    /// checkpoint and state transfers.
+    @Test func diskFaultsAndStateTransfersReallyHappen() {
+        var log: [String] = []
+        for seed in UInt64(1)...40 {
+            var simulator = Simulator(options: SimulationOptions(seed: seed, mode: seed % 2 == 0 ? .multiLeader : .singleLeader))
+            log += simulator.run().faultLog
+        }
+        #expect(log.filter { $0.contains(" crash ") && !$0.contains(": 0 unsynced") }.count >= 5)
+        #expect(log.filter { $0.contains("torn after") }.count >= 1)
+        #expect(log.filter { $0.contains("after effects left") }.count >= 3)
+        #expect(log.filter { $0.contains("in phase 1") }.count >= 3)
+        #expect(log.filter { $0.contains("from the checkpoint at slot") }.count >= 3)
+        #expect(log.filter { $0.contains(" installed ") }.count >= 3)
     }
 
     @Test func withoutFaultsEveryOperationCompletes() {
