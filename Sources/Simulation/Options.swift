@@ -103,6 +103,8 @@ struct FaultProfile: Sendable {
     /// Crashes and partitions scheduled at random times of the fault phase.
     var crashes = 0
     var partitions = 0
+    /// Links cut in one direction for a while.
+    var oneWayCuts = 0
     var disk = DiskProfile()
     /// Chance, each time effects leave a replica while it holds unsynced records, that it
     /// crashes at once (before the next sync): where a reply sent too early would be a lie.
@@ -120,9 +122,9 @@ struct FaultProfile: Sendable {
         slowDelayMicrosecondsMax = 20_000 + random.next() % 60_000
         // Draw every rate whether or not its fault is on, so enabling one fault kind does not
         // shift the draws of the others.
-        let enabled = (0..<10).map { _ in random.next() % 100 }
-        let rates = (0..<10).map { _ in random.unit() }
-        let counts = (0..<4).map { _ in random.next() }
+        let enabled = (0..<11).map { _ in random.next() % 100 }
+        let rates = (0..<11).map { _ in random.unit() }
+        let counts = (0..<5).map { _ in random.next() }
         disk.syncMicrosecondsMin = 50 + counts[3] % 150
         disk.syncMicrosecondsMax = disk.syncMicrosecondsMin + 100 + counts[3] % 900
         guard faults else { return }
@@ -142,6 +144,10 @@ struct FaultProfile: Sendable {
         if enabled[3] < 50 {
             partitions = 1 + Int(counts[0] % 3)
             kinds.append("partitions \(partitions)")
+        }
+        if enabled[10] < 50 {
+            oneWayCuts = 1 + Int(counts[4] % 4)
+            kinds.append("one-way link cuts \(oneWayCuts)")
         }
         if enabled[4] < 60 {
             crashes = 1 + Int(counts[1] % 4)

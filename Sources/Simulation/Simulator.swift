@@ -114,6 +114,9 @@ public struct Simulator {
             now = event.time
             handle(event.kind)
             if healed, clients.allSatisfy(\.isDone), forwarders.values.allSatisfy(\.isDrained), groups.allSatisfy(\.hasConverged) { break }
+            // Stop at the first broken safety property: what follows a broken invariant is noise
+            // (and replica code need not terminate once agreement is gone).
+            if groups.contains(where: \.hasSafetyViolation) || !crashedInvariantViolations.isEmpty { break }
         }
         return report()
     }
@@ -208,7 +211,7 @@ public struct Simulator {
             if group == router.extensionOrigin, replica == 0 { forwardExtensionSteps() }
             schedule(.tick(group, replica), afterMicroseconds: Self.tickMicroseconds)
         case let .message(group, from, to, message):
-            guard groups[group].nodes[to] != nil, !groups[group].blocked.contains(Pair(from, to)) else { return }
+            guard groups[group].nodes[to] != nil, !groups[group].isCut(from, to) else { return }
             let output = groups[group].nodes[to]!.receive(message, from: ReplicaID(from), now: now)
             absorb(output, group: group, from: to)
             switch message {
@@ -268,6 +271,12 @@ public struct Simulator {
             guard !healed else { return }
             groups[group].partition(side)
             faultLog.append("\(now) partition \(side.sorted().map { name(group, $0) }) from the rest of their group")
+        case let .cutLink(group, from, to):
+            guard !healed else { return }
+            groups[group].oneWayCuts.insert(Pair(from, to))
+            faultLog.append("\(now) cut the link \(name(group, from)) -> \(name(group, to)) (one way)")
+        case let .restoreLink(group, from, to):
+            if groups[group].oneWayCuts.remove(Pair(from, to)) != nil { faultLog.append("\(now) restore the link \(name(group, from)) -> \(name(group, to))") }
         case let .healPartition(group):
             if !groups[group].blocked.isEmpty { faultLog.append("\(now) heal partition\(groups.count > 1 ? " in group \(spec.groups[group].name)" : "")") }
             groups[group].blocked = []
@@ -278,6 +287,7 @@ public struct Simulator {
             profile.slowProbability = 0
             for group in groups.indices {
                 groups[group].blocked = []
+                groups[group].oneWayCuts = []
                 for replica in 0..<groups[group].replicaCount where groups[group].nodes[replica] == nil { restart(group, replica) }
             }
             faultLog.append("\(now) heal: network reliable, all replicas up")
@@ -332,7 +342,7 @@ public struct Simulator {
     private mutating func send(_ effects: NodeEffects, group: Int, from replica: Int) {
         for outgoing in effects.messages {
             let to = outgoing.to.rawValue
-            guard !groups[group].blocked.contains(Pair(replica, to)) else { continue }
+            guard !groups[group].isCut(replica, to) else { continue }
             sendOverNetwork(.message(group, from: replica, to: to, outgoing.message))
         }
         for step in effects.extensionSteps {
@@ -422,6 +432,16 @@ public struct Simulator {
             schedule(.partition(group, Set(members.prefix(size))), afterMicroseconds: at)
             schedule(.healPartition(group), afterMicroseconds: at + lasting)
         }
+        for _ in 0..<profile.oneWayCuts {
+            let group = Int(random.next() % UInt64(groups.count))
+            let count = UInt64(groups[group].replicaCount)
+            guard count > 1 else { continue }
+            let from = Int(random.next() % count)
+            let to = (from + 1 + Int(random.next() % (count - 1))) % Int(count)
+            let at = random.next() % phase
+            schedule(.cutLink(group, from, to), afterMicroseconds: at)
+            schedule(.restoreLink(group, from, to), afterMicroseconds: at + 20_000 + random.next() % 400_000)
+        }
     }
 
     private mutating func schedule(_ kind: EventKind, afterMicroseconds delay: UInt64) {
@@ -446,6 +466,9 @@ struct SimulatedGroup {
     /// What each crashed replica's disk held at the crash.
     private var survived: [RecoveredState?]
     var blocked: Set<Pair> = []
+    /// Links that lose every message in one direction only (the other still works): a replica
+    /// suspected by one peer while it still reaches the others, so two leaders compete.
+    var oneWayCuts: Set<Pair> = []
     var crashed = 0
     var checker: ExecutionChecker
 
@@ -473,6 +496,12 @@ struct SimulatedGroup {
     }
 
     var replicaCount: Int { config.replicaCount }
+
+    func isCut(_ from: Int, _ to: Int) -> Bool { blocked.contains(Pair(from, to)) || oneWayCuts.contains(Pair(from, to)) }
+
+    var hasSafetyViolation: Bool {
+        !checker.violations.isEmpty || nodes.contains { !($0?.core.invariantViolations.isEmpty ?? true) }
+    }
 
     /// Every replica is up and has delivered every slot any replica delivered: the final state
     /// the acknowledged-write check reads.
@@ -552,6 +581,8 @@ enum EventKind {
     case restart(Int, Int)
     case partition(Int, Set<Int>)
     case healPartition(Int)
+    case cutLink(Int, Int, Int)
+    case restoreLink(Int, Int, Int)
     case heal
 }
 
