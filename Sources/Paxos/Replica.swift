@@ -571,12 +571,16 @@ public struct PaxosReplica: Sendable {
         for first in leadership.inflight.keys.sorted() {
             if case let .batch(requests) = leadership.inflight[first]!.run.value { requeued += requests }
         }
-        if !requeued.isEmpty {
-            if queuedRequests == 0 { oldestQueuedAt = now }
-            queue.replaceSubrange(queueHead..<queueHead, with: requeued)
-            queueBytes += requeued.reduce(0) { $0 + Self.estimatedBytes($1) }
-        }
+        requeue(requeued)
         lastPrepareAt[sublog] = now
+    }
+
+    /// Puts requests back at the front of the queue, in the order given.
+    private mutating func requeue(_ requeued: [Request]) {
+        guard !requeued.isEmpty else { return }
+        if queuedRequests == 0 { oldestQueuedAt = now }
+        queue.replaceSubrange(queueHead..<queueHead, with: requeued)
+        queueBytes += requeued.reduce(0) { $0 + Self.estimatedBytes($1) }
     }
 
     private mutating func startPrepare(sublog: Int, into ready: inout Ready) {
@@ -607,9 +611,23 @@ public struct PaxosReplica: Sendable {
                 }
                 leadership.phase = .preparing(fromSlot: from, promises: promises, sentAt: now)
             case .leading:
+                var requeued: [Request] = []
                 for first in leadership.inflight.keys.sorted() {
                     var proposal = leadership.inflight[first]!
                     guard now.microseconds(since: proposal.sentAt) >= timeout else { continue }
+                    if proposal.run.last < deliveredBelow {
+                        // Every slot of it was delivered meanwhile (a state transfer, or a
+                        // decision learned from another leader): there is nothing left to gather,
+                        // and compacted peers would never answer, so the proposal would hold its
+                        // pipeline place for ever. Its requests are proposed again unless they were
+                        // delivered here (the session table absorbs a second decision of one).
+                        leadership.inflight[first] = nil
+                        if case let .batch(requests) = proposal.run.value {
+                            leadership.batchesInFlight -= 1
+                            requeued += requests.filter { pendingRequests.contains(RequestKey($0)) }
+                        }
+                        continue
+                    }
                     // A skip run whose first slots this replica has delivered since (they were
                     // decided, by a state transfer or its own earlier ballot): peers may have
                     // compacted them, and an acceptor ignores a run that starts below its
@@ -627,6 +645,7 @@ public struct PaxosReplica: Sendable {
                     proposal.sentAt = now
                     leadership.inflight[proposal.run.first] = proposal
                 }
+                requeue(requeued)
             }
             leaderships[sublog] = leadership
         }

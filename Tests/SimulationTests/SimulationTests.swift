@@ -68,6 +68,15 @@ import Testing
         #expect(report.faultLog.contains { $0.contains(" installed ") })
     }
 
+    /// Seed 46 (single-leader) stalled for ever before a leader retired proposals whose slots it
+    /// had delivered meanwhile: five batches below its delivered point filled its pipeline, and
+    /// compacted peers never acknowledged them.
+    @Test func aProposalDeliveredMeanwhileLeavesThePipeline() {
+        var simulator = Simulator(options: SimulationOptions(seed: 46, mode: .singleLeader))
+        let report = simulator.run()
+        #expect(report.passed, "\(report.violations)")
+    }
+
     @Test func aSeedReplaysExactly() {
         for mode in LeadershipMode.allCases {
             var first = Simulator(options: SimulationOptions(seed: 99, mode: mode))
