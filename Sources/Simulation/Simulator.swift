@@ -68,6 +68,10 @@ public struct Simulator {
     private var targetedCrashes = 0
 
     private static let tickMicroseconds: UInt64 = 2_000
+    /// A run handles far fewer events (about 10⁴ to 10⁵); beyond this, replicas are in a message
+    /// storm that would keep the run going for hours: a failure of its own.
+    private static let eventsMax = 4_000_000
+    private var eventBudgetExhausted = false
     private static let digestIntervalSlots: UInt64 = 8
     /// Clients think up to this long between operations, which spreads their operations over
     /// the whole fault phase instead of finishing before the first fault.
@@ -109,8 +113,14 @@ public struct Simulator {
         schedule(.heal, afterMicroseconds: healAt)
         let deadline = Instant(nanoseconds: (healAt + options.livenessBudgetMilliseconds * 1_000) * 1_000)
 
+        var eventsHandled = 0
         while let event = events.popMin() {
             if event.time > deadline { break }
+            eventsHandled += 1
+            if eventsHandled > Self.eventsMax {
+                eventBudgetExhausted = true
+                break
+            }
             now = event.time
             handle(event.kind)
             if healed, clients.allSatisfy(\.isDone), forwarders.values.allSatisfy(\.isDrained), groups.allSatisfy(\.hasConverged) { break }
@@ -123,6 +133,9 @@ public struct Simulator {
 
     private func report() -> SimulationReport {
         var violations: [String] = []
+        if eventBudgetExhausted {
+            violations.append("liveness: \(Self.eventsMax) events handled by \(now.nanoseconds / 1_000_000) ms simulated (a message storm)")
+        }
         for group in groups {
             violations += group.checker.violations.map { groups.count > 1 ? "group \(spec.groups[group.index].name): \($0)" : $0 }
             for node in group.nodes.compactMap({ $0 }) { violations += node.core.invariantViolations }
@@ -439,8 +452,15 @@ public struct Simulator {
             let from = Int(random.next() % count)
             let to = (from + 1 + Int(random.next() % (count - 1))) % Int(count)
             let at = random.next() % phase
+            let lasting = 20_000 + random.next() % 400_000
             schedule(.cutLink(group, from, to), afterMicroseconds: at)
-            schedule(.restoreLink(group, from, to), afterMicroseconds: at + 20_000 + random.next() % 400_000)
+            schedule(.restoreLink(group, from, to), afterMicroseconds: at + lasting)
+            // Half the time both ways: two replicas that cannot talk while each reaches the
+            // rest (a partial partition), so each may lead at once without hearing of the other.
+            if random.next() % 2 == 0 {
+                schedule(.cutLink(group, to, from), afterMicroseconds: at)
+                schedule(.restoreLink(group, to, from), afterMicroseconds: at + lasting)
+            }
         }
     }
 
