@@ -76,7 +76,7 @@ let package = Package(
         .target(
             name: "Simulation",
             dependencies: [
-                "Primitives", "Services", "Paxos", "Runtime", "Linearizability", "Execution", "Composition",
+                "Primitives", "Services", "Paxos", "Runtime", "Storage", "Linearizability", "Execution", "Composition",
                 .product(name: "HeapModule", package: "swift-collections"),
             ]
         ),

@@ -734,15 +734,41 @@ public struct PaxosReplica: Sendable {
                 }
                 leadership.phase = .preparing(fromSlot: from, promises: promises, sentAt: now)
             case .leading:
+                var requeued: [Request] = []
                 for first in leadership.inflight.keys.sorted() {
                     var proposal = leadership.inflight[first]!
                     guard now.microseconds(since: proposal.sentAt) >= timeout else { continue }
+                    if proposal.run.last < deliveredBelow {
+                        // Every slot of it was delivered meanwhile (a state transfer, or a
+                        // decision learned from another leader): there is nothing left to gather,
+                        // and compacted peers would never answer, so the proposal would hold its
+                        // pipeline place for ever. Its requests are proposed again unless they were
+                        // delivered here (the session table absorbs a second decision of one).
+                        leadership.inflight[first] = nil
+                        if case let .batch(requests) = proposal.run.value {
+                            leadership.batchesInFlight -= 1
+                            requeued += requests.filter { pendingRequests.contains(RequestKey($0)) }
+                        }
+                        continue
+                    }
+                    // A skip run whose first slots this replica has delivered since (they were
+                    // decided, by a state transfer or its own earlier ballot): peers may have
+                    // compacted them, and an acceptor ignores a run that starts below its
+                    // compaction point, so the run would never gather a quorum and the slots
+                    // after it would stall. Only its undelivered part still needs acceptors;
+                    // acknowledgements of the whole run cover that part too.
+                    let rest = firstSlot(inSublog: sublog, atOrAfter: deliveredBelow)
+                    if proposal.run.first < deliveredBelow, rest <= proposal.run.last {
+                        leadership.inflight[first] = nil
+                        proposal.run = SlotRun(first: rest, last: proposal.run.last, value: proposal.run.value)
+                    }
                     for peer in replicas where !proposal.acks.contains(peer) {
                         ready.send(.accept(ballot: leadership.ballot, run: proposal.run), to: peer)
                     }
                     proposal.sentAt = now
-                    leadership.inflight[first] = proposal
+                    leadership.inflight[proposal.run.first] = proposal
                 }
+                requeue(requeued)
             }
             leaderships[sublog] = leadership
         }

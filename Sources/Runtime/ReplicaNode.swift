@@ -14,10 +14,19 @@ public struct NodeEffects: Sendable {
     public var extensionSteps: [(index: UInt64, entry: String)] = []
     /// Extension steps this node's log appended: origin, step index, log index.
     public var extensionsAppended: [(origin: UInt32, index: UInt64, logIndex: UInt64)] = []
+    /// What this node delivered, and its digests and installed checkpoint, released with the
+    /// rest: a checker outside the replica counts only deliveries that can no longer be undone
+    /// by a crash (one before the sync loses them along with everything derived from them).
+    public var deliveries: [Delivery] = []
+    public var digests: [(slot: UInt64, digest: Digest)] = []
+    public var installedSlot: UInt64?
 
     public init() {}
 
-    public var isEmpty: Bool { messages.isEmpty && replies.isEmpty && extensionSteps.isEmpty && extensionsAppended.isEmpty }
+    public var isEmpty: Bool {
+        messages.isEmpty && replies.isEmpty && extensionSteps.isEmpty && extensionsAppended.isEmpty && deliveries.isEmpty && digests.isEmpty
+            && installedSlot == nil
+    }
 }
 
 /// What a replica node asks its driver to do after an input.
@@ -373,7 +382,11 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
             return
         }
         // The installed state is checked like any other: its digest at the slot it stands for.
-        if digestIntervalSlots > 0, payload.slot % digestIntervalSlots == 0 { output.digests.append((payload.slot - 1, machine.digest)) }
+        output.sealed.installedSlot = payload.slot
+        if digestIntervalSlots > 0, payload.slot % digestIntervalSlots == 0 {
+            output.digests.append((payload.slot - 1, machine.digest))
+            output.sealed.digests.append((payload.slot - 1, machine.digest))
+        }
         run(core.installCheckpoint(slot: payload.slot, now: now), now: now, into: &output)
         // This replica's own checkpoint: its state machine from the peer, its own acceptor state.
         lastCheckpointSlot = 0
@@ -439,8 +452,10 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
                 }
             }
             output.deliveries.append(delivery)
+            output.sealed.deliveries.append(delivery)
             if digestIntervalSlots > 0, (delivery.slot + 1) % digestIntervalSlots == 0 {
                 output.digests.append((delivery.slot, machine.digest))
+                output.sealed.digests.append((delivery.slot, machine.digest))
             }
         }
     }

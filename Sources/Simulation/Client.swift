@@ -19,6 +19,8 @@ struct SimulatedClient {
     private var recorded: [HistoryOperation] = []
     /// One past the highest log index this client has seen, to aim retrieves and truncates.
     private var logEndSeen: UInt64 = 0
+    /// Operations generated so far.
+    private var generated = 0
 
     init(index: Int, operations: Int, proxy: ProxyCore) {
         self.index = index
@@ -100,7 +102,9 @@ struct SimulatedClient {
     private mutating func generate(_ random: inout SplitMix64) -> Command {
         let key = "k\(random.next() % 3)"
         let lock = "L\(random.next() % 2)"
-        let tag = "c\(index).\(remaining)"
+        // Unique per client and operation, so a lost or stale write is visible in the final state.
+        generated += 1
+        let tag = "c\(index)#\(generated)"
         switch random.next() % 100 {
         case 0..<18: return .kvGet(key: key)
         case 18..<36: return .kvPut(key: key, value: tag)

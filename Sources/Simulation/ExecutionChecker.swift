@@ -10,6 +10,8 @@ struct ExecutionChecker {
     private var nextExpected: [UInt64]
     private var digests: [UInt64: (digest: Digest, replica: Int)] = [:]
     private(set) var violations: [String] = []
+    /// One past the highest slot any replica delivered (or installed a checkpoint below).
+    private(set) var deliveredBelowMax: UInt64 = 0
     private static let violationsMax = 20
 
     init(replicaCount: Int) {
@@ -23,6 +25,7 @@ struct ExecutionChecker {
             report("gap: r\(replica) delivered slot \(delivery.slot) when slot \(nextExpected[replica]) was next")
         }
         nextExpected[replica] = delivery.slot + 1
+        deliveredBelowMax = max(deliveredBelowMax, delivery.slot + 1)
         if let earlier = decided[delivery.slot] {
             if earlier != delivery.value {
                 report("agreement: slot \(delivery.slot) delivered as \(earlier) by r\(decidedBy[delivery.slot]!) but as \(delivery.value) by r\(replica)")
@@ -52,6 +55,7 @@ struct ExecutionChecker {
             report("state transfer: r\(replica) installed a checkpoint at slot \(slot) after delivering up to slot \(nextExpected[replica])")
         }
         nextExpected[replica] = max(nextExpected[replica], slot)
+        deliveredBelowMax = max(deliveredBelowMax, slot)
     }
 
     private mutating func report(_ violation: String) {

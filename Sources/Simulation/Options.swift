@@ -88,26 +88,100 @@ public struct SimulationOptions: Hashable, Sendable {
     }
 }
 
-/// Network and fault parameters drawn from the seed.
-struct NetworkProfile: Sendable {
+/// The faults one seed injects, drawn from it. Swarm testing: each seed enables its own subset of
+/// the fault kinds, each with its own rate, so that no fault hides another in every run (a seed
+/// without loss lets leader changes happen for other reasons; a seed with only disk faults
+/// crashes where records are unsynced). `description` opens the fault log.
+struct FaultProfile: Sendable {
     var delayMicrosecondsMin: UInt64
     var delayMicrosecondsMax: UInt64
     /// Chance that a message takes a long detour (reordering far beyond the usual spread).
-    var slowProbability: Double
+    var slowProbability = 0.0
     var slowDelayMicrosecondsMax: UInt64
-    var lossProbability: Double
-    var duplicateProbability: Double
-    var crashes: Int
-    var partitions: Int
+    var lossProbability = 0.0
+    var duplicateProbability = 0.0
+    /// Crashes and partitions scheduled at random times of the fault phase.
+    var crashes = 0
+    var partitions = 0
+    /// Links cut in one direction for a while.
+    var oneWayCuts = 0
+    var disk = DiskProfile()
+    /// Chance, each time effects leave a replica while it holds unsynced records, that it
+    /// crashes at once (before the next sync): where a reply sent too early would be a lie.
+    var crashAfterReplyProbability = 0.0
+    /// Chance that a replica receiving a `prepare` or a `promise` crashes right after handling
+    /// it (a competing leader's phase 1: where a lost promise breaks agreement).
+    var crashInPhaseOneProbability = 0.0
+    /// Targeted crashes (the two above) per run, at most.
+    var targetedCrashesMax = 0
+    private(set) var description = "faults: none"
 
     init(random: inout SplitMix64, faults: Bool) {
         delayMicrosecondsMin = 50 + random.next() % 200
         delayMicrosecondsMax = delayMicrosecondsMin + 200 + random.next() % 2_000
-        slowProbability = faults ? random.unit() * 0.05 : 0
         slowDelayMicrosecondsMax = 20_000 + random.next() % 60_000
-        lossProbability = faults ? random.unit() * 0.08 : 0
-        duplicateProbability = faults ? random.unit() * 0.05 : 0
-        crashes = faults ? Int(random.next() % 4) : 0
-        partitions = faults ? Int(random.next() % 3) : 0
+        // Draw every rate whether or not its fault is on, so enabling one fault kind does not
+        // shift the draws of the others.
+        let enabled = (0..<11).map { _ in random.next() % 100 }
+        let rates = (0..<11).map { _ in random.unit() }
+        let counts = (0..<5).map { _ in random.next() }
+        disk.syncMicrosecondsMin = 50 + counts[3] % 150
+        disk.syncMicrosecondsMax = disk.syncMicrosecondsMin + 100 + counts[3] % 900
+        guard faults else { return }
+        var kinds: [String] = []
+        if enabled[0] < 50 {
+            lossProbability = rates[0] * 0.08
+            kinds.append("loss \(Self.percent(lossProbability))")
+        }
+        if enabled[1] < 50 {
+            duplicateProbability = rates[1] * 0.05
+            kinds.append("duplication \(Self.percent(duplicateProbability))")
+        }
+        if enabled[2] < 50 {
+            slowProbability = rates[2] * 0.05
+            kinds.append("slow links \(Self.percent(slowProbability)) up to \(slowDelayMicrosecondsMax / 1_000) ms")
+        }
+        if enabled[3] < 50 {
+            partitions = 1 + Int(counts[0] % 3)
+            kinds.append("partitions \(partitions)")
+        }
+        if enabled[10] < 50 {
+            oneWayCuts = 1 + Int(counts[4] % 4)
+            kinds.append("one-way link cuts \(oneWayCuts)")
+        }
+        if enabled[4] < 60 {
+            crashes = 1 + Int(counts[1] % 4)
+            kinds.append("crashes \(crashes)")
+        }
+        if enabled[5] < 50 {
+            disk.slowSyncProbability = 0.01 + rates[5] * 0.1
+            disk.slowSyncMicrosecondsMax = 20_000 + counts[2] % 180_000
+            kinds.append("slow syncs \(Self.percent(disk.slowSyncProbability)) up to \(disk.slowSyncMicrosecondsMax / 1_000) ms")
+        }
+        if enabled[6] < 50 {
+            disk.tornWriteProbability = 0.3 + rates[6] * 0.7
+            kinds.append("torn writes \(Self.percent(disk.tornWriteProbability)) of crashes")
+        }
+        if enabled[7] < 50 {
+            disk.unsyncedSurvivalProbability = 0.2 + rates[7] * 0.8
+            kinds.append("unsynced records surviving \(Self.percent(disk.unsyncedSurvivalProbability)) of crashes")
+        }
+        if enabled[8] < 50 {
+            crashAfterReplyProbability = 0.002 + rates[8] * 0.05
+            kinds.append("crash after a reply \(Self.percent(crashAfterReplyProbability))")
+        }
+        if enabled[9] < 50 {
+            crashInPhaseOneProbability = 0.05 + rates[9] * 0.5
+            kinds.append("crash in phase 1 \(Self.percent(crashInPhaseOneProbability))")
+        }
+        targetedCrashesMax = crashAfterReplyProbability + crashInPhaseOneProbability > 0 ? 1 + Int(counts[2] % 5) : 0
+        if targetedCrashesMax > 0 { kinds.append("at most \(targetedCrashesMax) targeted crashes") }
+        description = "faults: " + (kinds.isEmpty ? "none drawn" : kinds.joined(separator: ", "))
+            + "; syncs \(disk.syncMicrosecondsMin)-\(disk.syncMicrosecondsMax) us"
+    }
+
+    private static func percent(_ probability: Double) -> String {
+        let tenths = Int((probability * 1_000).rounded())
+        return "\(tenths / 10).\(tenths % 10)%"
     }
 }

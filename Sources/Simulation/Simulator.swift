@@ -17,6 +17,8 @@ public struct SimulationReport: Sendable {
     public var simulatedMilliseconds: UInt64
     public var faultLog: [String]
     public var extensionSteps: Int
+    /// Syncs the simulated disks performed (group commit makes this far fewer than records).
+    public var syncs: Int
 
     public var passed: Bool { violations.isEmpty }
 }
@@ -24,15 +26,21 @@ public struct SimulationReport: Sendable {
 /// A deterministic simulation of one or more replica groups and their clients.
 ///
 /// The replica code is the production `ReplicaNode` over `PaxosReplica`; only the network, the
-/// clock and the disk are simulated. Every random choice comes from one `SplitMix64` seeded with
+/// clock and the disk are simulated. Each replica's disk (`SimulatedDisk`) makes records durable
+/// only when a simulated sync completes, and the simulator drives every node as a real driver
+/// does: outputs wait in an `EffectGate` until the disk has caught up, so a crash loses exactly
+/// what a real one would and nothing that left the replica. Every random choice comes from one `SplitMix64` seeded with
 /// `options.seed`, and every collection the run iterates has a fixed order, so a seed replays
-/// exactly. Until the heal point, the network delays, reorders, drops and duplicates messages, and
-/// replicas crash (at most f of a group at a time, losing everything but their disk) and get
-/// partitioned from their group. After it, the network is reliable and every crashed replica
-/// restarts; every client must then finish its operations, and every extension step must reach
-/// the log (liveness). Checkers outside the replicas watch agreement per slot, delivery without
-/// gaps and equal state digests at equal slots in every group, the extension's log against the
-/// origin group's puts, and at the end linearizability of the clients' history.
+/// exactly. Until the heal point, the network delays, reorders, drops and duplicates messages,
+/// replicas crash (at most f of a group at a time, losing everything but what their disk synced;
+/// some crashes are aimed where unsynced state would hurt) and get partitioned from their group;
+/// each seed draws which of these faults it injects (`FaultProfile`). After it, the network is
+/// reliable and every crashed replica restarts; every client must then finish its operations,
+/// every extension step must reach the log, and the replicas must converge (liveness). Checkers
+/// outside the replicas watch agreement per slot, delivery without gaps and equal state digests
+/// at equal slots in every group, the extension's log against the origin group's puts, and at the
+/// end linearizability of the clients' history and the presence of every acknowledged write in
+/// every replica's final state (`AcknowledgedWriteChecker`).
 ///
 /// With a composition, clients route by its `Router` (the proxy, in process) and an
 /// `ExtensionForwarder` per origin group carries extension steps to the log's group.
@@ -41,7 +49,7 @@ public struct Simulator {
     private let spec: CompositionSpec
     private let router: Router
     private var random: SplitMix64
-    private var profile: NetworkProfile
+    private var profile: FaultProfile
     private var now = Instant.zero
     private var events = Heap<ScheduledEvent>()
     private var eventSequence: UInt64 = 0
@@ -59,8 +67,13 @@ public struct Simulator {
     private var faultLog: [String] = []
     private var messagesSent = 0
     private var crashedInvariantViolations: [String] = []
+    private var targetedCrashes = 0
 
     private static let tickMicroseconds: UInt64 = 2_000
+    /// A run handles far fewer events (about 10⁴ to 10⁵); beyond this, replicas are in a message
+    /// storm that would keep the run going for hours: a failure of its own.
+    private static let eventsMax = 4_000_000
+    private var eventBudgetExhausted = false
     private static let digestIntervalSlots: UInt64 = 8
     /// Clients think up to this long between operations, which spreads their operations over
     /// the whole fault phase instead of finishing before the first fault.
@@ -73,7 +86,7 @@ public struct Simulator {
         spec = options.groupSpec
         router = Router(spec: spec)
         var random = SplitMix64(seed: options.seed)
-        profile = NetworkProfile(random: &random, faults: options.faults)
+        profile = FaultProfile(random: &random, faults: options.faults)
         let replicaCounts = spec.groups.map(\.replicas)
         clients = []
         for index in 0..<options.clientCount {
@@ -88,13 +101,15 @@ public struct Simulator {
         }
         clientTickAt = Array(repeating: nil, count: options.clientCount)
         self.random = random
+        faultLog.append(profile.description)
         groups = []
         for index in spec.groups.indices {
             var config = spec.paxosConfig(of: index, simulated: true)
             if options.composition == nil { config = options.paxosConfig }
             let origin: UInt32? = router.extensionOrigin == index ? UInt32(index) : nil
             groups.append(SimulatedGroup(index: index, config: config, execution: options.execution, extensionOrigin: origin,
-                                         digestIntervalSlots: Self.digestIntervalSlots, checkpointIntervalSlots: options.checkpointIntervalSlots))
+                                         digestIntervalSlots: Self.digestIntervalSlots, checkpointIntervalSlots: options.checkpointIntervalSlots,
+                                         disk: profile.disk, seed: options.seed))
         }
         if let origin = router.extensionOrigin { forwarders[origin] = ExtensionForwarder(origin: UInt32(origin)) }
     }
@@ -112,17 +127,29 @@ public struct Simulator {
         schedule(.heal, afterMicroseconds: healAt)
         let deadline = Instant(nanoseconds: (healAt + options.livenessBudgetMilliseconds * 1_000) * 1_000)
 
+        var eventsHandled = 0
         while let event = events.popMin() {
             if event.time > deadline { break }
+            eventsHandled += 1
+            if eventsHandled > Self.eventsMax {
+                eventBudgetExhausted = true
+                break
+            }
             now = event.time
             handle(event.kind)
-            if healed, clients.allSatisfy(\.isDone), forwarders.values.allSatisfy(\.isDrained) { break }
+            if healed, clients.allSatisfy(\.isDone), forwarders.values.allSatisfy(\.isDrained), groups.allSatisfy(\.hasConverged) { break }
+            // Stop at the first broken safety property: what follows a broken invariant is noise
+            // (and replica code need not terminate once agreement is gone).
+            if groups.contains(where: \.hasSafetyViolation) || !crashedInvariantViolations.isEmpty { break }
         }
         return report()
     }
 
     private func report() -> SimulationReport {
         var violations: [String] = []
+        if eventBudgetExhausted {
+            violations.append("liveness: \(Self.eventsMax) events handled by \(now.nanoseconds / 1_000_000) ms simulated (a message storm)")
+        }
         for group in groups {
             violations += group.checker.violations.map { groups.count > 1 ? "group \(spec.groups[group.index].name): \($0)" : $0 }
             for node in group.nodes.compactMap({ $0 }) { violations += node.core.invariantViolations }
@@ -135,7 +162,14 @@ public struct Simulator {
             violations.append("liveness: \(unfinished.count) client(s) unfinished \(options.livenessBudgetMilliseconds) ms after the heal point: "
                 + unfinished.prefix(3).map(\.statusDescription).joined(separator: "; "))
         }
+        for group in groups where !group.hasConverged {
+            violations.append("liveness: replicas of group \(spec.groups[group.index].name) did not converge after the heal point: "
+                + group.nodes.enumerated().map { "r\($0.offset) " + ($0.element.map { "delivered below \($0.core.deliveredBelow)" } ?? "down") }
+                    .joined(separator: ", ") + "; slots delivered below \(group.checker.deliveredBelowMax) somewhere")
+        }
         var history = clients.flatMap(\.history)
+        violations += AcknowledgedWriteChecker.check(history: history, router: router,
+                                                     machines: groups.map { group in group.nodes.map { $0?.machine } })
         history += extensionHistory()
         switch LinearizabilityChecker().check(history) {
         case .linearizable: break
@@ -146,7 +180,8 @@ public struct Simulator {
                                 operationsCompleted: clients.flatMap(\.history).filter { $0.completion != nil }.count,
                                 slotsDecided: groups.reduce(0) { $0 + $1.checker.slotsDecided }, messagesSent: messagesSent,
                                 simulatedMilliseconds: now.nanoseconds / 1_000_000, faultLog: faultLog,
-                                extensionSteps: forwarders.values.reduce(0) { $0 + $1.steps.count })
+                                extensionSteps: forwarders.values.reduce(0) { $0 + $1.steps.count },
+                                syncs: groups.reduce(0) { $0 + $1.disks.reduce(0) { $0 + $1.syncs } })
     }
 
     // MARK: Extension checks
@@ -203,9 +238,20 @@ public struct Simulator {
             if group == router.extensionOrigin, replica == 0 { forwardExtensionSteps() }
             schedule(.tick(group, replica), afterMicroseconds: Self.tickMicroseconds)
         case let .message(group, from, to, message):
-            guard groups[group].nodes[to] != nil, !groups[group].blocked.contains(Pair(from, to)) else { return }
+            guard groups[group].nodes[to] != nil, !groups[group].isCut(from, to) else { return }
             let output = groups[group].nodes[to]!.receive(message, from: ReplicaID(from), now: now)
             absorb(output, group: group, from: to)
+            switch message {
+            case .prepare, .promise:
+                // A competing leader's phase 1: crash the replica right after it handled it,
+                // sometimes before its promise is synced, sometimes just after it left.
+                if random.chance(profile.crashInPhaseOneProbability) {
+                    let beforeItsSync = random.next() % 2 == 0
+                    let delay = beforeItsSync ? 0 : random.next() % 1_500
+                    crashTargeted(group, to, reason: "in phase 1", afterMicroseconds: delay)
+                }
+            default: break
+            }
         case let .request(group, replica, request):
             guard groups[group].nodes[replica] != nil else { return }
             let output = groups[group].nodes[replica]!.clientRequest(request, now: now)
@@ -222,10 +268,18 @@ public struct Simulator {
         case let .clientTick(client):
             if clientTickAt[client] == now { clientTickAt[client] = nil }
             send(clients[client].tick(now: now), from: client)
-        case let .crash(group, replica):
+        case let .crash(group, replica, reason):
             guard groups[group].nodes[replica] != nil, !healed, groups[group].crashed < (groups[group].replicaCount - 1) / 2 else { return }
-            crashedInvariantViolations += groups[group].crash(replica)
-            faultLog.append("\(now) crash \(name(group, replica))")
+            let (violations, lost, torn) = groups[group].crash(replica)
+            crashedInvariantViolations += violations
+            faultLog.append("\(now) crash \(name(group, replica))\(reason.map { " " + $0 } ?? ""): \(lost) unsynced record(s) lost"
+                + (torn.map { ", the next one torn after \($0) bytes" } ?? ""))
+        case let .disk(group, replica, incarnation, completion):
+            let disk = groups[group].disks[replica]
+            guard groups[group].nodes[replica] != nil, disk.incarnation == incarnation else { return }
+            let durable = disk.complete(completion)
+            scheduleDiskIO(group, replica)
+            for effects in groups[group].gates[replica].release(durablePosition: durable) { send(effects, group: group, from: replica) }
         case let .restart(group, replica):
             guard groups[group].nodes[replica] == nil else { return }
             restart(group, replica)
@@ -233,6 +287,12 @@ public struct Simulator {
             guard !healed else { return }
             groups[group].partition(side)
             faultLog.append("\(now) partition \(side.sorted().map { name(group, $0) }) from the rest of their group")
+        case let .cutLink(group, from, to):
+            guard !healed else { return }
+            groups[group].oneWayCuts.insert(Pair(from, to))
+            faultLog.append("\(now) cut the link \(name(group, from)) -> \(name(group, to)) (one way)")
+        case let .restoreLink(group, from, to):
+            if groups[group].oneWayCuts.remove(Pair(from, to)) != nil { faultLog.append("\(now) restore the link \(name(group, from)) -> \(name(group, to))") }
         case let .healPartition(group):
             if !groups[group].blocked.isEmpty { faultLog.append("\(now) heal partition\(groups.count > 1 ? " in group \(spec.groups[group].name)" : "")") }
             groups[group].blocked = []
@@ -243,6 +303,7 @@ public struct Simulator {
             profile.slowProbability = 0
             for group in groups.indices {
                 groups[group].blocked = []
+                groups[group].oneWayCuts = []
                 for replica in 0..<groups[group].replicaCount where groups[group].nodes[replica] == nil { restart(group, replica) }
             }
             faultLog.append("\(now) heal: network reliable, all replicas up")
@@ -255,22 +316,52 @@ public struct Simulator {
 
     private mutating func restart(_ group: Int, _ replica: Int) {
         let restored = groups[group].restart(replica, now: now)
+        scheduleDiskIO(group, replica)
         faultLog.append("\(now) restart \(name(group, replica)) from \(restored.checkpointSlot > 0 ? "the checkpoint at slot \(restored.checkpointSlot) and " : "")\(restored.records) persisted records")
     }
 
     private mutating func absorb(_ output: NodeOutput, group: Int, from replica: Int) {
-        // An installed checkpoint comes before the deliveries that follow it in the same output.
         if let transfer = output.stateTransfer {
-            groups[group].checker.installed(slot: transfer.slot, by: replica)
             faultLog.append("\(now) \(name(group, replica)) installed \(name(group, transfer.from.rawValue))'s checkpoint at slot \(transfer.slot) (\(transfer.bytes) bytes)")
         }
-        for delivery in output.deliveries { groups[group].checker.delivered(delivery, by: replica) }
-        for (slot, digest) in output.digests { groups[group].checker.digest(digest, atSlot: slot, by: replica) }
-        // The simulated disk is durable as soon as it is written.
-        let effects = output.effects(durablePosition: groups[group].nodes[replica]?.storage.durablePosition ?? output.durableAfter)
+        scheduleDiskIO(group, replica)
+        // As a real driver does: effects wait in the gate until the disk has synced the records
+        // they depend on, and leave in the order of the inputs that produced them.
+        let disk = groups[group].disks[replica]
+        for effects in groups[group].gates[replica].pass(output, durablePosition: disk.durablePosition) {
+            send(effects, group: group, from: replica)
+        }
+    }
+
+    /// Completes the disk operations a replica started, each after its simulated latency.
+    private mutating func scheduleDiskIO(_ group: Int, _ replica: Int) {
+        let disk = groups[group].disks[replica]
+        for started in disk.takeStarted(nowMicroseconds: now.nanoseconds / 1_000) {
+            schedule(.disk(group, replica, disk.incarnation, started.completion), afterMicroseconds: started.delayMicroseconds)
+        }
+    }
+
+    /// Crashes a replica where it hurts (see `FaultProfile`), within the run's budget of targeted
+    /// crashes; it restarts after a short while, so that messages of its previous life still meet it.
+    private mutating func crashTargeted(_ group: Int, _ replica: Int, reason: String, afterMicroseconds delay: UInt64) {
+        guard !healed, targetedCrashes < profile.targetedCrashesMax, groups[group].crashed < (groups[group].replicaCount - 1) / 2 else { return }
+        targetedCrashes += 1
+        schedule(.crash(group, replica, reason: reason), afterMicroseconds: delay)
+        schedule(.restart(group, replica), afterMicroseconds: delay + 1_000 + random.next() % 40_000)
+    }
+
+    /// Carries out effects released by the gate: messages, extension steps, client replies.
+    private mutating func send(_ effects: NodeEffects, group: Int, from replica: Int) {
+        // Deliveries count once durable: a replica that executed a decision only it knew (its own
+        // skip, its own acceptance counted toward a quorum) and crashed before the sync never
+        // made it known, and its next life may see the slot decided otherwise. An installed
+        // checkpoint comes before the deliveries that follow it.
+        if let slot = effects.installedSlot { groups[group].checker.installed(slot: slot, by: replica) }
+        for delivery in effects.deliveries { groups[group].checker.delivered(delivery, by: replica) }
+        for (slot, digest) in effects.digests { groups[group].checker.digest(digest, atSlot: slot, by: replica) }
         for outgoing in effects.messages {
             let to = outgoing.to.rawValue
-            guard !groups[group].blocked.contains(Pair(replica, to)) else { continue }
+            guard !groups[group].isCut(replica, to) else { continue }
             sendOverNetwork(.message(group, from: replica, to: to, outgoing.message))
         }
         for step in effects.extensionSteps {
@@ -293,6 +384,10 @@ public struct Simulator {
             }
             guard let client = clients.firstIndex(where: { $0.owns(reply.client, group: group) }) else { continue }
             sendOverNetwork(.reply(client, group, reply))
+        }
+        // Whatever just left may depend on records a crash now would lose (it must not).
+        if groups[group].disks[replica].unsyncedRecords > 0, random.chance(profile.crashAfterReplyProbability) {
+            crashTargeted(group, replica, reason: "after effects left, before the next sync", afterMicroseconds: 0)
         }
     }
 
@@ -341,7 +436,7 @@ public struct Simulator {
             let replica = Int(random.next() % UInt64(groups[group].replicaCount))
             let at = random.next() % phase
             let downFor = 20_000 + random.next() % 400_000
-            schedule(.crash(group, replica), afterMicroseconds: at)
+            schedule(.crash(group, replica, reason: nil), afterMicroseconds: at)
             schedule(.restart(group, replica), afterMicroseconds: at + downFor)
         }
         for _ in 0..<profile.partitions {
@@ -357,6 +452,23 @@ public struct Simulator {
             }
             schedule(.partition(group, Set(members.prefix(size))), afterMicroseconds: at)
             schedule(.healPartition(group), afterMicroseconds: at + lasting)
+        }
+        for _ in 0..<profile.oneWayCuts {
+            let group = Int(random.next() % UInt64(groups.count))
+            let count = UInt64(groups[group].replicaCount)
+            guard count > 1 else { continue }
+            let from = Int(random.next() % count)
+            let to = (from + 1 + Int(random.next() % (count - 1))) % Int(count)
+            let at = random.next() % phase
+            let lasting = 20_000 + random.next() % 400_000
+            schedule(.cutLink(group, from, to), afterMicroseconds: at)
+            schedule(.restoreLink(group, from, to), afterMicroseconds: at + lasting)
+            // Half the time both ways: two replicas that cannot talk while each reaches the
+            // rest (a partial partition), so each may lead at once without hearing of the other.
+            if random.next() % 2 == 0 {
+                schedule(.cutLink(group, to, from), afterMicroseconds: at)
+                schedule(.restoreLink(group, to, from), afterMicroseconds: at + lasting)
+            }
         }
     }
 
@@ -374,24 +486,38 @@ struct SimulatedGroup {
     let extensionOrigin: UInt32?
     let digestIntervalSlots: UInt64
     let checkpointIntervalSlots: UInt64
-    var nodes: [ReplicaNode<MemoryStorage>?]
-    var disks: [MemoryStorage]
+    var nodes: [ReplicaNode<SimulatedDisk>?]
+    /// One disk per replica, for the whole run: it outlives the replica's crashes.
+    let disks: [SimulatedDisk]
+    /// Per replica, the outputs waiting for their records to be durable.
+    var gates: [EffectGate]
+    /// What each crashed replica's disk held at the crash.
+    private var survived: [RecoveredState?]
     var blocked: Set<Pair> = []
+    /// Links that lose every message in one direction only (the other still works): a replica
+    /// suspected by one peer while it still reaches the others, so two leaders compete.
+    var oneWayCuts: Set<Pair> = []
     var crashed = 0
     var checker: ExecutionChecker
 
     init(index: Int, config: PaxosConfig, execution: ExecutionConfig, extensionOrigin: UInt32?, digestIntervalSlots: UInt64,
-         checkpointIntervalSlots: UInt64) {
+         checkpointIntervalSlots: UInt64, disk: DiskProfile, seed: UInt64) {
         self.index = index
         self.config = config
         self.execution = execution
         self.extensionOrigin = extensionOrigin
         self.digestIntervalSlots = digestIntervalSlots
         self.checkpointIntervalSlots = checkpointIntervalSlots
-        disks = Array(repeating: MemoryStorage(), count: config.replicaCount)
+        // Each disk draws its latencies and crash damage from its own stream of the seed.
+        let disks = (0..<config.replicaCount).map { replica in
+            SimulatedDisk(profile: disk, seed: seed ^ (0xD15C_0000_0000 + UInt64(index) << 16 + UInt64(replica)))
+        }
+        self.disks = disks
+        gates = Array(repeating: EffectGate(), count: config.replicaCount)
+        survived = Array(repeating: nil, count: config.replicaCount)
         checker = ExecutionChecker(replicaCount: config.replicaCount)
         nodes = (0..<config.replicaCount).map { replica in
-            ReplicaNode(core: PaxosReplica(config: config, id: ReplicaID(replica), now: .zero), storage: MemoryStorage(),
+            ReplicaNode(core: PaxosReplica(config: config, id: ReplicaID(replica), now: .zero), storage: disks[replica],
                         digestIntervalSlots: digestIntervalSlots, execution: execution, extensionOrigin: extensionOrigin,
                         checkpointIntervalSlots: checkpointIntervalSlots)
         }
@@ -399,20 +525,37 @@ struct SimulatedGroup {
 
     var replicaCount: Int { config.replicaCount }
 
-    /// Crashes a replica, keeping its disk; returns the invariant violations it had noticed.
-    mutating func crash(_ replica: Int) -> [String] {
+    func isCut(_ from: Int, _ to: Int) -> Bool { blocked.contains(Pair(from, to)) || oneWayCuts.contains(Pair(from, to)) }
+
+    var hasSafetyViolation: Bool {
+        !checker.violations.isEmpty || nodes.contains { !($0?.core.invariantViolations.isEmpty ?? true) }
+    }
+
+    /// Every replica is up and has delivered every slot any replica delivered: the final state
+    /// the acknowledged-write check reads.
+    var hasConverged: Bool {
+        nodes.allSatisfy { ($0?.core.deliveredBelow ?? 0) >= checker.deliveredBelowMax && $0 != nil }
+    }
+
+    /// Crashes a replica: its memory and held effects are lost, its disk keeps what it synced
+    /// (and maybe more, or a torn record). Returns the invariant violations it had noticed, the
+    /// records the crash lost and the bytes of a torn write.
+    mutating func crash(_ replica: Int) -> (violations: [String], lost: Int, tornBytes: Int?) {
         let node = nodes[replica]!
-        disks[replica] = node.storage
+        let (recovered, lost, torn) = disks[replica].crash()
+        survived[replica] = recovered
         nodes[replica] = nil
+        gates[replica] = EffectGate()
         crashed += 1
-        return node.core.invariantViolations
+        return (node.core.invariantViolations, lost, torn)
     }
 
     /// Restarts a replica from its disk; returns how many records it restored and the slot of
     /// the checkpoint it started from.
     mutating func restart(_ replica: Int, now: Instant) -> (records: Int, checkpointSlot: UInt64) {
         let disk = disks[replica]
-        let recovered = disk.recovered
+        let recovered = survived[replica]!
+        survived[replica] = nil
         do {
             nodes[replica] = try ReplicaNode.recover(config: config, id: ReplicaID(replica), now: now, storage: disk, recovered: recovered,
                                                      digestIntervalSlots: digestIntervalSlots, execution: execution,
@@ -459,10 +602,15 @@ enum EventKind {
     case extensionReply(Int, ClientReply)
     case clientWake(Int)
     case clientTick(Int)
-    case crash(Int, Int)
+    /// A crash, and why it was chosen (nil: at a random time).
+    case crash(Int, Int, reason: String?)
+    /// A disk operation of a replica's incarnation completes.
+    case disk(Int, Int, Int, DiskCompletion)
     case restart(Int, Int)
     case partition(Int, Set<Int>)
     case healPartition(Int)
+    case cutLink(Int, Int, Int)
+    case restoreLink(Int, Int, Int)
     case heal
 }
 

@@ -98,7 +98,7 @@ struct Sim: ParsableCommand {
             var simulator = Simulator(options: options)
             let report = simulator.run()
             for line in report.faultLog { print("  \(line)") }
-            print("  \(report.operationsCompleted) operations completed, \(report.slotsDecided) slots decided, \(report.messagesSent) messages, \(report.simulatedMilliseconds) ms simulated")
+            print("  \(report.operationsCompleted) operations completed, \(report.slotsDecided) slots decided, \(report.messagesSent) messages, \(report.syncs) disk syncs, \(report.simulatedMilliseconds) ms simulated")
             if report.extensionSteps > 0 { print("  \(report.extensionSteps) extension steps, each in the log once, in put order") }
             for violation in report.violations { print("  VIOLATION \(violation)") }
             print(report.passed ? "seed \(seed): ok" : "seed \(seed): FAILED")
