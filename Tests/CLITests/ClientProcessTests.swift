@@ -76,17 +76,32 @@ import Workload
         for id in 0..<3 { processes.append(try Self.startReplica(cluster: cluster, id: id, log: "\(folder)/r\(id).log")) }
 
         let endpoints = ClusterEndpoints(cluster: "ci", ports: clientPorts)
-        let start = DispatchTime.now().uptimeNanoseconds
-        func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds - start }
         let history = HistoryBox()
         let victim = processes[2].processIdentifier
+        // Every client is connected before the clock for the kill starts (a slow CI machine may
+        // take a while); a refused dial is tried again, a bounded number of times.
+        var clients: [CSMRClient] = []
+        for _ in 0..<4 {
+            var options = CSMRClientOptions()
+            options.sessions = 1
+            options.callTimeout = .seconds(30)
+            var connected: CSMRClient?
+            for attempt in 0..<20 where connected == nil {
+                do {
+                    connected = try await CSMRClient.connect(cluster: endpoints, options: options)
+                } catch where attempt < 19 {
+                    try await Task.sleep(for: .milliseconds(250))
+                }
+            }
+            clients.append(try #require(connected))
+        }
+        let connectedClients = clients
+        let start = DispatchTime.now().uptimeNanoseconds
+        func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds - start }
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             for worker in 0..<4 {
                 tasks.addTask {
-                    var options = CSMRClientOptions()
-                    options.sessions = 1
-                    options.callTimeout = .seconds(20)
-                    let client = try await CSMRClient.connect(cluster: endpoints, options: options)
+                    let client = connectedClients[worker]
                     let id = ClientID(UInt64(worker + 1))
                     // Until well after the kill, so calls are in flight when it happens; bounded.
                     var step = 0
