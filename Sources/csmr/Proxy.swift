@@ -21,7 +21,7 @@ struct Proxy: ParsableCommand {
     @Option(help: "The cluster file (YAML, see docs/cluster.md); it names the proxy's address and the composition.")
     var cluster: String
 
-    @Flag(help: "Exit when the process that started this one exits (for harnesses and tests: no orphans).")
+    @Flag(help: "Exit when the thread that started this process exits (Linux's parent-death signal is per thread): for a harness whose starting thread lives as long as the run.")
     var exitWithParent = false
 
     func run() throws {

@@ -26,7 +26,7 @@ struct Replica: ParsableCommand {
     @Option(help: "The group's name (default: the first group).")
     var group: String?
 
-    @Flag(help: "Exit when the process that started this one exits (for harnesses and tests: no orphans).")
+    @Flag(help: "Exit when the thread that started this process exits (Linux's parent-death signal is per thread): for a harness whose starting thread lives as long as the run.")
     var exitWithParent = false
 
     func run() throws {

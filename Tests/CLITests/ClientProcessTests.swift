@@ -27,7 +27,9 @@ import Workload
     private static func startReplica(cluster: String, id: Int, log: String) throws -> Process {
         let process = Process()
         process.executableURL = CSMRBinary.url
-        process.arguments = ["replica", "--cluster", cluster, "--id", "\(id)", "--exit-with-parent"]
+        // No --exit-with-parent: the kernel ties it to the thread that started the child, and a
+        // test's threads come and go; the test's own defer stops every replica by its PID.
+        process.arguments = ["replica", "--cluster", cluster, "--id", "\(id)"]
         let output = Pipe()
         process.standardOutput = output
         _ = FileManager.default.createFile(atPath: log, contents: nil)
