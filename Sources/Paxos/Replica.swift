@@ -102,6 +102,12 @@ public struct PaxosReplica: Sendable {
     private var oldestQueuedAt: Instant?
     private var pendingRequests: Set<RequestKey> = []
     private var lastPrepareAt: [Int: Instant] = [:]
+    /// Requests this replica passed on to a presumed leader, and when (bounded: see
+    /// `forwardedRecently`).
+    private var forwardedAt: [RequestKey: Instant] = [:]
+    /// Single-leader: the replica this one takes for the leader forwarded it a request, so it
+    /// does not lead; an election is due (see `electLeaders`).
+    private var presumedLeaderForwards = false
     /// One past the highest slot of its own sublog this replica proposed in or skipped at round 0,
     /// in this incarnation or (from its records) an earlier one. When it leads its sublog again at
     /// a higher ballot, client batches go at or above it; below it, only no-ops (see the header).
@@ -224,7 +230,20 @@ public struct PaxosReplica: Sendable {
             // State transfer is the driver's business: it holds the checkpoints.
             break
         case let .forward(request):
-            if config.mode == .singleLeader, leaderships[0] == nil, knownBallot[0].replica != id, knownBallot[0].replica != sender {
+            if config.mode == .singleLeader, leaderships[0] == nil, knownBallot[0].replica != id {
+                // Replicas that disagree on the leader (a one-way cut) can pass a request back and
+                // forth or around a cycle, and a network that duplicates messages multiplies it on
+                // every lap. A replica that leads nothing drops a request forwarded by the replica
+                // it takes for the leader, and passes any other on at most once per retransmission
+                // timeout; the client's retry covers what is dropped.
+                if knownBallot[0].replica == sender {
+                    // The replica taken for the leader forwards instead of proposing: it does not
+                    // lead (it lost the record of its own ballot in a crash, say) and takes this
+                    // one for the leader. Nobody would ever lead without an election.
+                    presumedLeaderForwards = true
+                    break
+                }
+                if forwardedRecently(request) { break }
                 ready.send(.forward(request), to: knownBallot[0].replica)
             } else {
                 enqueue(request, into: &ready)
@@ -678,7 +697,10 @@ public struct PaxosReplica: Sendable {
     /// Notes a ballot seen for `sublog`; a higher one than this replica leads with ends its
     /// leadership of that sublog.
     private mutating func observe(sublog: Int, ballot: Ballot, into ready: inout Ready) {
-        if ballot > knownBallot[sublog] { knownBallot[sublog] = ballot }
+        if ballot > knownBallot[sublog] {
+            knownBallot[sublog] = ballot
+            presumedLeaderForwards = false
+        }
         if let leadership = leaderships[sublog], leadership.ballot < ballot { dropLeadership(of: sublog) }
     }
 
@@ -707,6 +729,7 @@ public struct PaxosReplica: Sendable {
     }
 
     private mutating func startPrepare(sublog: Int, into ready: inout Ready) {
+        presumedLeaderForwards = false
         let ballot = Ballot(round: knownBallot[sublog].round + 1, replica: id)
         knownBallot[sublog] = ballot
         let from = firstSlot(inSublog: sublog, atOrAfter: deliveredBelow)
@@ -797,7 +820,7 @@ public struct PaxosReplica: Sendable {
                         && lowestAlive(excluding: owner) == id
                 }
             case .singleLeader:
-                wanted = leader == id || (isSuspected(leader) && lowestUnsuspected == id)
+                wanted = leader == id || ((isSuspected(leader) || presumedLeaderForwards) && lowestUnsuspected == id)
             }
             if wanted { startPrepare(sublog: sublog, into: &ready) }
         }
@@ -851,6 +874,18 @@ public struct PaxosReplica: Sendable {
     private func lastSlot(inSublog sublog: Int, below bound: UInt64) -> UInt64 {
         let candidate = bound - 1
         return candidate - (candidate + stride - UInt64(sublog)) % stride
+    }
+
+    /// Whether `request` was passed on within the last retransmission timeout; notes it if not.
+    /// Entries older than that are dropped once the table holds `requestQueueMax` of them.
+    private mutating func forwardedRecently(_ request: Request) -> Bool {
+        let key = RequestKey(request)
+        if let at = forwardedAt[key], now.microseconds(since: at) < config.retransmitTimeoutMicroseconds { return true }
+        if forwardedAt.count >= config.requestQueueMax {
+            forwardedAt = forwardedAt.filter { now.microseconds(since: $0.value) < config.retransmitTimeoutMicroseconds }
+        }
+        forwardedAt[key] = now
+        return false
     }
 
     /// A rough size of a request in a batch, for `batchBytesMax`.
