@@ -101,7 +101,7 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire", "Services", "Paxos"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Wire", "Paxos", "Services", "Primitives"]),
         .testTarget(name: "LinearizabilityTests", dependencies: ["Linearizability", "Services"]),
-        .testTarget(name: "CLITests", dependencies: ["csmr", "CSMRClient", "Linearizability", "Workload", "Services", "Primitives"]),
+        .testTarget(name: "CLITests", dependencies: ["csmr", "CSMRClient", "Harness", "Linearizability", "Workload", "Services", "Primitives"]),
         .testTarget(name: "PaxosScenarioTests", dependencies: ["Paxos", "Runtime", "Services", "Primitives"], exclude: ["testdata"]),
         .testTarget(name: "PaxosTests", dependencies: ["Paxos", "Primitives", "Services"]),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Paxos", "Primitives", "Execution", "Composition", "Workload"]),

@@ -94,7 +94,7 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
     }
 
     /// A port nobody listens on now (the kernel's choice for port 0), for a replica to bind.
-    static func freePort() throws -> Int {
+    public static func freePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ServerError.unsupported("socket: errno \(errno)") }
         defer { close(fd) }

@@ -384,8 +384,9 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
         // The installed state is checked like any other: its digest at the slot it stands for.
         output.sealed.installedSlot = payload.slot
         if digestIntervalSlots > 0, payload.slot % digestIntervalSlots == 0 {
-            output.digests.append((payload.slot - 1, machine.digest))
-            output.sealed.digests.append((payload.slot - 1, machine.digest))
+            let digest = (slot: payload.slot - 1, digest: machine.digest)
+            output.digests.append(digest)
+            output.sealed.digests.append(digest)
         }
         run(core.installCheckpoint(slot: payload.slot, now: now), now: now, into: &output)
         // This replica's own checkpoint: its state machine from the peer, its own acceptor state.
@@ -454,8 +455,10 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
             output.deliveries.append(delivery)
             output.sealed.deliveries.append(delivery)
             if digestIntervalSlots > 0, (delivery.slot + 1) % digestIntervalSlots == 0 {
-                output.digests.append((delivery.slot, machine.digest))
-                output.sealed.digests.append((delivery.slot, machine.digest))
+                // A digest encodes the whole state: take it once for both lists.
+                let digest = (slot: delivery.slot, digest: machine.digest)
+                output.digests.append(digest)
+                output.sealed.digests.append(digest)
             }
         }
     }

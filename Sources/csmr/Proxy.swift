@@ -1,5 +1,4 @@
 import ArgumentParser
-import CProcessShims
 import Composition
 import Dispatch
 import Foundation
@@ -25,11 +24,7 @@ struct Proxy: ParsableCommand {
     var exitWithParent = false
 
     func run() throws {
-        // The kernel sends SIGKILL when the parent dies; a parent that is already gone counts too.
-        if exitWithParent {
-            _ = csmr_exit_with_parent()
-            if getppid() == 1 { throw ExitCode(1) }
-        }
+        try ProcessLifecycle.bindToParent(exitWithParent)
         let spec: ClusterSpec
         let composition: CompositionSpec
         do {
@@ -58,20 +53,9 @@ struct Proxy: ParsableCommand {
             try? loops.syncShutdownGracefully()
             throw ExitCode(1)
         }
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGINT, SIG_IGN)
-        let queue = DispatchQueue(label: "csmr.proxy.signals")
-        let done = DispatchSemaphore(value: 0)
-        let sources = [SIGTERM, SIGINT].map { number in
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler { done.signal() }
-            source.resume()
-            return source
-        }
-        done.wait()
+        ProcessLifecycle.waitForTermination(label: "csmr.proxy.signals")
         log("stopping after routing \(server.requestsRouted) requests")
         try? server.stop().wait()
         try? loops.syncShutdownGracefully()
-        _ = sources
     }
 }

@@ -1,5 +1,4 @@
 import ArgumentParser
-import CProcessShims
 import Dispatch
 import Foundation
 import Harness
@@ -30,11 +29,7 @@ struct Replica: ParsableCommand {
     var exitWithParent = false
 
     func run() throws {
-        // The kernel sends SIGKILL when the parent dies; a parent that is already gone counts too.
-        if exitWithParent {
-            _ = csmr_exit_with_parent()
-            if getppid() == 1 { throw ExitCode(1) }
-        }
+        try ProcessLifecycle.bindToParent(exitWithParent)
         let spec: ClusterSpec
         do {
             spec = try ClusterSpec.load(path: cluster)
@@ -71,29 +66,13 @@ struct Replica: ParsableCommand {
             try? loops.syncShutdownGracefully()
             throw ExitCode(1)
         }
-        // Signals arrive on a dispatch queue; the replica's own work stays on its event loop.
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGINT, SIG_IGN)
-        signal(SIGUSR1, SIG_IGN)
-        let queue = DispatchQueue(label: "csmr.replica.signals")
-        let done = DispatchSemaphore(value: 0)
-        var sources: [DispatchSourceSignal] = []
-        for number in [SIGTERM, SIGINT] {
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler { done.signal() }
-            source.resume()
-            sources.append(source)
+        ProcessLifecycle.waitForTermination(label: "csmr.replica.signals") {
+            if let line = try? server.report().wait() { log(line) }
         }
-        let usr1 = DispatchSource.makeSignalSource(signal: SIGUSR1, queue: queue)
-        usr1.setEventHandler { if let line = try? server.report().wait() { log(line) } }
-        usr1.resume()
-        sources.append(usr1)
-        done.wait()
         log("stopping")
         if let line = try? server.report().wait() { log(line) }
         try? server.stop().wait()
         try? loops.syncShutdownGracefully()
         log("stopped")
-        _ = sources
     }
 }

@@ -1,5 +1,6 @@
 import CSMRClient
 import Foundation
+import Harness
 import Linearizability
 import Primitives
 import Services
@@ -8,21 +9,6 @@ import Workload
 
 /// CSMRClient against three `csmr replica` processes, one of which is killed with SIGKILL.
 @Suite(.serialized) struct ClientProcessTests {
-    /// A loopback port free right now (the kernel's pick for port 0).
-    private static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        try #require(bound)
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
     /// Starts `csmr replica` and waits for its ready line.
     private static func startReplica(cluster: String, id: Int, log: String) throws -> Process {
         let process = Process()
@@ -53,7 +39,7 @@ import Workload
         var clientPorts: [Int] = []
         var replicas: [String] = []
         for _ in 0..<3 {
-            let peer = try Self.freePort(), client = try Self.freePort()
+            let peer = try ProcessCluster.freePort(), client = try ProcessCluster.freePort()
             clientPorts.append(client)
             replicas.append("      - {peer: \"127.0.0.1:\(peer)\", client: \"127.0.0.1:\(client)\"}")
         }

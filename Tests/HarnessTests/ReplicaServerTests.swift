@@ -13,23 +13,10 @@ import Workload
 /// One `ReplicaServer` (a group of one) facing hostile or confused connections: each is refused
 /// with a log line, and the replica keeps serving a correct client.
 @Suite(.serialized) struct ReplicaServerTests {
-    private func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
     @Test func wrongIdentityWrongVersionAndOversizedFramesAreRefusedAndTheReplicaKeepsServing() async throws {
         var settings = GroupSpec()
         settings.replicas = 1
-        let peerPort = try freePort(), clientPort = try freePort()
+        let peerPort = try ProcessCluster.freePort(), clientPort = try ProcessCluster.freePort()
         let cluster = ClusterSpec(name: "refusals", groups: [ClusterSpec.Group(
             name: "main", settings: settings,
             replicas: [ClusterSpec.Replica(peer: .init(host: "127.0.0.1", port: peerPort), client: .init(host: "127.0.0.1", port: clientPort))])])
