@@ -1,8 +1,10 @@
 // swift-tools-version: 6.1
 // csmr: composed, parallel state machine replication, and a harness to measure it.
 //
-// Dependencies point toward pure code (see docs/architecture.md): `Primitives` and `Services`
-// touch no clock, disk, socket or random source; only the `csmr` executable does.
+// Dependencies point toward pure code (see docs/architecture.md): `Primitives`, `Services`, `Paxos`,
+// `Linearizability` and `Composition`'s router and proxy core touch no clock, disk, socket or random
+// source. `Storage` touches files; `Transport`, `Runtime`'s drivers, `Harness`, `Workload` (its
+// output files) and the `csmr` executable touch clocks, sockets and disk.
 import PackageDescription
 
 let package = Package(

@@ -81,21 +81,8 @@ public struct CompositionSpec: Hashable, Sendable {
 
     public func paxosConfig(of group: Int, simulated: Bool) -> PaxosConfig {
         let spec = groups[group]
-        var config = PaxosConfig(replicaCount: spec.replicas, mode: spec.mode)
-        config.batchCommandsMax = spec.batchCommandsMax
-        config.pipelineDepthMax = spec.pipelineDepthMax
-        config.deliveryWindowSlotsMax = UInt64(max(256, spec.pipelineDepthMax * spec.replicas * 4))
-        if simulated {
-            config.heartbeatIntervalMicroseconds = 10_000
-            config.suspectTimeoutMicroseconds = 50_000
-            config.retransmitTimeoutMicroseconds = 15_000
-            config.catchUpSlotsMax = 256
-        } else {
-            config.heartbeatIntervalMicroseconds = 20_000
-            config.suspectTimeoutMicroseconds = 200_000
-            config.retransmitTimeoutMicroseconds = 50_000
-        }
-        return config
+        return .preset(replicaCount: spec.replicas, mode: spec.mode, batchCommandsMax: spec.batchCommandsMax,
+                       pipelineDepthMax: spec.pipelineDepthMax, clock: simulated ? .simulated : .realTime)
     }
 }
 
@@ -124,7 +111,7 @@ extension CompositionSpec {
             } else if replicas % 2 == 0 {
                 fields.fail(fields.value("replicas"), field: "\(path).replicas", "rule: replicas must be odd (n = 2f + 1), got \(replicas)")
             }
-            let mode = LeadershipMode(rawValue: fields.choice("protocol", default: "multi-leader", from: LeadershipMode.allCases.map(\.rawValue)))!
+            let mode = fields.choice("protocol", default: LeadershipMode.multiLeader)
             var services: [ServiceKind] = []
             for (servicePath, serviceNode) in fields.sequence("services") {
                 guard let serviceName = serviceNode.scalar?.string, let service = ServiceKind.allCases.first(where: { "\($0)" == serviceName }),

@@ -1,19 +1,6 @@
 import Primitives
 import Services
 
-/// How a replica executes decided commands.
-public enum SchedulerKind: String, CaseIterable, Hashable, Sendable {
-    /// One thread, in slot order: the reference.
-    case sequential
-    /// Class-based early scheduling: each conflict class is mapped to one worker when commands
-    /// are delivered; a command spanning classes on several workers makes them meet at a barrier,
-    /// where the last to arrive executes it.
-    case early
-    /// Late scheduling on a dependency graph: a command waits for the earlier pending commands it
-    /// conflicts with; any idle worker takes any command that is free.
-    case graph
-}
-
 /// Why an execution configuration was refused.
 public struct ExecutionConfigError: Error, Hashable, Sendable, CustomStringConvertible {
     public var description: String

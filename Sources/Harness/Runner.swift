@@ -21,26 +21,19 @@ public enum WorkloadRunner {
         case .multiLeader: mode = .multiLeader
         case .singleLeader: mode = .singleLeader
         }
-        var config = PaxosConfig(replicaCount: group.replicas, mode: mode)
-        config.batchCommandsMax = group.batchCommandsMax
+        var config = PaxosConfig.preset(replicaCount: group.replicas, mode: mode, batchCommandsMax: group.batchCommandsMax,
+                                        pipelineDepthMax: group.pipelineDepthMax, clock: .realTime)
         config.batchBytesMax = group.batchBytesMax
         config.batchDelayMicrosecondsMax = group.batchDelayMicroseconds
-        config.pipelineDepthMax = group.pipelineDepthMax
         config.batchHoldInflightMin = group.batchHoldInflightMin
         config.batchHoldMicrosecondsMax = group.batchHoldMicroseconds
-        config.deliveryWindowSlotsMax = max(config.deliveryWindowSlotsMax, UInt64(group.pipelineDepthMax * group.replicas * 4))
-        config.requestQueueMax = max(config.requestQueueMax, group.batchCommandsMax)
-        // Real time on a shared 2-core machine: be patient before suspecting a busy peer.
-        config.heartbeatIntervalMicroseconds = 20_000
-        config.suspectTimeoutMicroseconds = 200_000
-        config.retransmitTimeoutMicroseconds = 50_000
         try config.validate()
         return config
     }
 
     /// How a group's replicas execute decided commands.
     public static func executionConfig(group: GroupSpec) -> ExecutionConfig {
-        ExecutionConfig(scheduler: SchedulerKind(rawValue: group.scheduler)!, workers: group.workers,
+        ExecutionConfig(scheduler: group.scheduler, workers: group.workers,
                         spinIterationsPerCommand: SpinCalibration.iterations(microseconds: group.costMicroseconds))
     }
 

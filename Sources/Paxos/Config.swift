@@ -15,6 +15,16 @@ public struct ConfigError: Error, Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(field): \(problem)" }
 }
 
+/// The clock a group runs on. Timeouts that suit simulated time (no scheduling noise) would
+/// suspect busy peers on a loaded machine, so each driver picks its profile, never its own numbers.
+public enum ClockProfile: Hashable, Sendable {
+    /// Wall-clock time on real event loops (in process or across processes).
+    case realTime
+    /// The simulator's virtual time: short timeouts so faults resolve within a seed's budget, and a
+    /// small delivery window so seeds exercise the window's bound.
+    case simulated
+}
+
 /// Every bound of the consensus core. Times are in microseconds of the driver's clock.
 public struct PaxosConfig: Hashable, Sendable {
     /// Replicas in the group, n = 2f + 1. 3, 5 and 7 are tested; at least 1 and odd.
@@ -92,5 +102,35 @@ public struct PaxosConfig: Hashable, Sendable {
             throw fail("batchHoldMicrosecondsMax", "\(batchHoldMicrosecondsMax) must be below suspectTimeoutMicroseconds \(suspectTimeoutMicroseconds)")
         }
         guard catchUpSlotsMax >= 1 else { throw fail("catchUpSlotsMax", "must be at least 1") }
+    }
+}
+
+extension PaxosConfig {
+    /// The one set of presets every driver starts from (the CLI's runs, compositions, cluster
+    /// files and the simulator), so the same group gets the same bounds whichever way it is run.
+    public static func preset(replicaCount: Int, mode: LeadershipMode, batchCommandsMax: Int = 64, pipelineDepthMax: Int = 16,
+                              clock: ClockProfile) -> PaxosConfig {
+        var config = PaxosConfig(replicaCount: replicaCount, mode: mode)
+        config.batchCommandsMax = batchCommandsMax
+        config.pipelineDepthMax = pipelineDepthMax
+        config.requestQueueMax = max(config.requestQueueMax, batchCommandsMax)
+        // The window must hold every leader's full pipeline (validate() demands it).
+        let pipelinesSlots = UInt64(pipelineDepthMax * replicaCount * 4)
+        switch clock {
+        case .realTime:
+            config.deliveryWindowSlotsMax = max(config.deliveryWindowSlotsMax, pipelinesSlots)
+            // A shared 2-core machine stalls a loop for tens of milliseconds: be patient before
+            // suspecting a busy peer.
+            config.heartbeatIntervalMicroseconds = 20_000
+            config.suspectTimeoutMicroseconds = 200_000
+            config.retransmitTimeoutMicroseconds = 50_000
+        case .simulated:
+            config.deliveryWindowSlotsMax = max(256, pipelinesSlots)
+            config.heartbeatIntervalMicroseconds = 10_000
+            config.suspectTimeoutMicroseconds = 50_000
+            config.retransmitTimeoutMicroseconds = 15_000
+            config.catchUpSlotsMax = 256
+        }
+        return config
     }
 }

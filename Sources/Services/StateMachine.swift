@@ -97,14 +97,4 @@ public struct StateMachine: Hashable, Sendable {
 
     /// Digest of the whole state, sessions included.
     public var digest: Digest { Digest(of: snapshot()) }
-
-    /// Digest of one service's state alone (composition compares services across groups).
-    public func digest(of service: ServiceKind) -> Digest {
-        switch service {
-        case .kv: kv.digest
-        case .lock: locks.digest
-        case .log: log.digest
-        case .session: sessions.digest
-        }
-    }
 }

@@ -55,15 +55,8 @@ public struct SimulationOptions: Hashable, Sendable {
 
     /// The core's configuration in simulated time.
     public var paxosConfig: PaxosConfig {
-        var config = PaxosConfig(replicaCount: replicaCount, mode: mode)
-        config.batchCommandsMax = batchCommandsMax
-        config.pipelineDepthMax = pipelineDepthMax
-        config.deliveryWindowSlotsMax = UInt64(max(256, pipelineDepthMax * replicaCount * 4))
-        config.heartbeatIntervalMicroseconds = 10_000
-        config.suspectTimeoutMicroseconds = 50_000
-        config.retransmitTimeoutMicroseconds = 15_000
-        config.catchUpSlotsMax = 256
-        return config
+        .preset(replicaCount: replicaCount, mode: mode, batchCommandsMax: batchCommandsMax, pipelineDepthMax: pipelineDepthMax,
+                clock: .simulated)
     }
 
     /// How often replicas checkpoint and compact, drawn from the seed (its own stream, so the rest

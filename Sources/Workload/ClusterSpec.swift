@@ -166,7 +166,7 @@ public struct ClusterSpec: Hashable, Sendable {
             lines.append("    batch_bytes_max: \(settings.batchBytesMax)")
             lines.append("    batch_delay_us: \(settings.batchDelayMicroseconds)")
             lines.append("    pipeline_depth_max: \(settings.pipelineDepthMax)")
-            lines.append("    scheduler: \(settings.scheduler)")
+            lines.append("    scheduler: \(settings.scheduler.rawValue)")
             lines.append("    workers: \(settings.workers)")
             lines.append("    cost_us: \(settings.costMicroseconds)")
             lines.append("    durability: \(settings.durability.rawValue)")

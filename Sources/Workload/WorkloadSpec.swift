@@ -44,7 +44,7 @@ public struct GroupSpec: Hashable, Sendable {
     /// The longest adaptive batching holds a request, in microseconds (0 turns it off).
     public var batchHoldMicroseconds: UInt64 = 1_000
     /// How each replica executes decided commands: `sequential`, `early` or `graph`.
-    public var scheduler = "sequential"
+    public var scheduler = SchedulerKind.sequential
     /// Execution workers per replica (for `early` and `graph`).
     public var workers = 1
     /// Synthetic CPU work per executed command, in microseconds (calibrated at start-up).
@@ -72,19 +72,17 @@ extension GroupSpec {
 
     /// Reads `settingFields` from `fields`; problems land in its errors.
     public mutating func readSettings(from fields: YAMLFields) {
-        replication = ReplicationProtocol(rawValue: fields.choice("protocol", default: replication.rawValue,
-                                                                  from: ReplicationProtocol.allCases.map(\.rawValue)))!
+        replication = fields.choice("protocol", default: replication)
         batchCommandsMax = fields.int("batch_commands_max", default: batchCommandsMax, range: 1...65_536, unit: "requests")
         batchBytesMax = fields.int("batch_bytes_max", default: batchBytesMax, range: 1_024...(64 << 20), unit: "bytes")
         batchDelayMicroseconds = UInt64(fields.int("batch_delay_us", default: Int(batchDelayMicroseconds), range: 0...100_000, unit: "µs"))
         pipelineDepthMax = fields.int("pipeline_depth_max", default: pipelineDepthMax, range: 1...4_096, unit: "batches")
         batchHoldInflightMin = fields.int("batch_hold_inflight_min", default: batchHoldInflightMin, range: 1...4_096, unit: "batches")
         batchHoldMicroseconds = UInt64(fields.int("batch_hold_us", default: Int(batchHoldMicroseconds), range: 0...100_000, unit: "µs"))
-        scheduler = fields.choice("scheduler", default: scheduler, from: ["sequential", "early", "graph"])
+        scheduler = fields.choice("scheduler", default: scheduler)
         workers = fields.int("workers", default: workers, range: 1...64, unit: "workers")
         costMicroseconds = fields.double("cost_us", default: costMicroseconds, range: 0...1_000_000, unit: "µs")
-        durability = DurabilityMode(rawValue: fields.choice("durability", default: durability.rawValue,
-                                                            from: DurabilityMode.allCases.map(\.rawValue)))!
+        durability = fields.choice("durability", default: durability)
         checkpointIntervalSlots = UInt64(fields.int("checkpoint_interval_slots", default: Int(checkpointIntervalSlots),
                                                     range: 0...1_000_000_000, unit: "slots"))
         if fields.has("data_dir") { dataDirectory = fields.string("data_dir", default: "") }
@@ -99,7 +97,7 @@ public enum TargetKind: String, Hashable, Sendable, CaseIterable {
     case processes
 }
 
-public enum LoopKind: String, Hashable, Sendable {
+public enum LoopKind: String, CaseIterable, Hashable, Sendable {
     /// Each client waits for its reply (and an optional think time) before the next request.
     case closed
     /// Requests arrive at a target rate whatever the replies do; latency counts from the
@@ -107,7 +105,7 @@ public enum LoopKind: String, Hashable, Sendable {
     case open
 }
 
-public enum ArrivalProcess: String, Hashable, Sendable {
+public enum ArrivalProcess: String, CaseIterable, Hashable, Sendable {
     case poisson
     case uniform
 }
@@ -124,7 +122,7 @@ public struct ClientSpec: Hashable, Sendable {
     public var retryTimeoutMilliseconds: UInt64 = 1_000
 }
 
-public enum KeyDistribution: String, Hashable, Sendable {
+public enum KeyDistribution: String, CaseIterable, Hashable, Sendable {
     case uniform, zipfian, hotspot, sequential
 }
 
@@ -240,6 +238,17 @@ extension WorkloadSpec {
         if let cluster = spec.cluster, !cluster.hasPrefix("/") {
             spec.cluster = folder.appendingPathComponent(cluster).standardized.path
         }
+        // A file the workload names must exist; say so at the workload's own line, where the user
+        // wrote the name, not at line 0 of a file that is not there.
+        let named = [("composition", spec.composition), ("cluster", spec.cluster)]
+        let missing = named.filter { _, resolved in resolved.map { !FileManager.default.isReadableFile(atPath: $0) } ?? false }
+        if !missing.isEmpty {
+            let root = try YAMLFields.parse(text, file: path)
+            for (field, resolved) in missing {
+                root.fail(root.value(field), field: field, "cannot read \(resolved!): no such readable file")
+            }
+            throw SpecErrors(errors: root.errors)
+        }
         return spec
     }
 
@@ -287,10 +296,10 @@ extension WorkloadSpec {
         }
         if let fields = root.mapping("clients") {
             clients.count = fields.int("count", default: clients.count, range: 1...100_000)
-            clients.loop = LoopKind(rawValue: fields.choice("loop", default: clients.loop.rawValue, from: ["closed", "open"]))!
+            clients.loop = fields.choice("loop", default: clients.loop)
             clients.thinkMicroseconds = UInt64(fields.int("think_time_us", default: Int(clients.thinkMicroseconds), range: 0...60_000_000, unit: "µs"))
             clients.rateOperationsPerSecond = fields.double("rate_ops_s", default: clients.rateOperationsPerSecond, range: 1...10_000_000, unit: "operations per second")
-            clients.arrivals = ArrivalProcess(rawValue: fields.choice("arrivals", default: clients.arrivals.rawValue, from: ["poisson", "uniform"]))!
+            clients.arrivals = fields.choice("arrivals", default: clients.arrivals)
             clients.retryTimeoutMilliseconds = UInt64(fields.int("retry_timeout_ms", default: Int(clients.retryTimeoutMilliseconds), range: 1...600_000, unit: "ms"))
             if clients.loop == .closed, fields.has("rate_ops_s") {
                 fields.fail(fields.value("rate_ops_s"), field: fields.qualified("rate_ops_s"), "only applies to loop: open")
@@ -302,8 +311,7 @@ extension WorkloadSpec {
         }
         if let fields = root.mapping("keys") {
             keys.count = fields.int("count", default: keys.count, range: 1...100_000_000)
-            keys.distribution = KeyDistribution(rawValue: fields.choice("distribution", default: keys.distribution.rawValue,
-                                                                        from: ["uniform", "zipfian", "hotspot", "sequential"]))!
+            keys.distribution = fields.choice("distribution", default: keys.distribution)
             keys.zipfTheta = fields.double("zipf_theta", default: keys.zipfTheta, range: 0.01...5)
             keys.hotspotFraction = fields.double("hotspot_fraction", default: keys.hotspotFraction, range: 0.000_001...1)
             keys.hotspotProbability = fields.double("hotspot_probability", default: keys.hotspotProbability, range: 0...1)

@@ -144,6 +144,18 @@ public final class YAMLFields {
         return scalar
     }
 
+    /// A value of a string-backed enum, named by its raw value; the error lists every case.
+    public func choice<Choice: RawRepresentable & CaseIterable>(_ key: String, default fallback: Choice) -> Choice
+        where Choice.RawValue == String {
+        guard let node = value(key) else { return fallback }
+        guard let scalar = node.scalar?.string, let chosen = Choice(rawValue: scalar) else {
+            let allowed = Choice.allCases.map(\.rawValue)
+            fail(node, field: qualified(key), "expected one of \(allowed.joined(separator: ", ")), got \(Self.show(node))")
+            return fallback
+        }
+        return chosen
+    }
+
     public func string(_ key: String, default fallback: String) -> String {
         guard let node = value(key) else { return fallback }
         guard let scalar = node.scalar?.string else {

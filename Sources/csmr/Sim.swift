@@ -3,6 +3,7 @@ import Foundation
 import Composition
 import Execution
 import Paxos
+import Primitives
 import Simulation
 import Workload
 

@@ -165,4 +165,12 @@ private func errors(_ text: String) -> [String] {
         #expect(lines[1].hasPrefix("1,1,all,0,0,"))
         #expect(lines[2].hasPrefix("2,8,all,"))
     }
+
+    @Test func aMissingCompositionIsReportedAtTheWorkloadsOwnLine() throws {
+        let folder = try write(["w.yaml": "name: w\ncomposition: compositions/nowhere.yaml\n"])
+        let path = folder.appendingPathComponent("w.yaml").path
+        #expect { try WorkloadSpec.load(path: path) } throws: { error in
+            "\(error)".hasPrefix("\(path):2:") && "\(error)".contains("composition: cannot read") && "\(error)".contains("nowhere.yaml")
+        }
+    }
 }
