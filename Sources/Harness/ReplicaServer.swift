@@ -144,6 +144,7 @@ public final class ReplicaServer: @unchecked Sendable {
                                        execution: WorkloadRunner.executionConfig(group: settings),
                                        checkpointIntervalSlots: settings.checkpointIntervalSlots)
         node!.encodesCheckpointsInline = false
+        node!.executesInline = false
     }
 
     // MARK: Inputs
@@ -218,6 +219,15 @@ public final class ReplicaServer: @unchecked Sendable {
             DispatchQueue.global().async { [self] in
                 let bytes = pending.encode()
                 loop.execute { [self] in node?.checkpointEncoded(pending, bytes: bytes) }
+            }
+        }
+        for job in output.executions {
+            // Executed on the executor's lane while this loop goes on with consensus.
+            job.runOnLane { [self] outcome in
+                loop.execute { [self] in
+                    guard node != nil else { return }
+                    carryOut(node!.executed(outcome, now: Self.now()))
+                }
             }
         }
         for delivery in output.deliveries {
