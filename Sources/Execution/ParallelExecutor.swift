@@ -66,6 +66,10 @@ public final class ParallelExecutor: @unchecked Sendable {
     /// `execute`, `stateMachine` or `restore` must come through here while any other does.
     public func submit(_ work: @escaping @Sendable () -> Void) { lane.async(execute: work) }
 
+    /// Blocks until everything submitted so far has run (a driver stopping: what the work hands
+    /// to an event loop is then handed over before the loop shuts down).
+    public func waitUntilIdle() { lane.sync {} }
+
     /// Executes `requests` in order (as one decided batch or several): their replies, and
     /// whether each ran.
     public func execute(_ requests: [Request]) -> ExecutionResult {

@@ -307,6 +307,7 @@ final class ReplicaHost: @unchecked Sendable {
     func stop() {
         ticker?.cancel()
         ticker = nil
+        node?.waitForExecutionLane()
         closeFiles()
     }
 

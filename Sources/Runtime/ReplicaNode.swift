@@ -262,6 +262,10 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
     /// Whether execution jobs handed out have not come back yet.
     public var isExecuting: Bool { !inFlight.isEmpty }
 
+    /// Blocks until the executor's lane has run every job handed out (a driver stopping: their
+    /// completions reach its loop before the loop shuts down).
+    public func waitForExecutionLane() { executor.parallelExecutor?.waitUntilIdle() }
+
     public var id: ReplicaID { core.id }
 
     /// Whether a state transfer is under way.
