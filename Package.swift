@@ -108,7 +108,7 @@ let package = Package(
         .testTarget(name: "PaxosTests", dependencies: ["Paxos", "Primitives", "Services"]),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Paxos", "Primitives", "Execution", "Composition", "Workload"]),
         .testTarget(name: "CompositionTests", dependencies: ["Composition", "Workload", "Services", "Primitives"]),
-        .testTarget(name: "ExecutionTests", dependencies: ["Execution", "Services", "Primitives"]),
+        .testTarget(name: "ExecutionTests", dependencies: ["Execution", "Services", "Primitives", "Runtime", "Paxos"]),
         .testTarget(name: "WorkloadTests", dependencies: ["Workload", "Primitives", "Services", "Linearizability"]),
         .testTarget(
             name: "TransportTests",

@@ -14,15 +14,25 @@ import Services
 /// class never run at once and keep their order; commands of different classes touch disjoint
 /// state, so the order between them cannot change any result. `openSession` ends a window (it
 /// changes the session table, which admission reads).
+///
+/// Off the caller's thread. `submit` runs work on the executor's own lane (one thread at a time,
+/// in submission order), so a replica can hand it delivered batches and go on with consensus. The
+/// replica's loop may still ask `sessionVerdict` meanwhile: it is answered under `sessionsLock`
+/// from the batches finished so far.
 public final class ParallelExecutor: @unchecked Sendable {
     // Partitions are touched only by the task the scheduler lets run on them; everything else only
-    // by the calling thread. That discipline, not a lock, is what makes this class Sendable.
+    // by the thread that calls `execute` (one at a time: the caller's, or the lane). The session
+    // table is written only by that thread, under `sessionsLock`, and read by others under it.
+    // That discipline is what makes this class Sendable.
     public let config: ExecutionConfig
     public let limits: ServiceLimits
     private let partitions: [Partition]
     private let logPartition = LogPartition()
     private var sessions: SessionTable
+    private let sessionsLock = NSLock()
     private let pool: WorkerPool?
+    /// Where submitted work runs: serial, so batches execute in the order they were delivered.
+    private let lane = DispatchQueue(label: "csmr-execution")
 
     final class Partition: @unchecked Sendable {
         var kv = KeyValueStore()
@@ -44,32 +54,45 @@ public final class ParallelExecutor: @unchecked Sendable {
 
     deinit { pool?.shutdown() }
 
-    /// The session table's answer for a request, without executing anything.
-    public func sessionVerdict(for request: Request) -> SessionTable.Verdict { sessions.verdict(for: request) }
+    /// The session table's answer for a request, without executing anything; any thread may ask,
+    /// also while a batch executes (the answer reflects the batches finished so far).
+    public func sessionVerdict(for request: Request) -> SessionTable.Verdict {
+        sessionsLock.lock()
+        defer { sessionsLock.unlock() }
+        return sessions.verdict(for: request)
+    }
 
-    /// For each request of the last `execute` call, whether it ran (false for retries answered
-    /// from the session table and for refusals).
-    public private(set) var lastExecuted: [Bool] = []
+    /// Runs `work` on the executor's lane, after everything submitted before it. Work that calls
+    /// `execute`, `stateMachine` or `restore` must come through here while any other does.
+    public func submit(_ work: @escaping @Sendable () -> Void) { lane.async(execute: work) }
 
-    /// Executes `requests` in order (as one decided batch or several) and returns their replies.
-    public func execute(_ requests: [Request]) -> [Reply] {
-        var replies: [Reply] = []
-        replies.reserveCapacity(requests.count)
-        lastExecuted.removeAll(keepingCapacity: true)
+    /// Blocks until everything submitted so far has run (a driver stopping: what the work hands
+    /// to an event loop is then handed over before the loop shuts down).
+    public func waitUntilIdle() { lane.sync {} }
+
+    /// Executes `requests` in order (as one decided batch or several): their replies, and
+    /// whether each ran.
+    public func execute(_ requests: [Request]) -> ExecutionResult {
+        var result = ExecutionResult()
+        result.replies.reserveCapacity(requests.count)
+        result.executed.reserveCapacity(requests.count)
         var start = requests.startIndex
         while start < requests.endIndex {
             if case .openSession = requests[start].command {
-                replies.append(.session(sessions.open()))
-                lastExecuted.append(true)
+                sessionsLock.lock()
+                let opened = sessions.open()
+                sessionsLock.unlock()
+                result.replies.append(.session(opened))
+                result.executed.append(true)
                 start += 1
                 continue
             }
             var end = start
             while end < requests.endIndex, requests[end].command != .openSession { end += 1 }
-            replies += executeWindow(Array(requests[start..<end]))
+            executeWindow(Array(requests[start..<end]), into: &result)
             start = end
         }
-        return replies
+        return result
     }
 
     /// The whole state as one `StateMachine` (for digests, snapshots and comparison).
@@ -96,31 +119,33 @@ public final class ParallelExecutor: @unchecked Sendable {
             partition.locks = LockTable(holders: holders[index])
         }
         logPartition.log = machine.log
+        sessionsLock.lock()
         sessions = machine.sessions
+        sessionsLock.unlock()
     }
 
-    private func executeWindow(_ window: [Request]) -> [Reply] {
+    private func executeWindow(_ window: [Request], into result: inout ExecutionResult) {
         let plan = ExecutionPlan(window: window, sessions: sessions, partitions: config.partitions)
         let results = ReplySlots(count: plan.tasks.count)
         let tasks = plan.tasks
         Schedule.run(tasks, scheduler: config.scheduler, pool: pool) { [self] position in results[position] = perform(tasks[position]) }
-        var replies: [Reply] = []
-        replies.reserveCapacity(window.count)
+        // Recorded under the lock as a whole, so a verdict never sees half a window.
+        sessionsLock.lock()
+        defer { sessionsLock.unlock() }
         for (index, admission) in plan.admissions.enumerated() {
             switch admission {
             case let .execute(task):
-                replies.append(results[task])
+                result.replies.append(results[task])
                 sessions.record(window[index], reply: results[task])
-            case let .executeWithoutSession(task): replies.append(results[task])
-            case let .duplicateOfTask(task): replies.append(results[task])
-            case let .answered(reply): replies.append(reply)
+            case let .executeWithoutSession(task): result.replies.append(results[task])
+            case let .duplicateOfTask(task): result.replies.append(results[task])
+            case let .answered(reply): result.replies.append(reply)
             }
             switch admission {
-            case .execute, .executeWithoutSession: lastExecuted.append(true)
-            case .duplicateOfTask, .answered: lastExecuted.append(false)
+            case .execute, .executeWithoutSession: result.executed.append(true)
+            case .duplicateOfTask, .answered: result.executed.append(false)
             }
         }
-        return replies
     }
 
     private func perform(_ task: ExecutionTask) -> Reply {

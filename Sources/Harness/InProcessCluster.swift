@@ -241,6 +241,7 @@ final class ReplicaHost: @unchecked Sendable {
     private enum Input {
         case request(Request)
         case message(PaxosMessage, from: Int)
+        case executed(ExecutionOutcome)
     }
 
     init(index: Int, loop: EventLoop, config: PaxosConfig?, execution: ExecutionConfig, extensionOrigin: UInt32?) {
@@ -284,6 +285,7 @@ final class ReplicaHost: @unchecked Sendable {
                                            execution: execution, extensionOrigin: extensionOrigin,
                                            checkpointIntervalSlots: cluster.durability.checkpointIntervalSlots)
             node!.encodesCheckpointsInline = false
+            node!.executesInline = false
             incarnation += 1
         } catch {
             cluster.event("r\(index) cannot read its checkpoint: \(error)")
@@ -305,6 +307,7 @@ final class ReplicaHost: @unchecked Sendable {
     func stop() {
         ticker?.cancel()
         ticker = nil
+        node?.waitForExecutionLane()
         closeFiles()
     }
 
@@ -318,6 +321,7 @@ final class ReplicaHost: @unchecked Sendable {
                 switch input {
                 case let .request(request): clientRequest(request)
                 case let .message(message, sender): receive(message, from: sender)
+                case let .executed(outcome): executed(outcome)
                 }
             }
         }
@@ -329,7 +333,7 @@ final class ReplicaHost: @unchecked Sendable {
             return
         }
         if let machine {
-            let reply = machine.execute([request])[0]
+            let reply = machine.execute([request]).replies[0]
             cluster.reply(ClientReply(client: request.client, sequence: request.sequence, reply: reply))
             return
         }
@@ -346,6 +350,16 @@ final class ReplicaHost: @unchecked Sendable {
         guard node != nil else { return }
         let output = node!.receive(message, from: ReplicaID(sender), now: Self.now())
         carryOut(output)
+    }
+
+    /// An execution job came back from the executor's lane.
+    private func executed(_ outcome: ExecutionOutcome) {
+        if held != nil {
+            held!.append(.executed(outcome))
+            return
+        }
+        guard node != nil else { return }
+        carryOut(node!.executed(outcome, now: Self.now()))
     }
 
     func tick() {
@@ -409,6 +423,11 @@ final class ReplicaHost: @unchecked Sendable {
                     node!.checkpointEncoded(pending, bytes: bytes)
                 }
             }
+        }
+        for job in output.executions {
+            // Executed on the executor's lane while this loop goes on; the outcome comes back
+            // here (a previous incarnation's is ignored by the node).
+            job.runOnLane { [self] outcome in loop.execute { self.executed(outcome) } }
         }
         if let transfer = output.stateTransfer {
             cluster.event(String(format: "r%d installed r%d's checkpoint at slot %llu: %d bytes in %d chunks, %.1f ms", index, transfer.from.rawValue,

@@ -102,6 +102,7 @@ public final class ReplicaServer: @unchecked Sendable {
         loop.flatSubmit { [self] in
             ticker?.cancel()
             ticker = nil
+            node?.waitForExecutionLane()
             let stopped = [peers?.stop(), clients?.stop()].compactMap { $0 }
             return EventLoopFuture.andAllComplete(stopped, on: loop).map { [self] in
                 if let file = storage?.file {
@@ -144,6 +145,7 @@ public final class ReplicaServer: @unchecked Sendable {
                                        execution: WorkloadRunner.executionConfig(group: settings),
                                        checkpointIntervalSlots: settings.checkpointIntervalSlots)
         node!.encodesCheckpointsInline = false
+        node!.executesInline = false
     }
 
     // MARK: Inputs
@@ -220,6 +222,15 @@ public final class ReplicaServer: @unchecked Sendable {
                 loop.execute { [self] in node?.checkpointEncoded(pending, bytes: bytes) }
             }
         }
+        for job in output.executions {
+            // Executed on the executor's lane while this loop goes on with consensus.
+            job.runOnLane { [self] outcome in
+                loop.execute { [self] in
+                    guard node != nil else { return }
+                    carryOut(node!.executed(outcome, now: Self.now()))
+                }
+            }
+        }
         for delivery in output.deliveries {
             if case let .batch(requests) = delivery.value {
                 counters.batchesDelivered += 1
@@ -260,6 +271,15 @@ public final class ReplicaServer: @unchecked Sendable {
     }
 
     /// Counters with the storage's and the links', read on the loop.
+    /// The process's CPU time so far (all threads), so that a run can state CPU per command.
+    static func processCPU() -> String {
+        var usage = rusage()
+        guard getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage) == 0 else { return "cpu unknown" }
+        let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+        let system = Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+        return String(format: "cpu user %.3f s, system %.3f s; voluntary context switches %ld", user, system, usage.ru_nvcsw)
+    }
+
     public func report() -> EventLoopFuture<String> {
         loop.flatSubmit { [self] in
             let stats = storage?.file?.stats
@@ -270,7 +290,8 @@ public final class ReplicaServer: @unchecked Sendable {
                 return "counters: peer messages sent \(sent.frames) (\(sent.bytes) bytes), received \(received.frames) (\(received.bytes) bytes); "
                     + "client requests \(counters.clientRequests), replies \(counters.clientReplies), refused frames \(counters.clientFramesRefused + counters.peerFramesRefused); "
                     + "batches \(counters.batchesDelivered), commands executed \(counters.commandsExecuted); checkpoints \(counters.checkpoints), state transfers \(counters.stateTransfers); "
-                    + "syncs \(stats?.syncs ?? 0), records synced \(stats?.recordsSynced ?? 0)"
+                    + "syncs \(stats?.syncs ?? 0), records synced \(stats?.recordsSynced ?? 0); "
+                    + Self.processCPU()
             }
         }
     }

@@ -38,7 +38,8 @@ public struct NodeOutput: Sendable {
     var sealed = NodeEffects()
     /// The storage position that must be durable before the effects may leave.
     public internal(set) var durableAfter: UInt64 = 0
-    /// Slots delivered and executed by this input, in order.
+    /// Slots executed by this input, in order (with off-loop execution, by the input that
+    /// completed their job, not the one that delivered them).
     public internal(set) var deliveries: [Delivery] = []
     /// State digests taken after executing the given slot (every `digestIntervalSlots`).
     public internal(set) var digests: [(slot: UInt64, digest: Digest)] = []
@@ -51,6 +52,9 @@ public struct NodeOutput: Sendable {
     /// A checkpoint for the driver to encode and return through `checkpointEncoded` (only when
     /// the node does not encode checkpoints inline).
     public internal(set) var pendingCheckpoint: PendingCheckpoint?
+    /// Delivered slots for the driver to execute off the loop, in order, and hand back through
+    /// `executed(_:now:)` (only when the node does not execute inline).
+    public internal(set) var executions: [ExecutionJob] = []
 
     public init() {}
 
@@ -145,12 +149,33 @@ public struct EffectGate: Sendable {
 /// this replica may count its own acceptance toward a quorum and execute a decision early. That is
 /// safe because nothing it learns that way leaves (messages, replies, extension steps) before the
 /// records appended so far are durable; if it crashes first, no one heard of the decision.
+///
+/// Execution off the loop. Each input gathers what it delivered into one `ExecutionWork`. A
+/// sequential executor, or any executor while `executesInline` is set, carries it out before the
+/// input ends. Otherwise the output hands it to the driver as an `ExecutionJob`, the node goes on
+/// with consensus, and `executed(_:now:)` later turns the job's outcome into replies, extension
+/// steps, digests and the checkpoint it completes. Jobs complete in the order they were handed
+/// out, so replies leave in delivery order (in order per client) and extension steps keep their
+/// numbers. A checkpoint is claimed at the slots delivered (acceptor state and storage position
+/// taken at once) and filled with the state machine when execution reaches that point; a state
+/// received by transfer is put in place by a job after those in flight, whose results it makes
+/// moot. Replies still wait in the `EffectGate` for the records of the input that delivered them.
 public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Sendable {
     public private(set) var core: PaxosReplica
-    /// Sequential execution's state, or nil when a parallel executor holds the state.
-    private var sequentialMachine: StateMachine?
-    /// Parallel execution (shared by copies of this value; nodes are not copied in practice).
-    private let executor: ParallelExecutor?
+    /// Runs delivered batches (a parallel executor is shared by copies of this value; nodes are
+    /// not copied in practice).
+    private var executor: Executor
+    /// Whether delivered slots are executed before the input that delivered them ends. When
+    /// false and the executor is parallel, outputs carry `executions` for the driver to run off
+    /// the loop (a sequential executor always executes inline: it is the reference, and cheap).
+    public var executesInline = true
+    /// The current input's work for the executor, handed out when the input ends.
+    private var work = ExecutionWork()
+    /// A checkpoint claimed by the current input, completed by its work.
+    private var claim: CheckpointClaim?
+    /// Jobs handed out, oldest first, until their outcomes come back.
+    private var inFlight: [InFlightJob] = []
+    private var nextJobNumber: UInt64 = 0
     public private(set) var storage: Storage
     public let limits: ServiceLimits
     /// Requests this node must answer once executed (the client sent them here).
@@ -184,13 +209,7 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
         self.extensionOrigin = extensionOrigin
         self.storage = storage
         self.limits = limits
-        if execution.scheduler == .sequential, execution.spinIterationsPerCommand == 0 {
-            sequentialMachine = StateMachine(limits: limits)
-            executor = nil
-        } else {
-            sequentialMachine = nil
-            executor = ParallelExecutor(config: execution, limits: limits)
-        }
+        executor = Executor(config: execution, limits: limits)
         self.digestIntervalSlots = digestIntervalSlots
         self.checkpointIntervalSlots = checkpointIntervalSlots
     }
@@ -218,23 +237,34 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
         let core = PaxosReplica(config: config, id: id, now: now, checkpointSlot: payload.slot, restoring: payload.acceptor + recovered.records)
         var node = ReplicaNode(core: core, storage: storage, limits: limits, digestIntervalSlots: digestIntervalSlots, execution: execution,
                                extensionOrigin: extensionOrigin, checkpointIntervalSlots: checkpointIntervalSlots)
-        try node.restoreMachine(payload)
+        node.restore(try StateMachine(snapshot: payload.machine, limits: limits), payload: payload)
         return node
     }
 
-    private mutating func restoreMachine(_ payload: CheckpointPayload) throws(DecodeError) {
-        let machine = try StateMachine(snapshot: payload.machine, limits: limits)
-        if sequentialMachine != nil {
-            sequentialMachine = machine
+    /// Puts a checkpoint's state in place: now if nothing is executing, else after the jobs in
+    /// flight, whose results it makes moot (they executed slots below the checkpoint).
+    private mutating func restore(_ machine: StateMachine, payload: CheckpointPayload) {
+        if inFlight.isEmpty, work.isEmpty {
+            executor.restore(machine)
         } else {
-            executor!.restore(machine)
+            for index in inFlight.indices { inFlight[index].superseded = true }
+            work = ExecutionWork(restore: machine)
+            claim = nil
         }
         extensionStepCount = payload.extensionStepCount
         lastCheckpointSlot = payload.slot
     }
 
     /// The replica's whole service state (assembled from the executor's partitions if parallel).
-    public var machine: StateMachine { sequentialMachine ?? executor!.stateMachine }
+    /// While jobs are in flight (`isExecuting`) only the thread running them may read it.
+    public var machine: StateMachine { executor.stateMachine }
+
+    /// Whether execution jobs handed out have not come back yet.
+    public var isExecuting: Bool { !inFlight.isEmpty }
+
+    /// Blocks until the executor's lane has run every job handed out (a driver stopping: their
+    /// completions reach its loop before the loop shuts down).
+    public func waitForExecutionLane() { executor.parallelExecutor?.waitUntilIdle() }
 
     public var id: ReplicaID { core.id }
 
@@ -245,8 +275,9 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
     /// from its session table at once; anything else goes to consensus.
     public mutating func clientRequest(_ request: Request, now: Instant) -> NodeOutput {
         var output = NodeOutput()
-        let verdict = sequentialMachine?.sessionVerdict(for: request) ?? executor!.sessionVerdict(for: request)
-        if case let .duplicate(reply) = verdict {
+        // While batches execute, the table answers from those finished: a retry of a request in
+        // flight goes to consensus again and is answered once its first decision executes.
+        if case let .duplicate(reply) = executor.sessionVerdict(for: request) {
             output.sealed.replies.append(ClientReply(client: request.client, sequence: request.sequence, reply: reply))
             finish(&output, now: now)
             return output
@@ -291,31 +322,40 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
     /// Takes a checkpoint now (also done every `checkpointIntervalSlots` delivered slots).
     public mutating func checkpointNow(now: Instant) -> NodeOutput {
         var output = NodeOutput()
-        takeCheckpoint(into: &output)
+        takeCheckpoint()
         finish(&output, now: now)
         return output
     }
 
-    /// Ends every input: a checkpoint if one is due, the records handed to the disk, and the
-    /// position the effects wait for.
+    /// Ends every input: a checkpoint if one is due, the input's execution (now, or handed out),
+    /// the records handed to the disk, and the position the effects wait for.
     private mutating func finish(_ output: inout NodeOutput, now: Instant) {
         if checkpointIntervalSlots > 0, core.deliveredBelow >= lastCheckpointSlot + checkpointIntervalSlots, transfer == nil {
-            takeCheckpoint(into: &output)
+            takeCheckpoint()
         }
+        let handedOut = dispatchWork(into: &output)
         storage.commit()
         output.durableAfter = storage.appendedPosition
+        if handedOut { inFlight[inFlight.count - 1].durableAfter = output.durableAfter }
     }
 
-    private mutating func takeCheckpoint(into output: inout NodeOutput, inline: Bool = false) {
+    /// Claims a checkpoint at the slots delivered so far; the input's work copies the state
+    /// machine once it has executed them.
+    private mutating func takeCheckpoint(inline: Bool = false) {
         let slot = core.deliveredBelow
         guard slot > lastCheckpointSlot || storage.newestCheckpoint == nil else { return }
-        // A copy of the state machine costs nothing now (its tables are shared until the next
-        // write); encoding it is what takes time, so a driver may do that on another thread.
-        let pending = PendingCheckpoint(slot: slot, position: storage.appendedPosition, extensionStepCount: extensionStepCount,
-                                        machine: machine, acceptor: core.acceptorStateAtCheckpoint)
+        claim = CheckpointClaim(slot: slot, position: storage.appendedPosition, acceptor: core.acceptorStateAtCheckpoint, encodeInline: inline)
+        work.snapshot = true
         lastCheckpointSlot = slot
-        output.checkpoints.append(slot)
-        if encodesCheckpointsInline || inline {
+    }
+
+    /// The claimed checkpoint, with the state machine at its slot. Encoding it is what takes
+    /// time, so a driver may do that on another thread.
+    private mutating func completeCheckpoint(_ claim: CheckpointClaim, machine: StateMachine, into output: inout NodeOutput) {
+        let pending = PendingCheckpoint(slot: claim.slot, position: claim.position, extensionStepCount: extensionStepCount,
+                                        machine: machine, acceptor: claim.acceptor)
+        output.checkpoints.append(claim.slot)
+        if encodesCheckpointsInline || claim.encodeInline {
             checkpointEncoded(pending, bytes: pending.encode())
         } else {
             output.pendingCheckpoint = pending
@@ -375,12 +415,8 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
         transfer = nil
         guard UInt64(current.bytes.count) == chunk.totalBytes, Digest(of: current.bytes).value == chunk.digest,
               let payload = try? CheckpointPayload.decode(current.bytes), payload.slot == chunk.slot,
-              payload.slot > core.deliveredBelow else { return }
-        do {
-            try restoreMachine(payload)
-        } catch {
-            return
-        }
+              payload.slot > core.deliveredBelow, let machine = try? StateMachine(snapshot: payload.machine, limits: limits) else { return }
+        restore(machine, payload: payload)
         // The installed state is checked like any other: its digest at the slot it stands for.
         output.sealed.installedSlot = payload.slot
         if digestIntervalSlots > 0, payload.slot % digestIntervalSlots == 0 {
@@ -391,7 +427,7 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
         run(core.installCheckpoint(slot: payload.slot, now: now), now: now, into: &output)
         // This replica's own checkpoint: its state machine from the peer, its own acceptor state.
         lastCheckpointSlot = 0
-        takeCheckpoint(into: &output, inline: true)
+        takeCheckpoint(inline: true)
         output.stateTransfer = StateTransferReport(slot: payload.slot, bytes: current.bytes.count, chunks: Int(chunk.count),
                                                    microseconds: now.microseconds(since: current.startedAt), from: peer)
     }
@@ -407,7 +443,7 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
         while next < pending.count {
             let ready = pending[next]
             next += 1
-            execute(ready.deliveries, into: &output)
+            work.deliveries += ready.deliveries
             for request in ready.dropped {
                 owed.remove(OwedReply(request))
                 output.dropped.append(request)
@@ -423,42 +459,71 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
         }
     }
 
-    private mutating func execute(_ deliveries: [Delivery], into output: inout NodeOutput) {
-        for delivery in deliveries {
-            if case let .batch(requests) = delivery.value {
-                var replies: [Reply] = []
-                var executed: [Bool] = []
-                if sequentialMachine != nil {
-                    for request in requests {
-                        let (reply, ran) = sequentialMachine!.applyReportingExecution(request)
-                        replies.append(reply)
-                        executed.append(ran)
-                    }
-                } else {
-                    replies = executor!.execute(requests)
-                    executed = executor!.lastExecuted
-                }
-                for (position, request) in requests.enumerated() {
-                    let reply = replies[position]
-                    if owed.remove(OwedReply(request)) != nil {
-                        output.sealed.replies.append(ClientReply(client: request.client, sequence: request.sequence, reply: reply))
-                    }
-                    if let origin = extensionOrigin, executed[position], case let .kvPut(key, value) = request.command {
-                        extensionStepCount += 1
-                        output.sealed.extensionSteps.append((extensionStepCount, ExtensionEntry.text(origin: origin, index: extensionStepCount, key: key, value: value)))
-                    }
-                    if case let .logAppendFrom(origin, index, _) = request.command, case let .extensionStep(appendedAt?, _) = reply {
-                        output.sealed.extensionsAppended.append((origin, index, appendedAt))
-                    }
-                }
+    // MARK: Execution
+
+    /// Carries out the input's work now (a sequential executor, or `executesInline`), or hands it
+    /// to the driver as a job; returns whether it handed one out.
+    private mutating func dispatchWork(into output: inout NodeOutput) -> Bool {
+        guard !work.isEmpty else { return false }
+        let current = work
+        let currentClaim = claim
+        work = ExecutionWork()
+        claim = nil
+        guard !executesInline, let parallel = executor.parallelExecutor else {
+            precondition(inFlight.isEmpty, "r\(id.rawValue) executes inline with \(inFlight.count) job(s) in flight")
+            let done = executor.perform(current, digestIntervalSlots: digestIntervalSlots)
+            complete(current, done, claim: currentClaim, into: &output)
+            return false
+        }
+        output.executions.append(ExecutionJob(number: nextJobNumber, executor: parallel, work: current, digestIntervalSlots: digestIntervalSlots))
+        inFlight.append(InFlightJob(number: nextJobNumber, work: current, claim: currentClaim))
+        nextJobNumber += 1
+        return true
+    }
+
+    /// A job handed out earlier has run: its replies, extension steps, digests and checkpoint.
+    /// They leave once the records of the input that delivered its slots are durable. An outcome
+    /// from another executor (this replica's previous life) is ignored.
+    public mutating func executed(_ outcome: ExecutionOutcome, now: Instant) -> NodeOutput {
+        var output = NodeOutput()
+        guard let parallel = executor.parallelExecutor, outcome.executor == ObjectIdentifier(parallel) else { return output }
+        precondition(inFlight.first?.number == outcome.number,
+                     "r\(id.rawValue): execution job \(outcome.number) completed, expected \(inFlight.first.map { "\($0.number)" } ?? "none")")
+        let job = inFlight.removeFirst()
+        if !job.superseded { complete(job.work, outcome.done, claim: job.claim, into: &output) }
+        output.durableAfter = job.durableAfter
+        return output
+    }
+
+    /// Turns executed work into effects: replies owed to this replica's clients, extension steps
+    /// numbered in slot order, deliveries and digests for checkers, and the claimed checkpoint.
+    private mutating func complete(_ work: ExecutionWork, _ done: ExecutionDone, claim: CheckpointClaim?, into output: inout NodeOutput) {
+        for (position, delivery) in work.deliveries.enumerated() {
+            if case let .batch(requests) = delivery.value, let result = done.results[position] {
+                answer(requests, result, into: &output)
             }
             output.deliveries.append(delivery)
             output.sealed.deliveries.append(delivery)
-            if digestIntervalSlots > 0, (delivery.slot + 1) % digestIntervalSlots == 0 {
-                // A digest encodes the whole state: take it once for both lists.
-                let digest = (slot: delivery.slot, digest: machine.digest)
-                output.digests.append(digest)
-                output.sealed.digests.append(digest)
+        }
+        for digest in done.digests {
+            output.digests.append(digest)
+            output.sealed.digests.append(digest)
+        }
+        if let claim, let machine = done.snapshot { completeCheckpoint(claim, machine: machine, into: &output) }
+    }
+
+    private mutating func answer(_ requests: [Request], _ result: ExecutionResult, into output: inout NodeOutput) {
+        for (position, request) in requests.enumerated() {
+            let reply = result.replies[position]
+            if owed.remove(OwedReply(request)) != nil {
+                output.sealed.replies.append(ClientReply(client: request.client, sequence: request.sequence, reply: reply))
+            }
+            if let origin = extensionOrigin, result.executed[position], case let .kvPut(key, value) = request.command {
+                extensionStepCount += 1
+                output.sealed.extensionSteps.append((extensionStepCount, ExtensionEntry.text(origin: origin, index: extensionStepCount, key: key, value: value)))
+            }
+            if case let .logAppendFrom(origin, index, _) = request.command, case let .extensionStep(appendedAt?, _) = reply {
+                output.sealed.extensionsAppended.append((origin, index, appendedAt))
             }
         }
     }

@@ -280,6 +280,10 @@ public struct Simulator {
             let durable = disk.complete(completion)
             scheduleDiskIO(group, replica)
             for effects in groups[group].gates[replica].release(durablePosition: durable) { send(effects, group: group, from: replica) }
+        case let .executed(group, replica, job):
+            guard groups[group].nodes[replica] != nil else { return }
+            let output = groups[group].nodes[replica]!.executed(job.run(), now: now)
+            absorb(output, group: group, from: replica)
         case let .restart(group, replica):
             guard groups[group].nodes[replica] == nil else { return }
             restart(group, replica)
@@ -325,11 +329,23 @@ public struct Simulator {
             faultLog.append("\(now) \(name(group, replica)) installed \(name(group, transfer.from.rawValue))'s checkpoint at slot \(transfer.slot) (\(transfer.bytes) bytes)")
         }
         scheduleDiskIO(group, replica)
+        scheduleExecution(output.executions, group, replica)
         // As a real driver does: effects wait in the gate until the disk has synced the records
         // they depend on, and leave in the order of the inputs that produced them.
         let disk = groups[group].disks[replica]
         for effects in groups[group].gates[replica].pass(output, durablePosition: disk.durablePosition) {
             send(effects, group: group, from: replica)
+        }
+    }
+
+    /// Runs a replica's execution jobs as a real executor's lane does: one at a time, in order,
+    /// each taking a while drawn from the seed, while the replica goes on with consensus.
+    private mutating func scheduleExecution(_ jobs: [ExecutionJob], _ group: Int, _ replica: Int) {
+        for job in jobs {
+            let start = max(now, groups[group].executionFreeAt[replica])
+            let finish = start.adding(microseconds: 5 + random.next() % (20 + 20 * UInt64(job.slotCount)))
+            groups[group].executionFreeAt[replica] = finish
+            schedule(.executed(group, replica, job), afterMicroseconds: (finish.nanoseconds - now.nanoseconds) / 1_000)
         }
     }
 
@@ -491,6 +507,8 @@ struct SimulatedGroup {
     let disks: [SimulatedDisk]
     /// Per replica, the outputs waiting for their records to be durable.
     var gates: [EffectGate]
+    /// Per replica, when its executor's lane finishes the jobs handed to it so far.
+    var executionFreeAt: [Instant]
     /// What each crashed replica's disk held at the crash.
     private var survived: [RecoveredState?]
     var blocked: Set<Pair> = []
@@ -514,12 +532,16 @@ struct SimulatedGroup {
         }
         self.disks = disks
         gates = Array(repeating: EffectGate(), count: config.replicaCount)
+        executionFreeAt = Array(repeating: .zero, count: config.replicaCount)
         survived = Array(repeating: nil, count: config.replicaCount)
         checker = ExecutionChecker(replicaCount: config.replicaCount)
         nodes = (0..<config.replicaCount).map { replica in
-            ReplicaNode(core: PaxosReplica(config: config, id: ReplicaID(replica), now: .zero), storage: disks[replica],
-                        digestIntervalSlots: digestIntervalSlots, execution: execution, extensionOrigin: extensionOrigin,
-                        checkpointIntervalSlots: checkpointIntervalSlots)
+            var node = ReplicaNode(core: PaxosReplica(config: config, id: ReplicaID(replica), now: .zero), storage: disks[replica],
+                                   digestIntervalSlots: digestIntervalSlots, execution: execution, extensionOrigin: extensionOrigin,
+                                   checkpointIntervalSlots: checkpointIntervalSlots)
+            // A parallel executor runs batches as scheduled events (a sequential one stays inline).
+            node.executesInline = false
+            return node
         }
     }
 
@@ -534,7 +556,7 @@ struct SimulatedGroup {
     /// Every replica is up and has delivered every slot any replica delivered: the final state
     /// the acknowledged-write check reads.
     var hasConverged: Bool {
-        nodes.allSatisfy { ($0?.core.deliveredBelow ?? 0) >= checker.deliveredBelowMax && $0 != nil }
+        nodes.allSatisfy { ($0?.core.deliveredBelow ?? 0) >= checker.deliveredBelowMax && $0 != nil && !$0!.isExecuting }
     }
 
     /// Crashes a replica: its memory and held effects are lost, its disk keeps what it synced
@@ -563,6 +585,7 @@ struct SimulatedGroup {
         } catch {
             preconditionFailure("replica \(replica) wrote a checkpoint it cannot read back: \(error)")
         }
+        nodes[replica]!.executesInline = false
         let slot = recovered.checkpoint?.slot ?? 0
         checker.restarted(replica: replica, fromSlot: slot)
         crashed -= 1
@@ -606,6 +629,8 @@ enum EventKind {
     case crash(Int, Int, reason: String?)
     /// A disk operation of a replica's incarnation completes.
     case disk(Int, Int, Int, DiskCompletion)
+    /// A replica's parallel executor finishes a job (it runs then, on the simulator's thread).
+    case executed(Int, Int, ExecutionJob)
     case restart(Int, Int)
     case partition(Int, Set<Int>)
     case healPartition(Int)
