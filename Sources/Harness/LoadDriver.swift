@@ -77,7 +77,27 @@ final class LoadDriver: @unchecked Sendable {
         var sentNanoseconds: UInt64
         var lastSendNanoseconds: UInt64
         var historyIndex: Int?
+        /// A read of the log after the run (see `FinalLogRead`), outside every measurement.
+        var isFinalRead = false
     }
+
+    /// With a target whose replicas forward extension steps, a recorded history learns the steps
+    /// from the log itself once the load is over: it reads the whole log, and each step found
+    /// becomes the plain append it was, invoked with its put and complete by this read's reply
+    /// (when it really happened lies in between), at the index the read found it at.
+    private struct FinalLogRead {
+        var session: Int
+        var group: Int
+        var nextIndex: UInt64 = 0
+        var entries: [(index: UInt64, entry: String)] = []
+        var deadlineNanoseconds: UInt64
+        /// When the run itself ended (the read takes no part in its measurements).
+        var runEndedNanoseconds: UInt64
+        var done = false
+    }
+    private var finalRead: FinalLogRead?
+    /// How long the final read of the log may take.
+    static let finalReadSeconds: UInt64 = 10
 
     private var sessions: [Session] = []
     private var sessionByClient: [GroupClient: Int] = [:]
@@ -374,6 +394,10 @@ final class LoadDriver: @unchecked Sendable {
               outstanding.group == group, outstanding.request.sequence == reply.sequence, outstanding.request.client == reply.client else { return }
         let now = Self.now()
         sessions[index].outstanding = nil
+        if outstanding.isFinalRead {
+            finalReadAnswered(reply.reply, outstanding: outstanding, now: now)
+            return
+        }
         guard let kind = outstanding.kind else {
             // A session opened; open the next group's, or start once every client has all.
             if case let .session(id) = reply.reply {
@@ -472,8 +496,111 @@ final class LoadDriver: @unchecked Sendable {
         if sessions.allSatisfy({ $0.outstanding == nil }), backlog.isEmpty, forwarder?.isDrained ?? true { finish() }
     }
 
+    /// Starts the final read of the log (see `FinalLogRead`) if the run needs one; false when it
+    /// does not, or it is over.
+    private func finalReadPending() -> Bool {
+        guard recordHistory, cluster.forwardsExtensionStepsItself else { return false }
+        let now = Self.now()
+        if let read = finalRead { return !read.done && now < read.deadlineNanoseconds }
+        // A session with nothing out reads; one that still waits keeps its request counted.
+        guard let session = sessions.indices.first(where: { sessions[$0].outstanding == nil && sessions[$0].heldLock == nil }) else {
+            recorder.recordEvent("the log could not be read for the extension's steps: every client session is busy", second: second(of: now))
+            return false
+        }
+        finalRead = FinalLogRead(session: session, group: cluster.router.group(for: .logRetrieve(first: 0, last: 0)),
+                                 deadlineNanoseconds: now + Self.finalReadSeconds * 1_000_000_000, runEndedNanoseconds: now)
+        readLogOnward()
+        return true
+    }
+
+    private func readLogOnward() {
+        guard let read = finalRead else { return }
+        sendFinalRead(.logRetrieve(first: read.nextIndex, last: read.nextIndex + ServiceLimits().retrieveEntriesMax - 1), group: read.group)
+    }
+
+    /// A reply to the final read: more of the log, or its end.
+    private func finalReadAnswered(_ reply: Reply, outstanding: Outstanding, now: UInt64) {
+        guard var read = finalRead, let historyIndex = outstanding.historyIndex else { return }
+        history[historyIndex].completion = HistoryOperation.Completion(nanoseconds: now, reply: reply)
+        switch reply {
+        case let .entries(first, entries) where !entries.isEmpty:
+            for (offset, entry) in entries.enumerated() { read.entries.append((first + UInt64(offset), entry)) }
+            read.nextIndex = first + UInt64(entries.count)
+        case let .failure(.outOfRange(first, _, available)) where first < available.upperBound:
+            // Past the end: read what is left, or from the head if the front was truncated.
+            read.nextIndex = max(first, available.lowerBound)
+            if available.upperBound > read.nextIndex {
+                finalRead = read
+                let last = min(available.upperBound - 1, read.nextIndex + ServiceLimits().retrieveEntriesMax - 1)
+                sendFinalRead(.logRetrieve(first: read.nextIndex, last: last), group: read.group)
+                return
+            }
+            read.done = true
+        default:
+            read.done = true
+        }
+        if read.done, extensionStepsIn(read) < acknowledgedPuts, now < read.deadlineNanoseconds {
+            // The replicas forward steps on their own time: wait for the acknowledged puts' steps,
+            // then read on from where the log ended.
+            read.done = false
+            finalRead = read
+            loop.scheduleTask(in: .milliseconds(100)) { [self] in readLogOnward() }
+            return
+        }
+        finalRead = read
+        if read.done {
+            finish()
+        } else {
+            readLogOnward()
+        }
+    }
+
+    private func extensionStepsIn(_ read: FinalLogRead) -> Int { read.entries.count { ExtensionStep.parse($0.entry) != nil } }
+
+    /// Puts the history shows acknowledged: each has its step in the log once the replicas caught up.
+    private var acknowledgedPuts: Int {
+        history.count { operation in
+            guard case .kvPut = operation.command, let reply = operation.completion?.reply else { return false }
+            if case .failure = reply { return false }
+            return true
+        }
+    }
+
+    private func sendFinalRead(_ command: Command, group: Int) {
+        guard let read = finalRead else { return }
+        let client = sessions[read.session].ids[group]!
+        sessions[read.session].sequences[group] += 1
+        let request = Request(client: client, sequence: sessions[read.session].sequences[group], command: command)
+        let now = Self.now()
+        history.append(HistoryOperation(client: client, command: command, invokeNanoseconds: now, completion: nil))
+        sessions[read.session].outstanding = Outstanding(kind: nil, group: group, request: request, intendedNanoseconds: now, sentNanoseconds: now,
+                                                         lastSendNanoseconds: now, historyIndex: history.count - 1, isFinalRead: true)
+        cluster.submit(request, group: group, replica: sessions[read.session].replicas[group])
+    }
+
+    /// The extension steps the final read found, as the appends they were.
+    private func extensionHistoryFromLog() -> [HistoryOperation] {
+        guard let read = finalRead, let completed = read.entries.isEmpty ? nil : history.last(where: { $0.completion != nil })?.completion else { return [] }
+        var putInvoked: [String: UInt64] = [:]
+        for operation in history {
+            if case let .kvPut(key, value) = operation.command { putInvoked["\(key)=\(value)", default: operation.invokeNanoseconds] = operation.invokeNanoseconds }
+        }
+        return read.entries.compactMap { found in
+            guard let step = ExtensionStep.parse(found.entry) else { return nil }
+            let invoked = min(putInvoked["\(step.key)=\(step.value)"] ?? 0, completed.nanoseconds)
+            return HistoryOperation(client: ExtensionForwarder.client(origin: step.origin), command: .logAppend(entry: found.entry),
+                                    invokeNanoseconds: invoked, completion: .init(nanoseconds: completed.nanoseconds, reply: .index(found.index)))
+        }
+    }
+
+    /// How many extension steps the final read found in the log.
+    private var extensionStepsFound: Int? {
+        finalRead.map(extensionStepsIn)
+    }
+
     private func finish() {
         guard !finished else { return }
+        if finalReadPending() { return }
         finished = true
         for timer in timers { timer.cancel() }
         for session in sessions {
@@ -485,15 +612,16 @@ final class LoadDriver: @unchecked Sendable {
             recorder.recordIntended(waiting.kind, second: second(of: waiting.intended), measured: isMeasured(waiting.intended))
             if isMeasured(waiting.intended) { recorder.recordUnfinished(waiting.kind) }
         }
-        let end = min(measureEnd, Self.now())
+        let end = min(measureEnd, finalRead?.runEndedNanoseconds ?? Self.now())
         let measuredSeconds = Double(end &- measureStart) / 1e9
         var summary = RunSummary(spec: spec, recorder: recorder, measuredSeconds: measuredSeconds)
         if let first = storageAtWindowStart, let last = storageAtWindowEnd ?? cluster.storageStats {
             summary.storage = StorageSummary(mode: spec.group.durability, start: first, end: last, seconds: measuredSeconds,
                                              replicas: spec.group.replicas)
         }
-        promise.succeed(RunOutcome(summary: summary, history: history + extensionHistory(),
-                                   extensionSteps: forwarder.map { ($0.steps.count, Int($0.applied)) }))
+        var steps = forwarder.map { ($0.steps.count, Int($0.applied)) }
+        if let found = extensionStepsFound { steps = (found, found) }
+        promise.succeed(RunOutcome(summary: summary, history: history + extensionHistory() + extensionHistoryFromLog(), extensionSteps: steps))
     }
 
     private var storageAtWindowStart: WALStats?
