@@ -137,7 +137,9 @@ public struct ExtensionForwarder: Sendable {
     public mutating func acknowledged(applied appliedNow: UInt64) {
         applied = max(applied, appliedNow)
         guard !keepsApplied, applied >= firstHeld else { return }
-        let drop = Int(min(applied, producedCount) - firstHeld + 1)
+        // Held steps through `applied` go; none when nothing is held (producedCount is then
+        // firstHeld - 1, so add before subtracting).
+        let drop = Int(min(applied, producedCount) + 1 - firstHeld)
         steps.removeFirst(drop)
         firstHeld += UInt64(drop)
     }

@@ -57,11 +57,9 @@ public final class ReplicaServer: @unchecked Sendable {
     private var extensionResendsAtMove = 0
     /// Origin groups (and their replica counts) whose steps this replica's group takes.
     private let extensionOrigins: [UInt32: Int]
-    /// Which extension link each origin's latest step came on (its answer goes back there).
-    private var extensionReplyLinks: [UInt32: ExtensionLinkID] = [:]
     /// Steps sent per round, and how long an unanswered one waits before it is sent again.
-    public static let extensionWindowSteps = 1_024
-    public static let extensionResendNanoseconds: UInt64 = 250_000_000
+    public static let extensionWindowSteps = 256
+    public static let extensionResendNanoseconds: UInt64 = 500_000_000
 
     /// - Parameters:
     ///   - composition: the cluster's composition, if any (its groups are the cluster file's, in
@@ -260,7 +258,6 @@ public final class ReplicaServer: @unchecked Sendable {
         }
         guard node != nil else { return }
         counters.extensionStepsReceived += 1
-        extensionReplyLinks[origin] = link
         let request = Request(client: .extensionClient(origin: origin), sequence: index, command: .logAppendFrom(origin: origin, index: index, entry: entry))
         carryOut(node!.clientRequest(request, now: Self.now()))
     }
@@ -401,9 +398,11 @@ public final class ReplicaServer: @unchecked Sendable {
         }
         for reply in effects.replies {
             if ClientID.extensionRange.contains(reply.client.rawValue) {
+                // Every replica of the origin connected here learns how far the log got: a backup
+                // that hears of progress made by others stays passive.
                 let origin = UInt32(reply.client.rawValue - ClientID.extensionRange.lowerBound)
-                guard let link = extensionReplyLinks[origin], case let .extensionStep(_, applied) = reply.reply else { continue }
-                peers?.send(toExtensionLink: link, frame: WireFormat.encode(.extensionApplied(origin: origin, index: reply.sequence, applied: applied)))
+                guard case let .extensionStep(_, applied) = reply.reply else { continue }
+                peers?.send(toExtensionLinksOf: origin, frame: WireFormat.encode(.extensionApplied(origin: origin, index: reply.sequence, applied: applied)))
                 continue
             }
             guard let connection = replyRoutes[reply.client] else { continue }

@@ -180,12 +180,14 @@ public final class PeerTransport: @unchecked Sendable {
         link.queue.enqueue(frame)
     }
 
-    /// Sends one complete frame back on an extension link (dropped when the link is gone: the
-    /// origin resends and gets its answer on its next link).
-    public func send(toExtensionLink link: ExtensionLinkID, frame: [UInt8]) {
+    /// Sends one complete frame on every extension link from `group` (answers about an origin's
+    /// steps concern all of its replicas that are connected here).
+    public func send(toExtensionLinksOf group: UInt32, frame: [UInt8]) {
         loop.execute {
-            guard self.state == .started, let channel = self.extensionLinks[link.connection]?.channel else { return }
-            channel.writeAndFlush(ByteBuffer(bytes: frame), promise: nil)
+            guard self.state == .started else { return }
+            for link in self.extensionLinks.values where link.id.group == group {
+                link.channel.writeAndFlush(ByteBuffer(bytes: frame), promise: nil)
+            }
         }
     }
 

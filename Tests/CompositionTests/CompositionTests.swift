@@ -190,7 +190,10 @@ private func errors(_ text: String) -> [String] {
 
     @Test func aRestartedReplicaStartsAtTheFirstStepItProducesAndLeavesEarlierOnesToOthers() {
         var forwarder = ExtensionForwarder(origin: 0, windowSteps: 8, resendNanoseconds: 100, keepsApplied: false)
-        // Restarted from a checkpoint after step 40: its first step is 41.
+        // Restarted from a checkpoint after step 40, it hears how far the log got before it
+        // produced anything; its first step is then 41.
+        forwarder.acknowledged(applied: 36)
+        #expect(forwarder.steps.isEmpty && forwarder.isDrained)
         forwarder.produced(index: 41, entry: "e41")
         forwarder.produced(index: 42, entry: "e42")
         #expect(forwarder.firstHeld == 41 && forwarder.producedCount == 42)
