@@ -8,8 +8,8 @@ import Services
 ///
 ///     g<origin>#<index> put <key>=<value>
 ///
-/// Keys may contain `=`; values may not be told apart from keys then, so `parse` splits at the
-/// first `=` after "put ", and the harness's keys (`k123`, `shared`) never contain one.
+/// `parse` splits key and value at the first `=` after "put ", so a value may contain `=` and a
+/// key may not (the harness's keys, `k123` and `shared`, never do).
 public struct ExtensionStep: Hashable, Sendable {
     public var origin: UInt32
     public var index: UInt64
@@ -39,12 +39,6 @@ public struct ExtensionStep: Hashable, Sendable {
         guard body.hasPrefix("put "), let equals = body.firstIndex(of: "=") else { return nil }
         let key = body[body.index(body.startIndex, offsetBy: 4)..<equals]
         return ExtensionStep(origin: origin, index: index, key: String(key), value: String(body[body.index(after: equals)...]))
-    }
-
-    /// The request that carries the step to the log's group (`Command.logAppendFrom`), under the
-    /// origin's pseudo-client id, numbered by the step.
-    public var request: Request {
-        Request(client: .extensionClient(origin: origin), sequence: index, command: .logAppendFrom(origin: origin, index: index, entry: entry))
     }
 }
 

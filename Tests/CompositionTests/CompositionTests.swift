@@ -233,7 +233,6 @@ private func errors(_ text: String) -> [String] {
         #expect(step.entry.hasPrefix(ExtensionStep.prefix(origin: 2)))
         #expect(ExtensionStep.parse("a client's entry") == nil)
         #expect(ExtensionStep.parse("g1#x put k=v") == nil)
-        #expect(step.request.command == .logAppendFrom(origin: 2, index: 17, entry: step.entry))
     }
 
     @Test func theLogAppliesEachStepOnceAndInOrder() {
