@@ -129,7 +129,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "HarnessTests", dependencies: ["Harness", "Workload", "Linearizability", "Services", "Runtime", "Paxos", "Storage", "Primitives", "Transport", "Wire",
+        .testTarget(name: "HarnessTests", dependencies: ["Harness", "Composition", "Workload", "Linearizability", "Services", "Runtime", "Paxos", "Storage", "Primitives", "Transport", "Wire",
                                                          .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                                                          .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]),
 

@@ -1,3 +1,4 @@
+import Composition
 import Foundation
 import NIOConcurrencyHelpers
 import Execution
@@ -440,7 +441,9 @@ final class ReplicaHost: @unchecked Sendable {
     private func send(_ effects: NodeEffects) {
         for outgoing in effects.messages { cluster.route(outgoing, from: index) }
         for reply in effects.replies { cluster.reply(reply) }
-        if !effects.extensionSteps.isEmpty { cluster.extensionSteps(effects.extensionSteps) }
+        if !effects.extensionSteps.isEmpty, let origin = extensionOrigin {
+            cluster.extensionSteps(effects.extensionSteps.map { ($0.index, ExtensionStep(origin: origin, index: $0.index, key: $0.key, value: $0.value).entry) })
+        }
         if !effects.extensionsAppended.isEmpty { cluster.extensionsAppended(effects.extensionsAppended) }
     }
 }

@@ -38,9 +38,11 @@ public struct RunOutcome: Sendable {
 /// A request unanswered after the retry timeout is sent again to the next replica; its latency
 /// still counts from its first intended send.
 ///
-/// With a composition, the driver is also the proxy: it routes each command to its group with the
-/// `Router`, keeps one session per client in every group, and forwards the extension's steps to
-/// the log's group with an `ExtensionForwarder`.
+/// Each client is a shell over a `ProxyCore`, the request path the simulator's clients,
+/// `CSMRClient` and `csmr proxy` share: it opens the client's session in every group, routes each
+/// command with the composition's `Router`, numbers it, and retries it unchanged at the next
+/// replica. In process, the driver also forwards an extension's steps to the log's group with an
+/// `ExtensionForwarder` fed by every origin replica (over processes the replicas do it).
 final class LoadDriver: @unchecked Sendable {
     // Everything below is touched only on `loop` (the unchecked Sendable rests on that).
     let spec: WorkloadSpec
@@ -58,28 +60,46 @@ final class LoadDriver: @unchecked Sendable {
     private let recordHistory: Bool
     private let progress: (@Sendable (String) -> Void)?
 
-    /// A client: one session per group, each with its own sequence and target replica.
+    /// A client: its request path (sessions in every group, routing, retries), and the one
+    /// command it has out.
     private struct Session {
-        var nonce: ClientID
-        var ids: [ClientID?]
-        var sequences: [UInt64]
-        var replicas: [Int]
+        var core: ProxyCore
         var outstanding: Outstanding?
         /// A lock this client holds and must release after the hold time.
         var heldLock: String?
     }
 
     private struct Outstanding {
+        var operation: ProxyCore.OperationID
+        /// nil for the final read of the log.
         var kind: OperationKind?
-        var group: Int
-        var request: Request
+        var command: Command
         var intendedNanoseconds: UInt64
-        var sentNanoseconds: UInt64
-        var lastSendNanoseconds: UInt64
         var historyIndex: Int?
+        /// A read of the log after the run (see `FinalLogRead`), outside every measurement.
+        var isFinalRead = false
     }
 
+    /// With a target whose replicas forward extension steps, a recorded history learns the steps
+    /// from the log itself once the load is over: it reads the whole log, and each step found
+    /// becomes the plain append it was, invoked with its put and complete by this read's reply
+    /// (when it really happened lies in between), at the index the read found it at.
+    private struct FinalLogRead {
+        var session: Int
+        var nextIndex: UInt64 = 0
+        var entries: [(index: UInt64, entry: String)] = []
+        var deadlineNanoseconds: UInt64
+        /// When the run itself ended (the read takes no part in its measurements).
+        var runEndedNanoseconds: UInt64
+        var done = false
+    }
+    private var finalRead: FinalLogRead?
+    /// How long the final read of the log may take.
+    static let finalReadSeconds: UInt64 = 10
+
     private var sessions: [Session] = []
+    /// Which client a reply is for: by nonce (session openings) and by group session.
+    private var sessionByNonce: [ClientID: Int] = [:]
     private var sessionByClient: [GroupClient: Int] = [:]
 
     private struct GroupClient: Hashable {
@@ -133,20 +153,23 @@ final class LoadDriver: @unchecked Sendable {
     /// How long every client may take to open its sessions before the run is given up.
     static let sessionOpenSeconds: Int64 = 30
 
-    /// Opens every client's sessions (one group after the other), then runs the load; the future
-    /// completes when the run is over.
+    /// Opens every client's sessions in every group, then runs the load; the future completes
+    /// when the run is over.
     func run() -> EventLoopFuture<RunOutcome> {
         loop.execute { [self] in
             let groups = cluster.groupCount
+            let now = Self.now()
             for index in 0..<spec.clients.count {
                 // From the system's randomness, not the workload's seed: two harness processes
                 // running one workload must not share nonces (the proposer de-duplicates on
                 // nonce and sequence), and nothing measured depends on their values.
                 let nonce = ClientID.nonce(using: &systemRandom)
-                sessions.append(Session(nonce: nonce, ids: Array(repeating: nil, count: groups), sequences: Array(repeating: 0, count: groups),
-                                        replicas: (0..<groups).map { index % cluster.replicaCount(of: $0) }))
-                for group in 0..<groups { sessionByClient[GroupClient(group: group, client: nonce)] = index }
-                openSession(index, group: 0)
+                let config = ProxyCore.Config(replicaCounts: (0..<groups).map { cluster.replicaCount(of: $0) },
+                                              firstReplicas: (0..<groups).map { index % cluster.replicaCount(of: $0) },
+                                              retryTimeoutNanoseconds: max(1, spec.clients.retryTimeoutMilliseconds * 1_000_000))
+                sessions.append(Session(core: ProxyCore(nonce: nonce, router: cluster.router, config: config)))
+                sessionByNonce[nonce] = index
+                carryOut(sessions[index].core.openSessions(nowNanoseconds: now), session: index)
             }
             timers.append(loop.scheduleRepeatedTask(initialDelay: .milliseconds(50), delay: .milliseconds(50)) { [self] _ in retryOverdue() })
             // A cluster that never comes up (a replica that cannot open its disk, say) must end
@@ -167,12 +190,19 @@ final class LoadDriver: @unchecked Sendable {
         return promise.futureResult
     }
 
-    private func openSession(_ index: Int, group: Int) {
-        let request = Request(client: sessions[index].nonce, sequence: 1, command: .openSession)
-        let now = Self.now()
-        sessions[index].outstanding = Outstanding(kind: nil, group: group, request: request, intendedNanoseconds: now, sentNanoseconds: now,
-                                                  lastSendNanoseconds: now, historyIndex: nil)
-        cluster.submit(request, group: group, replica: sessions[index].replicas[group])
+    /// Carries out a client's `ProxyCore` directives.
+    private func carryOut(_ directives: [ProxyCore.Directive], session index: Int) {
+        for directive in directives {
+            switch directive {
+            case let .send(request, group, replica):
+                cluster.submit(request, group: group, replica: replica)
+            case let .completed(operation, request, reply):
+                completed(operation, request: request, reply: reply, session: index)
+            case let .failed(operation, command, failure):
+                // No deadlines are set and one command at a time never fills a queue.
+                preconditionFailure("\(command) (\(operation)) failed: \(failure); the load driver sets no deadline and queues one command")
+            }
+        }
     }
 
     /// Called from any replica's loop.
@@ -320,19 +350,23 @@ final class LoadDriver: @unchecked Sendable {
         // Every request sent counts as offered, lock releases included.
         if isMeasured(intended) { issuedMeasured += 1 }
         recorder.recordIntended(kind, second: second(of: intended), measured: isMeasured(intended))
-        let group = cluster.router.group(for: command)
-        let client = sessions[index].ids[group]!
-        sessions[index].sequences[group] += 1
-        let request = Request(client: client, sequence: sessions[index].sequences[group], command: command)
+        submit(command, kind: kind, session: index, intended: intended)
+    }
+
+    /// Hands a command to the client's core and records its invocation in the history (under the
+    /// group session it was sent in, corrected on completion if the session changed meanwhile).
+    private func submit(_ command: Command, kind: OperationKind?, session index: Int, intended: UInt64, isFinalRead: Bool = false) {
         let now = Self.now()
+        let submission = sessions[index].core.submit(command, nowNanoseconds: now)
         var historyIndex: Int?
-        if recordHistory {
+        if recordHistory || isFinalRead {
+            let client = sessions[index].core.request(of: submission.operation)?.client ?? sessions[index].core.nonce
             history.append(HistoryOperation(client: client, command: command, invokeNanoseconds: now, completion: nil))
             historyIndex = history.count - 1
         }
-        sessions[index].outstanding = Outstanding(kind: kind, group: group, request: request, intendedNanoseconds: intended, sentNanoseconds: now,
-                                                  lastSendNanoseconds: now, historyIndex: historyIndex)
-        cluster.submit(request, group: group, replica: sessions[index].replicas[group])
+        sessions[index].outstanding = Outstanding(operation: submission.operation, kind: kind, command: command, intendedNanoseconds: intended,
+                                                  historyIndex: historyIndex, isFinalRead: isFinalRead)
+        carryOut(submission.directives, session: index)
     }
 
     /// A key by the distribution, or, for `keys.conflict_rate` of the commands, the shared key.
@@ -344,7 +378,7 @@ final class LoadDriver: @unchecked Sendable {
     /// Every value written is unique to its writer and request (see `ValueGenerator.unique`).
     private func uniqueValue(session index: Int) -> String {
         writesIssued += 1
-        return values.unique(client: sessions[index].nonce.rawValue, sequence: writesIssued, &random)
+        return values.unique(client: sessions[index].core.nonce.rawValue, sequence: writesIssued, &random)
     }
 
     private func makeCommand(_ kind: OperationKind, session index: Int) -> Command {
@@ -370,26 +404,32 @@ final class LoadDriver: @unchecked Sendable {
             finishIfDrained()
             return
         }
-        guard let index = sessionByClient[GroupClient(group: group, client: reply.client)], let outstanding = sessions[index].outstanding,
-              outstanding.group == group, outstanding.request.sequence == reply.sequence, outstanding.request.client == reply.client else { return }
-        let now = Self.now()
-        sessions[index].outstanding = nil
-        guard let kind = outstanding.kind else {
-            // A session opened; open the next group's, or start once every client has all.
-            if case let .session(id) = reply.reply {
-                sessions[index].ids[group] = id
-                sessionByClient[GroupClient(group: group, client: id)] = index
-                if group + 1 < cluster.groupCount {
-                    openSession(index, group: group + 1)
-                    return
-                }
+        guard let index = sessionByClient[GroupClient(group: group, client: reply.client)] ?? sessionByNonce[reply.client] else { return }
+        let wasOpen = sessions[index].core.sessionsOpen
+        let directives = sessions[index].core.receive(reply, group: group, nowNanoseconds: Self.now())
+        if case let .session(id) = reply.reply, sessions[index].core.session(ofGroup: group) == id {
+            sessionByClient[GroupClient(group: group, client: id)] = index
+            if !wasOpen, sessions[index].core.sessionsOpen, startNanoseconds == 0 {
+                // Every group's session of this client is open; the load starts once all are.
                 opened += 1
                 if opened == sessions.count { beginLoad() }
-            } else {
-                sessions[index].outstanding = outstanding
             }
+        }
+        carryOut(directives, session: index)
+    }
+
+    /// A client's command was answered.
+    private func completed(_ operation: ProxyCore.OperationID, request: Request, reply: Reply, session index: Int) {
+        guard let outstanding = sessions[index].outstanding, outstanding.operation == operation else { return }
+        let now = Self.now()
+        sessions[index].outstanding = nil
+        if let historyIndex = outstanding.historyIndex { history[historyIndex].client = request.client }
+        if outstanding.isFinalRead {
+            finalReadAnswered(reply, outstanding: outstanding, now: now)
             return
         }
+        guard let kind = outstanding.kind else { return }
+        let reply = ClientReply(client: request.client, sequence: request.sequence, reply: reply)
         if let historyIndex = outstanding.historyIndex {
             history[historyIndex].completion = HistoryOperation.Completion(nanoseconds: now, reply: reply.reply)
         }
@@ -409,7 +449,7 @@ final class LoadDriver: @unchecked Sendable {
         }
         // A granted lock is held, then released by the same client: the release is its own
         // operation, meant to be sent when the hold time ends.
-        if kind == .lockAcquire, reply.reply == .flag(true), case let .lockAcquire(name) = outstanding.request.command {
+        if kind == .lockAcquire, reply.reply == .flag(true), case let .lockAcquire(name) = outstanding.command {
             sessions[index].heldLock = name
             let releaseAt = now + spec.lockHoldMicroseconds * 1_000
             loop.scheduleTask(deadline: .uptimeNanoseconds(releaseAt)) { [self] in
@@ -442,14 +482,8 @@ final class LoadDriver: @unchecked Sendable {
 
     private func retryOverdue() {
         let now = Self.now()
-        let timeout = spec.clients.retryTimeoutMilliseconds * 1_000_000
-        for index in sessions.indices {
-            guard var outstanding = sessions[index].outstanding, now &- outstanding.lastSendNanoseconds >= timeout else { continue }
-            let group = outstanding.group
-            sessions[index].replicas[group] = (sessions[index].replicas[group] + 1) % cluster.replicaCount(of: group)
-            outstanding.lastSendNanoseconds = now
-            sessions[index].outstanding = outstanding
-            cluster.submit(outstanding.request, group: group, replica: sessions[index].replicas[group])
+        for index in sessions.indices where sessions[index].core.nextDeadlineNanoseconds.map({ $0 <= now }) ?? false {
+            carryOut(sessions[index].core.tick(nowNanoseconds: now), session: index)
         }
         // A closed loop whose clients are all stuck would never reach `mayIssue` again.
         if now >= measureEnd, startNanoseconds > 0 { stopIssuing() }
@@ -472,8 +506,104 @@ final class LoadDriver: @unchecked Sendable {
         if sessions.allSatisfy({ $0.outstanding == nil }), backlog.isEmpty, forwarder?.isDrained ?? true { finish() }
     }
 
+    /// Starts the final read of the log (see `FinalLogRead`) if the run needs one; false when it
+    /// does not, or it is over.
+    private func finalReadPending() -> Bool {
+        guard recordHistory, cluster.forwardsExtensionStepsItself else { return false }
+        let now = Self.now()
+        if let read = finalRead { return !read.done && now < read.deadlineNanoseconds }
+        // A session with nothing out reads; one that still waits keeps its request counted.
+        guard let session = sessions.indices.first(where: { sessions[$0].outstanding == nil && sessions[$0].heldLock == nil }) else {
+            recorder.recordEvent("the log could not be read for the extension's steps: every client session is busy", second: second(of: now))
+            return false
+        }
+        finalRead = FinalLogRead(session: session,
+                                 deadlineNanoseconds: now + Self.finalReadSeconds * 1_000_000_000, runEndedNanoseconds: now)
+        readLogOnward()
+        return true
+    }
+
+    private func readLogOnward() {
+        guard let read = finalRead else { return }
+        sendFinalRead(.logRetrieve(first: read.nextIndex, last: read.nextIndex + ServiceLimits().retrieveEntriesMax - 1))
+    }
+
+    /// A reply to the final read: more of the log, or its end.
+    private func finalReadAnswered(_ reply: Reply, outstanding: Outstanding, now: UInt64) {
+        guard var read = finalRead, let historyIndex = outstanding.historyIndex else { return }
+        history[historyIndex].completion = HistoryOperation.Completion(nanoseconds: now, reply: reply)
+        switch reply {
+        case let .entries(first, entries) where !entries.isEmpty:
+            for (offset, entry) in entries.enumerated() { read.entries.append((first + UInt64(offset), entry)) }
+            read.nextIndex = first + UInt64(entries.count)
+        case let .failure(.outOfRange(first, _, available)) where first < available.upperBound:
+            // Past the end: read what is left, or from the head if the front was truncated.
+            read.nextIndex = max(first, available.lowerBound)
+            if available.upperBound > read.nextIndex {
+                finalRead = read
+                let last = min(available.upperBound - 1, read.nextIndex + ServiceLimits().retrieveEntriesMax - 1)
+                sendFinalRead(.logRetrieve(first: read.nextIndex, last: last))
+                return
+            }
+            read.done = true
+        default:
+            read.done = true
+        }
+        if read.done, extensionStepsIn(read) < acknowledgedPuts, now < read.deadlineNanoseconds {
+            // The replicas forward steps on their own time: wait for the acknowledged puts' steps,
+            // then read on from where the log ended.
+            read.done = false
+            finalRead = read
+            loop.scheduleTask(in: .milliseconds(100)) { [self] in readLogOnward() }
+            return
+        }
+        finalRead = read
+        if read.done {
+            finish()
+        } else {
+            readLogOnward()
+        }
+    }
+
+    private func extensionStepsIn(_ read: FinalLogRead) -> Int { read.entries.count { ExtensionStep.parse($0.entry) != nil } }
+
+    /// Puts the history shows acknowledged: each has its step in the log once the replicas caught up.
+    private var acknowledgedPuts: Int {
+        history.count { operation in
+            guard case .kvPut = operation.command, let reply = operation.completion?.reply else { return false }
+            if case .failure = reply { return false }
+            return true
+        }
+    }
+
+    private func sendFinalRead(_ command: Command) {
+        guard let read = finalRead else { return }
+        submit(command, kind: nil, session: read.session, intended: Self.now(), isFinalRead: true)
+    }
+
+    /// The extension steps the final read found, as the appends they were.
+    private func extensionHistoryFromLog() -> [HistoryOperation] {
+        guard let read = finalRead, let completed = read.entries.isEmpty ? nil : history.last(where: { $0.completion != nil })?.completion else { return [] }
+        var putInvoked: [String: UInt64] = [:]
+        for operation in history {
+            if case let .kvPut(key, value) = operation.command { putInvoked["\(key)=\(value)", default: operation.invokeNanoseconds] = operation.invokeNanoseconds }
+        }
+        return read.entries.compactMap { found in
+            guard let step = ExtensionStep.parse(found.entry) else { return nil }
+            let invoked = min(putInvoked["\(step.key)=\(step.value)"] ?? 0, completed.nanoseconds)
+            return HistoryOperation(client: ExtensionForwarder.client(origin: step.origin), command: .logAppend(entry: found.entry),
+                                    invokeNanoseconds: invoked, completion: .init(nanoseconds: completed.nanoseconds, reply: .index(found.index)))
+        }
+    }
+
+    /// How many extension steps the final read found in the log.
+    private var extensionStepsFound: Int? {
+        finalRead.map(extensionStepsIn)
+    }
+
     private func finish() {
         guard !finished else { return }
+        if finalReadPending() { return }
         finished = true
         for timer in timers { timer.cancel() }
         for session in sessions {
@@ -485,15 +615,16 @@ final class LoadDriver: @unchecked Sendable {
             recorder.recordIntended(waiting.kind, second: second(of: waiting.intended), measured: isMeasured(waiting.intended))
             if isMeasured(waiting.intended) { recorder.recordUnfinished(waiting.kind) }
         }
-        let end = min(measureEnd, Self.now())
+        let end = min(measureEnd, finalRead?.runEndedNanoseconds ?? Self.now())
         let measuredSeconds = Double(end &- measureStart) / 1e9
         var summary = RunSummary(spec: spec, recorder: recorder, measuredSeconds: measuredSeconds)
         if let first = storageAtWindowStart, let last = storageAtWindowEnd ?? cluster.storageStats {
             summary.storage = StorageSummary(mode: spec.group.durability, start: first, end: last, seconds: measuredSeconds,
                                              replicas: spec.group.replicas)
         }
-        promise.succeed(RunOutcome(summary: summary, history: history + extensionHistory(),
-                                   extensionSteps: forwarder.map { ($0.steps.count, Int($0.applied)) }))
+        var steps = forwarder.map { ($0.steps.count, Int($0.applied)) }
+        if let found = extensionStepsFound { steps = (found, found) }
+        promise.succeed(RunOutcome(summary: summary, history: history + extensionHistory() + extensionHistoryFromLog(), extensionSteps: steps))
     }
 
     private var storageAtWindowStart: WALStats?

@@ -18,6 +18,8 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
     // `processes` and `connections` are guarded by `lock`; the rest is written once in `init`.
     public let router: Router
     public let cluster: ClusterSpec
+    /// The replicas forward extension steps (a composition that extends puts into the log).
+    public let forwardsExtensionStepsItself: Bool
     public let clusterFile: String
     private let executable: String?
     /// The replicas run already (a cluster file given to the workload): connect, never start,
@@ -50,6 +52,7 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
                 onReply: @escaping @Sendable (Int, ClientReply) -> Void, onEvent: @escaping @Sendable (String) -> Void) throws {
         self.cluster = cluster
         self.viaProxy = viaProxy
+        forwardsExtensionStepsItself = composition.extendPutsIntoLog
         // Through a proxy, clients see one group of one "replica": the proxy.
         router = viaProxy ? Router(spec: CompositionSpec(name: "proxy", groups: [CompositionSpec.Group(name: "proxy", replicas: 1, toleratedFailures: 0,
                                                                                                         mode: .multiLeader, services: [.kv, .lock, .log])],

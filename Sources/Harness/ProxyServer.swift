@@ -59,9 +59,6 @@ public final class ProxyServer: @unchecked Sendable {
         guard composition.groups.count == cluster.groups.count else {
             throw ServerError.unsupported("the composition has \(composition.groups.count) groups, the cluster file \(cluster.groups.count)")
         }
-        guard !composition.extendPutsIntoLog else {
-            throw ServerError.unsupported("extension compositions are not served by csmr proxy yet (extension steps are forwarded in process only)")
-        }
         self.cluster = cluster
         self.loop = loop
         self.listen = listen

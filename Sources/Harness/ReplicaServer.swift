@@ -1,3 +1,4 @@
+import Composition
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
@@ -16,8 +17,16 @@ import Workload
 /// (docs/protocol.md), its disk through `FileReplicaStorage` (or memory for `durability: none`),
 /// and the real clock. `csmr replica` runs one per process.
 ///
-/// Everything runs on one event loop: inputs from peers, clients, the tick timer and the sync
-/// thread's durability reports (hopped onto it). That confinement is what makes the unchecked
+/// Extensions (a composition that extends the puts of one group into another group's log): a
+/// replica of the origin group forwards the extension steps its own execution produces over
+/// extension links to the log group's peer ports (`ExtensionForwarder`: replica 0 forwards, the
+/// others probe and take over when the log stops progressing), so no client or proxy has to
+/// carry them. A replica of the log's group accepts steps only on those links, whose handshake
+/// names a replica of the origin group of this cluster, and proposes each as
+/// `Command.logAppendFrom`; the log applies step k once, after k − 1.
+///
+/// Everything runs on one event loop: inputs from peers, clients, extension links, the tick timer
+/// and the sync thread's durability reports (hopped onto it). That confinement is what makes the unchecked
 /// `Sendable` sound.
 public final class ReplicaServer: @unchecked Sendable {
     public let cluster: ClusterSpec
@@ -37,9 +46,27 @@ public final class ReplicaServer: @unchecked Sendable {
     private var routesByConnection: [ConnectionID: Set<ClientID>] = [:]
     private let limits = WireLimits.standard
     public private(set) var counters = ServerCounters()
+    /// This group's puts are extended into `target`'s log: the steps this replica forwards.
+    private var forwarder: ExtensionForwarder?
+    private let extensionTarget: Int?
+    /// The replica of the target group this replica sends steps to now, and its link.
+    private var extensionTargetReplica = 0
+    private var extensionLink: FrameClient?
+    private var extensionDialing = false
+    /// The forwarder's resend count when the target last changed.
+    private var extensionResendsAtMove = 0
+    /// Origin groups (and their replica counts) whose steps this replica's group takes.
+    private let extensionOrigins: [UInt32: Int]
+    /// Steps sent per round, and how long an unanswered one waits before it is sent again.
+    public static let extensionWindowSteps = 256
+    public static let extensionResendNanoseconds: UInt64 = 500_000_000
 
-    /// - Parameter log: one line per notable event (refusals, state transfers, failures).
-    public init(cluster: ClusterSpec, group: Int, replica: Int, loop: EventLoop, log: @escaping @Sendable (String) -> Void) throws {
+    /// - Parameters:
+    ///   - composition: the cluster's composition, if any (its groups are the cluster file's, in
+    ///     order): it says whether this group's puts are extended, or this group takes steps.
+    ///   - log: one line per notable event (refusals, state transfers, failures).
+    public init(cluster: ClusterSpec, group: Int, replica: Int, composition: CompositionSpec? = nil, loop: EventLoop,
+                log: @escaping @Sendable (String) -> Void) throws {
         precondition(cluster.groups.indices.contains(group) && cluster.groups[group].replicas.indices.contains(replica),
                      "replica \(replica) of group \(group) is not in the cluster file")
         self.cluster = cluster
@@ -52,6 +79,25 @@ public final class ReplicaServer: @unchecked Sendable {
             throw ServerError.unsupported("protocol unreplicated has no replicas to run as processes")
         }
         self.config = config
+        var target: Int?
+        var origins: [UInt32: Int] = [:]
+        if let composition, composition.extendPutsIntoLog {
+            guard composition.groups.count == cluster.groups.count else {
+                throw ServerError.unsupported("the composition has \(composition.groups.count) groups, the cluster file \(cluster.groups.count)")
+            }
+            let router = Router(spec: composition)
+            if let origin = router.extensionOrigin, let into = router.extensionTarget, origin != into {
+                if origin == group {
+                    target = into
+                    forwarder = ExtensionForwarder(origin: UInt32(group), windowSteps: Self.extensionWindowSteps,
+                                                   resendNanoseconds: Self.extensionResendNanoseconds, keepsApplied: false, isBackup: replica != 0)
+                    extensionTargetReplica = replica % cluster.groups[into].replicas.count
+                }
+                if into == group { origins[UInt32(origin)] = cluster.groups[origin].replicas.count }
+            }
+        }
+        extensionTarget = target
+        extensionOrigins = origins
     }
 
     private var settings: GroupSpec { cluster.groups[group].settings }
@@ -72,16 +118,21 @@ public final class ReplicaServer: @unchecked Sendable {
                 for (index, other) in cluster.groups[group].replicas.enumerated() where index != replica {
                     peerAddresses[index] = try SocketAddress.makeAddressResolvingHost(other.peer.host, port: other.peer.port)
                 }
-                let peerConfig = PeerTransportConfig(cluster: identity, group: UInt32(group), replica: replica,
+                var peerConfig = PeerTransportConfig(cluster: identity, group: UInt32(group), replica: replica,
                                                      listenAddress: try SocketAddress.makeAddressResolvingHost(me.peer.host, port: me.peer.port),
                                                      peers: peerAddresses, limits: limits, jitterSeed: UInt64(replica + 1))
+                peerConfig.extensionOrigins = extensionOrigins
                 let clientConfig = FrameServerConfig(cluster: identity, group: UInt32(group),
                                                      listenAddress: try SocketAddress.makeAddressResolvingHost(me.client.host, port: me.client.port),
                                                      limits: limits)
                 let log = self.log
+                var onExtensionFrame: PeerTransport.ExtensionFrameCallback?
+                if !extensionOrigins.isEmpty {
+                    onExtensionFrame = { [self] link, kind, payload in extensionFrame(from: link, kind: kind, payload: payload) }
+                }
                 peers = PeerTransport(loop: loop, config: peerConfig, log: { log("peers: \($0)") }, onFrame: { [self] from, kind, payload in
                     peerFrame(from: from, kind: kind, payload: payload)
-                })
+                }, onExtensionFrame: onExtensionFrame)
                 clients = FrameServer(loop: loop, config: clientConfig, log: { log("clients: \($0)") },
                                       onConnection: { [self] connection, handshake in if handshake == nil { forget(connection) } },
                                       onFrame: { [self] connection, kind, payload in clientFrame(connection, kind: kind, payload: payload) })
@@ -92,6 +143,7 @@ public final class ReplicaServer: @unchecked Sendable {
             ticker = loop.scheduleRepeatedTask(initialDelay: .microseconds(Int64(period)), delay: .microseconds(Int64(period))) { [self] _ in
                 guard node != nil else { return }
                 carryOut(node!.tick(now: Self.now()))
+                forwardExtensionSteps()
             }
             return peers!.start().and(clients!.start()).map { (peer: $0, client: $1) }
         }
@@ -103,6 +155,8 @@ public final class ReplicaServer: @unchecked Sendable {
             ticker?.cancel()
             ticker = nil
             node?.waitForExecutionLane()
+            forwarder = nil
+            if let extensionLink { _ = extensionLink.close() }
             let stopped = [peers?.stop(), clients?.stop()].compactMap { $0 }
             return EventLoopFuture.andAllComplete(stopped, on: loop).map { [self] in
                 if let file = storage?.file {
@@ -143,6 +197,7 @@ public final class ReplicaServer: @unchecked Sendable {
         }
         node = try ReplicaNode.recover(config: config, id: ReplicaID(replica), now: Self.now(), storage: storage!, recovered: recovered,
                                        execution: WorkloadRunner.executionConfig(group: settings),
+                                       extensionOrigin: extensionTarget == nil ? nil : UInt32(group),
                                        checkpointIntervalSlots: settings.checkpointIntervalSlots)
         node!.encodesCheckpointsInline = false
         node!.executesInline = false
@@ -191,6 +246,91 @@ public final class ReplicaServer: @unchecked Sendable {
         counters.clientRequests += 1
         route(request.client, to: connection)
         carryOut(node!.clientRequest(request, now: Self.now()))
+    }
+
+    // MARK: Extension steps
+
+    /// A frame on an extension link: only steps of the link's own origin group are taken.
+    private func extensionFrame(from link: ExtensionLinkID, kind: UInt8, payload: [UInt8]) {
+        guard case let .extensionStep(origin, index, entry)? = try? WireFormat.decode(kind: kind, payload: payload, limits: limits.codec),
+              origin == link.group, index >= 1 else {
+            counters.peerFramesRefused += 1
+            log("refused a frame of kind \(kind) on \(link): only extension steps of group \(link.group) are taken there")
+            return
+        }
+        guard node != nil else { return }
+        counters.extensionStepsReceived += 1
+        let request = Request(client: .extensionClient(origin: origin), sequence: index, command: .logAppendFrom(origin: origin, index: index, entry: entry))
+        carryOut(node!.clientRequest(request, now: Self.now()))
+    }
+
+    /// Sends the forwarder's due steps to the target replica over its link, dialing it first
+    /// when there is none. When a resend on one link did not help either (two in a row), the
+    /// next replica of the target group takes over, with everything unapplied.
+    private func forwardExtensionSteps() {
+        guard var forwarder, let target = extensionTarget else { return }
+        guard let link = extensionLink else {
+            dialExtensionLink(target: target)
+            return
+        }
+        let requests = forwarder.due(nowNanoseconds: NIODeadline.now().uptimeNanoseconds)
+        if forwarder.resends >= extensionResendsAtMove + 2 {
+            extensionResendsAtMove = forwarder.resends
+            forwarder.rewind()
+            self.forwarder = forwarder
+            moveExtensionLink(target: target)
+            return
+        }
+        self.forwarder = forwarder
+        for request in requests {
+            guard case let .logAppendFrom(origin, index, entry) = request.command else { continue }
+            counters.extensionStepsSent += 1
+            link.send(kind: FrameKind.extensionStep, payload: WireFormat.payload(of: .extensionStep(origin: origin, index: index, entry: entry)))
+        }
+    }
+
+    /// Leaves the current target replica for the next one; what was sent on the old link counts
+    /// as lost.
+    private func moveExtensionLink(target: Int) {
+        extensionTargetReplica = (extensionTargetReplica + 1) % cluster.groups[target].replicas.count
+        forwarder?.rewind()
+        if let extensionLink { _ = extensionLink.close() }
+        extensionLink = nil
+    }
+
+    private func dialExtensionLink(target: Int) {
+        guard !extensionDialing, forwarder != nil else { return }
+        let address = cluster.groups[target].replicas[extensionTargetReplica].peer
+        guard let socket = try? SocketAddress.makeAddressResolvingHost(address.host, port: address.port) else { return }
+        extensionDialing = true
+        let handshake = Handshake(cluster: identity, role: .extensionOrigin, group: UInt32(group), replica: UInt32(replica))
+        FrameClient.connect(to: socket, on: loop, handshake: handshake, limits: limits, log: { [log] in log("extension link: \($0)") },
+                            onFrame: { [self] kind, payload in
+            guard case let .extensionApplied(origin, _, applied)? = try? WireFormat.decode(kind: kind, payload: payload, limits: limits.codec),
+                  origin == UInt32(group) else { return }
+            forwarder?.acknowledged(applied: applied)
+        }).whenComplete { [self] result in
+            extensionDialing = false
+            switch result {
+            case let .success(client):
+                guard forwarder != nil else {
+                    _ = client.close()
+                    return
+                }
+                extensionLink = client
+                client.closeFuture.whenComplete { [self] _ in
+                    loop.execute { [self] in
+                        guard extensionLink === client else { return }
+                        // Lost: the next replica of the target group takes the steps.
+                        extensionLink = nil
+                        moveExtensionLink(target: target)
+                    }
+                }
+            case .failure:
+                // Down: the next tick dials the next replica of the target group.
+                moveExtensionLink(target: target)
+            }
+        }
     }
 
     private func refuse(_ connection: ConnectionID, _ reason: String) {
@@ -263,7 +403,19 @@ public final class ReplicaServer: @unchecked Sendable {
             counters.peerMessagesSent += 1
             peers?.send(to: outgoing.to.rawValue, frame: WireFormat.encode(.paxos(outgoing.message)))
         }
+        for put in effects.extensionSteps {
+            let step = ExtensionStep(origin: UInt32(group), index: put.index, key: put.key, value: put.value)
+            forwarder?.produced(index: step.index, entry: step.entry)
+        }
         for reply in effects.replies {
+            if ClientID.extensionRange.contains(reply.client.rawValue) {
+                // Every replica of the origin connected here learns how far the log got: a backup
+                // that hears of progress made by others stays passive.
+                let origin = UInt32(reply.client.rawValue - ClientID.extensionRange.lowerBound)
+                guard case let .extensionStep(_, applied) = reply.reply else { continue }
+                peers?.send(toExtensionLinksOf: origin, frame: WireFormat.encode(.extensionApplied(origin: origin, index: reply.sequence, applied: applied)))
+                continue
+            }
             guard let connection = replyRoutes[reply.client] else { continue }
             counters.clientReplies += 1
             clients?.send(to: connection, frame: WireFormat.encode(.reply(reply)))
@@ -290,6 +442,7 @@ public final class ReplicaServer: @unchecked Sendable {
                 return "counters: peer messages sent \(sent.frames) (\(sent.bytes) bytes), received \(received.frames) (\(received.bytes) bytes); "
                     + "client requests \(counters.clientRequests), replies \(counters.clientReplies), refused frames \(counters.clientFramesRefused + counters.peerFramesRefused); "
                     + "batches \(counters.batchesDelivered), commands executed \(counters.commandsExecuted); checkpoints \(counters.checkpoints), state transfers \(counters.stateTransfers); "
+                    + "extension steps sent \(counters.extensionStepsSent), received \(counters.extensionStepsReceived); "
                     + "syncs \(stats?.syncs ?? 0), records synced \(stats?.recordsSynced ?? 0); "
                     + Self.processCPU()
             }
@@ -309,6 +462,8 @@ public struct ServerCounters: Hashable, Sendable {
     public var commandsExecuted: UInt64 = 0
     public var checkpoints: UInt64 = 0
     public var stateTransfers: UInt64 = 0
+    public var extensionStepsSent: UInt64 = 0
+    public var extensionStepsReceived: UInt64 = 0
 }
 
 public enum ServerError: Error, CustomStringConvertible {

@@ -145,10 +145,6 @@ public enum WorkloadRunner {
         if spec.group.replication == .unreplicated {
             problems.append(SpecError(file: spec.file, line: 0, column: 0, field: "target", problem: "processes need a replicated protocol, not unreplicated"))
         }
-        if topology.composition.extendPutsIntoLog {
-            problems.append(SpecError(file: spec.file, line: 0, column: 0, field: "target",
-                                      problem: "extension compositions do not run as processes yet (steps are forwarded in process only)"))
-        }
         for (_, event) in topology.events {
             if case .partition = event.action { problems.append(SpecError(file: spec.file, line: event.line, column: event.column, field: "events",
                                                                               problem: "partitions cannot be made between processes; use crash, restart or pause")) }
@@ -176,12 +172,13 @@ public enum WorkloadRunner {
         } else {
             var local = try ProcessCluster.localCluster(name: spec.name, composition: topology.composition, isComposed: spec.composition != nil,
                                                         settings: spec.group, dataDirectory: dataDirectory)
+            // The replicas read the composition too: an extension's origin forwards its steps.
+            local.composition = spec.composition
             if spec.viaProxy {
-                guard let composition = spec.composition else {
+                guard spec.composition != nil else {
                     throw SpecErrors(errors: [SpecError(file: spec.file, line: 0, column: 0, field: "proxy", problem: "a proxy routes by a composition: name one")])
                 }
                 local.proxy = ClusterSpec.Address(host: "127.0.0.1", port: try ProcessCluster.freePort())
-                local.composition = composition
             }
             cluster = local
         }

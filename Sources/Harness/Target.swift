@@ -24,8 +24,13 @@ public protocol LoadTarget: AnyObject, Sendable {
     /// Write-ahead-log counters summed over every replica that writes files, since the start;
     /// nil when nothing is written.
     var storageStats: WALStats? { get }
+    /// Whether the target's own replicas forward extension steps (processes), so the load
+    /// generator sees none of them: a recorded history then learns them from a final read of
+    /// the log.
+    var forwardsExtensionStepsItself: Bool { get }
 }
 
 extension LoadTarget {
     public var storageStats: WALStats? { nil }
+    public var forwardsExtensionStepsItself: Bool { false }
 }

@@ -10,8 +10,10 @@ public struct NodeEffects: Sendable {
     public var messages: [Outgoing] = []
     /// Replies owed to clients that sent their request to this node.
     public var replies: [ClientReply] = []
-    /// Extension steps produced by executing puts (when this node's group extends them), in order.
-    public var extensionSteps: [(index: UInt64, entry: String)] = []
+    /// Extension steps produced by executing puts (when this node's group extends them), in order:
+    /// the step's index and the put's key and value (Composition's `ExtensionStep` makes the log
+    /// entry of them).
+    public var extensionSteps: [(index: UInt64, key: String, value: String)] = []
     /// Extension steps this node's log appended: origin, step index, log index.
     public var extensionsAppended: [(origin: UInt32, index: UInt64, logIndex: UInt64)] = []
     /// What this node delivered, and its digests and installed checkpoint, released with the
@@ -179,7 +181,22 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
     public private(set) var storage: Storage
     public let limits: ServiceLimits
     /// Requests this node must answer once executed (the client sent them here).
-    private var owed: Set<OwedReply> = []
+    private var owed = OwedReplies()
+    /// Most requests this node keeps waiting to answer. A request that is never decided (lost
+    /// in a leader change, dropped while forwarded) would otherwise stay owed for ever; beyond
+    /// the bound the oldest is forgotten, which costs only its reply from this replica: its
+    /// client retries (here or at another replica) and gets the reply then. Recommended: a few
+    /// times the clients' requests in flight; 65,536 by default.
+    public var owedRepliesMax: Int {
+        get { owed.countMax }
+        set {
+            precondition(newValue >= 1, "owedRepliesMax must be at least 1, got \(newValue)")
+            owed.countMax = newValue
+        }
+    }
+    /// Requests waiting to be answered by this node, and how many were forgotten at the bound.
+    public var owedReplies: Int { owed.count }
+    public var owedRepliesForgotten: UInt64 { owed.forgotten }
     /// Take a state digest after every this many delivered slots (0: never).
     public var digestIntervalSlots: UInt64
     /// Take a checkpoint and compact after every this many delivered slots (0: never).
@@ -518,9 +535,9 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
             if owed.remove(OwedReply(request)) != nil {
                 output.sealed.replies.append(ClientReply(client: request.client, sequence: request.sequence, reply: reply))
             }
-            if let origin = extensionOrigin, result.executed[position], case let .kvPut(key, value) = request.command {
+            if extensionOrigin != nil, result.executed[position], case let .kvPut(key, value) = request.command {
                 extensionStepCount += 1
-                output.sealed.extensionSteps.append((extensionStepCount, ExtensionEntry.text(origin: origin, index: extensionStepCount, key: key, value: value)))
+                output.sealed.extensionSteps.append((extensionStepCount, key, value))
             }
             if case let .logAppendFrom(origin, index, _) = request.command, case let .extensionStep(appendedAt?, _) = reply {
                 output.sealed.extensionsAppended.append((origin, index, appendedAt))
@@ -547,14 +564,48 @@ private struct Transfer: Sendable {
     var bytes: [UInt8] = []
 }
 
-/// The log entry an extension step appends for a put.
-public enum ExtensionEntry {
-    public static func text(origin: UInt32, index: UInt64, key: String, value: String) -> String {
-        "g\(origin)#\(index) put \(key)=\(value)"
+/// The replies a node owes, bounded: oldest first out when full. Insertion order is kept in a
+/// queue with lazy deletion (a removed entry leaves a stale ticket, skipped when it comes up), so
+/// every operation is O(1) amortized.
+struct OwedReplies: Sendable {
+    var countMax = 65_536
+    private(set) var forgotten: UInt64 = 0
+    private var tickets: [OwedReply: UInt64] = [:]
+    private var order: [(reply: OwedReply, ticket: UInt64)] = []
+    private var head = 0
+    private var nextTicket: UInt64 = 0
+
+    var count: Int { tickets.count }
+
+    mutating func insert(_ reply: OwedReply) {
+        guard tickets[reply] == nil else { return }
+        while tickets.count >= countMax, head < order.count {
+            let oldest = order[head]
+            head += 1
+            if tickets[oldest.reply] == oldest.ticket {
+                tickets[oldest.reply] = nil
+                forgotten += 1
+            }
+        }
+        nextTicket += 1
+        tickets[reply] = nextTicket
+        order.append((reply, nextTicket))
+        if head > 1_024, head * 2 > order.count {
+            order.removeFirst(head)
+            head = 0
+        }
+        if order.count - head > 2 * countMax + 1_024 {
+            // Mostly stale tickets (answered requests): keep the live ones, in order.
+            order = order[head...].filter { tickets[$0.reply] == $0.ticket }
+            head = 0
+        }
     }
+
+    @discardableResult
+    mutating func remove(_ reply: OwedReply) -> UInt64? { tickets.removeValue(forKey: reply) }
 }
 
-private struct OwedReply: Hashable, Sendable {
+struct OwedReply: Hashable, Sendable {
     var client: ClientID
     var sequence: UInt64
     init(_ request: Request) {

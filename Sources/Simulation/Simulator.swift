@@ -195,7 +195,7 @@ public struct Simulator {
             if !forwarder.isDrained {
                 violations.append("liveness: extension of group \(origin): \(forwarder.applied) of \(forwarder.steps.count) steps reached the log")
             }
-            let prefix = "g\(origin)#"
+            let prefix = ExtensionStep.prefix(origin: UInt32(origin))
             for node in groups[target].nodes.compactMap({ $0 }) {
                 let log = node.machine.log
                 let found = log.entries.filter { $0.hasPrefix(prefix) }
@@ -380,7 +380,8 @@ public struct Simulator {
             guard !groups[group].isCut(replica, to) else { continue }
             sendOverNetwork(.message(group, from: replica, to: to, outgoing.message))
         }
-        for step in effects.extensionSteps {
+        for put in effects.extensionSteps {
+            let step = (index: put.index, entry: ExtensionStep(origin: UInt32(group), index: put.index, key: put.key, value: put.value).entry)
             if let known = forwarders[group]?.steps, step.index <= UInt64(known.count) {
                 if known[Int(step.index - 1)] != step.entry, extensionViolations.count < 5 {
                     extensionViolations.append("extension: \(name(group, replica)) produced step \(step.index) as \(step.entry) but another replica as \(known[Int(step.index - 1)])")

@@ -40,11 +40,15 @@ public enum ConnectionRole: UInt8, Hashable, Sendable, CustomStringConvertible {
     case peer = 1
     /// A client (or the proxy), on the client port.
     case client = 2
+    /// A replica of another group of the cluster that carries extension steps into this group,
+    /// on the peer port; `group` and `replica` name the dialer (the origin group and its replica).
+    case extensionOrigin = 3
 
     public var description: String {
         switch self {
         case .peer: "peer"
         case .client: "client"
+        case .extensionOrigin: "extension origin"
         }
     }
 }
@@ -65,7 +69,7 @@ public struct Handshake: Hashable, Sendable, CustomStringConvertible {
     public var role: ConnectionRole
     /// The replica group the dialer belongs to (peer) or wants to talk to (client).
     public var group: UInt32
-    /// The dialer's replica id; 0 and ignored for clients.
+    /// The dialer's replica id (peers and extension origins); 0 and ignored for clients.
     public var replica: UInt32
 
     public init(protocolVersion: UInt16 = Handshake.protocolVersionCurrent, cluster: ClusterIdentity, role: ConnectionRole,
@@ -80,7 +84,7 @@ public struct Handshake: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String {
-        "\(role) of cluster \(cluster) group \(group)" + (role == .peer ? " replica \(replica)" : "") + " protocol \(protocolVersion)"
+        "\(role) of cluster \(cluster) group \(group)" + (role == .client ? "" : " replica \(replica)") + " protocol \(protocolVersion)"
     }
 
     /// The payload of the handshake frame.

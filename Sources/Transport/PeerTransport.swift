@@ -26,6 +26,10 @@ public struct PeerTransportConfig: Sendable {
     public var delayMicroseconds: [Int: Int64]
     /// Seeds the reconnect jitter.
     public var jitterSeed: UInt64
+    /// Groups whose replicas may open extension links to this replica (handshake role
+    /// `extensionOrigin`), with their replica counts: the origin groups of extensions into this
+    /// replica's group. Empty: none may.
+    public var extensionOrigins: [UInt32: Int] = [:]
 
     public init(cluster: ClusterIdentity, group: UInt32, replica: Int, listenAddress: SocketAddress, peers: [Int: SocketAddress],
                 limits: WireLimits = .standard, sendQueueBytesMax: Int? = nil,
@@ -73,6 +77,7 @@ public struct PeerTransportConfig: Sendable {
 /// this one loop). That confinement is what makes the unchecked `Sendable` sound.
 public final class PeerTransport: @unchecked Sendable {
     public typealias FrameCallback = @Sendable (_ from: Int, _ kind: UInt8, _ payload: [UInt8]) -> Void
+    public typealias ExtensionFrameCallback = @Sendable (_ from: ExtensionLinkID, _ kind: UInt8, _ payload: [UInt8]) -> Void
 
     private enum State {
         case idle
@@ -111,17 +116,25 @@ public final class PeerTransport: @unchecked Sendable {
     /// The peer behind each established connection.
     private var owners: [ObjectIdentifier: Int] = [:]
     private var random: SplitMix64
+    /// Accepted extension links, by connection.
+    private var extensionLinks: [ObjectIdentifier: (id: ExtensionLinkID, channel: Channel)] = [:]
+    private var extensionLinkCount: UInt64 = 0
+    private let onExtensionFrame: ExtensionFrameCallback?
 
     /// - Parameters:
     ///   - loop: the loop the replica runs on; every callback is invoked on it.
     ///   - log: one line per refused connection, protocol error or failed dial.
     ///   - onFrame: each frame received from a peer, in the order that peer sent it.
-    public init(loop: EventLoop, config: PeerTransportConfig, log: @escaping TransportLog, onFrame: @escaping FrameCallback) {
+    ///   - onExtensionFrame: each frame received on an extension link (see
+    ///     `PeerTransportConfig.extensionOrigins`), with the link's authenticated origin.
+    public init(loop: EventLoop, config: PeerTransportConfig, log: @escaping TransportLog, onFrame: @escaping FrameCallback,
+                onExtensionFrame: ExtensionFrameCallback? = nil) {
         config.validate()
         self.loop = loop
         self.config = config
         self.log = log
         self.onFrame = onFrame
+        self.onExtensionFrame = onExtensionFrame
         expectation = HandshakeExpectation(cluster: config.cluster, group: config.group, role: .peer)
         random = SplitMix64(seed: config.jitterSeed)
         for (replica, address) in config.peers {
@@ -165,6 +178,17 @@ public final class PeerTransport: @unchecked Sendable {
         guard let link = links[replica] else { preconditionFailure("replica \(config.replica) has no peer \(replica)") }
         guard state != .stopped else { return }
         link.queue.enqueue(frame)
+    }
+
+    /// Sends one complete frame on every extension link from `group` (answers about an origin's
+    /// steps concern all of its replicas that are connected here).
+    public func send(toExtensionLinksOf group: UInt32, frame: [UInt8]) {
+        loop.execute {
+            guard self.state == .started else { return }
+            for link in self.extensionLinks.values where link.id.group == group {
+                link.channel.writeAndFlush(ByteBuffer(bytes: frame), promise: nil)
+            }
+        }
     }
 
     /// Changes the emulated one-way delay to `replica` for frames sent from now on.
@@ -225,6 +249,10 @@ public final class PeerTransport: @unchecked Sendable {
     }
 
     private func accept(_ handshake: Handshake, on channel: Channel) throws(HandshakeError) {
+        if handshake.role == .extensionOrigin {
+            try acceptExtension(handshake, on: channel)
+            return
+        }
         try expectation.check(handshake)
         let replica = Int(handshake.replica)
         guard replica != config.replica else { throw .replica(handshake.replica, reason: "it is this replica's own id") }
@@ -237,6 +265,24 @@ public final class PeerTransport: @unchecked Sendable {
             old.close(promise: nil)
         }
         adopt(channel, for: link)
+    }
+
+    /// An extension link: a replica of an origin group of this cluster, named by its handshake.
+    /// Its frames reach `onExtensionFrame` only, never the group's consensus.
+    private func acceptExtension(_ handshake: Handshake, on channel: Channel) throws(HandshakeError) {
+        var origin = expectation
+        origin.role = .extensionOrigin
+        origin.group = handshake.group
+        try origin.check(handshake)
+        guard let replicas = config.extensionOrigins[handshake.group], onExtensionFrame != nil else {
+            throw .group(got: handshake.group, expected: config.extensionOrigins.keys.min() ?? config.group)
+        }
+        guard Int(handshake.replica) < replicas else {
+            throw .replica(handshake.replica, reason: "group \(handshake.group) has \(replicas) replicas")
+        }
+        extensionLinkCount += 1
+        let id = ExtensionLinkID(group: handshake.group, replica: handshake.replica, connection: ObjectIdentifier(channel), number: extensionLinkCount)
+        extensionLinks[ObjectIdentifier(channel)] = (id, channel)
     }
 
     private func adopt(_ channel: Channel, for link: Link) {
@@ -304,6 +350,10 @@ public final class PeerTransport: @unchecked Sendable {
     }
 
     private func received(_ frame: RawFrame, on channel: Channel) {
+        if let link = extensionLinks[ObjectIdentifier(channel)] {
+            onExtensionFrame?(link.id, frame.kind, frame.payload)
+            return
+        }
         guard let replica = owners[ObjectIdentifier(channel)], let link = links[replica] else { return }
         link.queue.counters.framesReceived += 1
         link.queue.counters.bytesReceived += FrameEncoding.headerBytes + frame.payload.count
@@ -322,10 +372,22 @@ public final class PeerTransport: @unchecked Sendable {
 
     private func closed(_ channel: Channel) {
         channels[ObjectIdentifier(channel)] = nil
+        extensionLinks[ObjectIdentifier(channel)] = nil
         guard let replica = owners.removeValue(forKey: ObjectIdentifier(channel)), let link = links[replica],
               link.channel === channel else { return }
         link.channel = nil
         link.queue.detach()
         scheduleReconnect(link)
     }
+}
+
+/// One accepted extension link: the origin group and replica its handshake named, and the
+/// connection (a replica that reconnects gets a new id).
+public struct ExtensionLinkID: Hashable, Sendable, CustomStringConvertible {
+    public let group: UInt32
+    public let replica: UInt32
+    let connection: ObjectIdentifier
+    let number: UInt64
+
+    public var description: String { "extension link \(number) from group \(group) replica \(replica)" }
 }

@@ -65,6 +65,13 @@ public enum Message: Hashable, Sendable {
     case paxos(PaxosMessage)
     /// A client port's answer that a request should go elsewhere (docs/protocol.md).
     case redirect(Redirect)
+    /// Extension step `index` of origin group `origin`, as its log entry: sent by a replica of
+    /// the origin group to a replica of the log's group over an extension link (peer port,
+    /// handshake role `extension`), never accepted from a client port.
+    case extensionStep(origin: UInt32, index: UInt64, entry: String)
+    /// The log's group answers an extension step: it holds `applied` steps of `origin` (step
+    /// `index` among them, or not yet when `applied < index`).
+    case extensionApplied(origin: UInt32, index: UInt64, applied: UInt64)
 
     /// The frame kind this message travels as.
     public var kind: UInt8 {
@@ -73,6 +80,8 @@ public enum Message: Hashable, Sendable {
         case .reply: FrameKind.reply
         case .paxos: FrameKind.paxos
         case .redirect: FrameKind.redirect
+        case .extensionStep: FrameKind.extensionStep
+        case .extensionApplied: FrameKind.extensionApplied
         }
     }
 }
@@ -83,6 +92,9 @@ public enum FrameKind {
     public static let reply: UInt8 = 2
     public static let paxos: UInt8 = 3
     public static let redirect: UInt8 = 4
+    /// Extension links only (docs/protocol.md, "Extension steps").
+    public static let extensionStep: UInt8 = 5
+    public static let extensionApplied: UInt8 = 6
 }
 
 public enum WireFormat {
@@ -110,6 +122,14 @@ public enum WireFormat {
             reply.reply.encode(into: &writer)
         case let .paxos(message): message.encode(into: &writer)
         case let .redirect(redirect): redirect.encode(into: &writer)
+        case let .extensionStep(origin, index, entry):
+            writer.write(origin)
+            writer.write(index)
+            writer.write(entry)
+        case let .extensionApplied(origin, index, applied):
+            writer.write(origin)
+            writer.write(index)
+            writer.write(applied)
         }
         writer.patch(UInt32(writer.count - start - 4), at: start)
     }
@@ -151,6 +171,10 @@ public enum WireFormat {
                 message = .reply(ClientReply(client: client, sequence: sequence, reply: try Reply.decode(from: &reader, limits: limits)))
             case 3: message = .paxos(try PaxosMessage.decode(from: &reader, limits: limits))
             case 4: message = .redirect(try Redirect.decode(from: &reader, limits: limits))
+            case 5:
+                message = .extensionStep(origin: try reader.readUInt32(), index: try reader.readUInt64(),
+                                         entry: try reader.readString(maxBytes: limits.stringBytesMax))
+            case 6: message = .extensionApplied(origin: try reader.readUInt32(), index: try reader.readUInt64(), applied: try reader.readUInt64())
             default: throw WireError.unknownKind(kind)
             }
             try reader.expectEnd()

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Composition
 import Dispatch
 import Foundation
 import Harness
@@ -52,12 +53,21 @@ struct Replica: ParsableCommand {
             FileHandle.standardError.write(Data("csmr replica: --id \(id): group \(spec.groups[groupIndex].name) has replicas 0 to \(replicas - 1)\n".utf8))
             throw ExitCode(2)
         }
+        var composition: CompositionSpec?
+        if let path = spec.composition {
+            do {
+                composition = try CompositionSpec.parse(SpecFile.read(path), file: path)
+            } catch {
+                FileHandle.standardError.write(Data("csmr replica: the composition named by \(cluster) has errors; nothing started.\n\(error)\n".utf8))
+                throw ExitCode(2)
+            }
+        }
         let name = "\(spec.groups[groupIndex].name)/r\(id)"
         let log: @Sendable (String) -> Void = { line in FileHandle.standardError.write(Data("csmr replica \(name): \(line)\n".utf8)) }
         let loops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let server: ReplicaServer
         do {
-            server = try ReplicaServer(cluster: spec, group: groupIndex, replica: id, loop: loops.next(), log: log)
+            server = try ReplicaServer(cluster: spec, group: groupIndex, replica: id, composition: composition, loop: loops.next(), log: log)
             let addresses = try server.start().wait()
             // Written unbuffered: whoever started this process waits for the line.
             FileHandle.standardOutput.write(Data("ready: replica \(id) of group \(spec.groups[groupIndex].name) in cluster \(spec.name), pid \(getpid()), peers at \(spec.groups[groupIndex].replicas[id].peer.host):\(addresses.peer.port ?? 0), clients at \(spec.groups[groupIndex].replicas[id].client.host):\(addresses.client.port ?? 0)\n".utf8))

@@ -54,8 +54,13 @@ import Testing
         #expect(check.output.contains("linearizable"))
     }
 
-    @Test func aComposedWorkloadRunsThroughTheProxyProcessAcrossAKilledReplica() throws {
-        let folder = Self.temporaryFolder()
+    /// Runs a composed workload through `csmr proxy` over processes with history, killing
+    /// `crash` replica of `group` at 1.2 s, and checks what every such run must show: it ran, the
+    /// kill happened, no process is left, and the history passes `csmr check`. `inspect` gets the
+    /// results folder before it is removed.
+    private static func runThroughProxy(composition: String, mix: String, crash replica: Int, group: String,
+                                        inspect: (String) throws -> Void) throws {
+        let folder = temporaryFolder()
         defer { try? FileManager.default.removeItem(atPath: folder) }
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let compositions = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../workloads/compositions").standardized.path
@@ -66,25 +71,48 @@ import Testing
             warmup_s: 0.5
             target: processes
             proxy: true
-            composition: \(compositions)/addition-2.yaml
+            composition: \(compositions)/\(composition)
             group: {durability: write}
             clients: {count: 8, retry_timeout_ms: 500}
             keys: {count: 40}
-            mix: {kv.get: 0.35, kv.put: 0.35, lock.acquire: 0.1, log.append: 0.2}
+            mix: \(mix)
+            log: {retrieve_length: 4}
             events:
-              - {at_s: 1.2, crash: 1, group: store}
+              - {at_s: 1.2, crash: \(replica), group: \(group)}
             """.write(toFile: workload, atomically: true, encoding: .utf8)
         let out = "\(folder)/out"
         let run = try CSMRBinary.run(["run", workload, "--out", out, "--history", "--quiet"])
         #expect(run.status == 0, "stderr: \(run.error)")
-        let proxyLog = try String(contentsOfFile: "\(out)/proxy.log", encoding: .utf8)
-        #expect(proxyLog.contains("routing"), "proxy log: \(proxyLog)")
         let timeseries = try String(contentsOfFile: "\(out)/timeseries.csv", encoding: .utf8)
-        #expect(timeseries.contains("store/r1 killed (SIGKILL"))
-        #expect(Self.replicaPIDs(in: folder).isEmpty)
+        #expect(timeseries.contains("\(group)/r\(replica) killed (SIGKILL"))
+        #expect(replicaPIDs(in: folder).isEmpty)
         let check = try CSMRBinary.run(["check", "\(out)/history.jsonl"])
         #expect(check.status == 0, "\(check.output)")
         #expect(check.output.contains("linearizable"))
+        try inspect(out)
+    }
+
+    @Test func aComposedWorkloadRunsThroughTheProxyProcessAcrossAKilledReplica() throws {
+        try Self.runThroughProxy(composition: "addition-2.yaml", mix: "{kv.get: 0.35, kv.put: 0.35, lock.acquire: 0.1, log.append: 0.2}",
+                                 crash: 1, group: "store") { out in
+            let proxyLog = try String(contentsOfFile: "\(out)/proxy.log", encoding: .utf8)
+            #expect(proxyLog.contains("routing"), "proxy log: \(proxyLog)")
+        }
+    }
+
+    @Test func anExtensionRunsThroughTheProxyProcessAcrossAKilledForwarderAndItsHistoryChecks() throws {
+        // Store replica 0 forwards the steps; killing it makes a backup take over.
+        try Self.runThroughProxy(composition: "extension-2.yaml", mix: "{kv.get: 0.3, kv.put: 0.4, log.retrieve: 0.2, log.append: 0.1}",
+                                 crash: 0, group: "store") { out in
+            // The steps reached the log through the replicas: the history holds them as appends,
+            // one for every acknowledged put.
+            let history = try String(contentsOfFile: "\(out)/history.jsonl", encoding: .utf8).split(separator: "\n")
+            let steps = history.filter { $0.contains("\"log.append\"") && $0.contains("g0#") }
+            let puts = history.filter { $0.contains("\"kv.put\"") && $0.contains("complete_ns") && !$0.contains("error") }
+            #expect(steps.count > 20 && steps.count >= puts.count, "\(steps.count) extension steps in the history for \(puts.count) acknowledged puts")
+            let backups = try (1...2).map { try String(contentsOfFile: "\(out)/replica-store-r\($0).log", encoding: .utf8) }
+            #expect(backups.contains { $0.range(of: #"extension steps sent [1-9]"#, options: .regularExpression) != nil }, "\(backups)")
+        }
     }
 
     @Test func aReplicaRefusesABadClusterFileWithItsLocation() throws {

@@ -176,6 +176,65 @@ private func errors(_ text: String) -> [String] {
         #expect(forwarder.isDrained)
     }
 
+    @Test func aReplicasForwarderKeepsOnlyUnappliedSteps() {
+        var forwarder = ExtensionForwarder(origin: 1, windowSteps: 8, resendNanoseconds: 100, keepsApplied: false)
+        for index in UInt64(1)...5 { forwarder.produced(index: index, entry: "e\(index)") }
+        #expect(forwarder.due(nowNanoseconds: 1_000).map(\.sequence) == [1, 2, 3, 4, 5])
+        forwarder.acknowledged(applied: 3)
+        #expect(forwarder.steps == ["e4", "e5"] && forwarder.firstHeld == 4)
+        forwarder.acknowledged(applied: 5)
+        #expect(forwarder.steps.isEmpty && forwarder.isDrained)
+        forwarder.produced(index: 6, entry: "e6")
+        #expect(forwarder.due(nowNanoseconds: 1_010).map(\.sequence) == [6])
+    }
+
+    @Test func aRestartedReplicaStartsAtTheFirstStepItProducesAndLeavesEarlierOnesToOthers() {
+        var forwarder = ExtensionForwarder(origin: 0, windowSteps: 8, resendNanoseconds: 100, keepsApplied: false)
+        // Restarted from a checkpoint after step 40, it hears how far the log got before it
+        // produced anything; its first step is then 41.
+        forwarder.acknowledged(applied: 36)
+        #expect(forwarder.steps.isEmpty && forwarder.isDrained)
+        forwarder.produced(index: 41, entry: "e41")
+        forwarder.produced(index: 42, entry: "e42")
+        #expect(forwarder.firstHeld == 41 && forwarder.producedCount == 42)
+        // The log holds 38: steps 39 and 40 come from the replicas that hold them; this one offers
+        // what it has, and the log refuses it until they arrive.
+        forwarder.acknowledged(applied: 38)
+        #expect(forwarder.due(nowNanoseconds: 1_000).map(\.sequence) == [41, 42])
+        forwarder.acknowledged(applied: 42)
+        #expect(forwarder.isDrained && forwarder.steps.isEmpty)
+    }
+
+    @Test func aBackupProbesUntilTheLogStallsThenForwards() {
+        var backup = ExtensionForwarder(origin: 0, windowSteps: 8, resendNanoseconds: 100, keepsApplied: false, isBackup: true)
+        for index in UInt64(1)...3 { backup.produced(index: index, entry: "e\(index)") }
+        // One probe per interval while the log keeps up (the primary forwards).
+        #expect(backup.due(nowNanoseconds: 1_000).map(\.sequence) == [1])
+        #expect(backup.due(nowNanoseconds: 1_050).isEmpty)
+        backup.acknowledged(applied: 3)
+        for index in UInt64(4)...6 { backup.produced(index: index, entry: "e\(index)") }
+        #expect(backup.due(nowNanoseconds: 1_100).map(\.sequence) == [4])
+        // Only the probe moved the log: steps held at the last probe are still unapplied, so the
+        // primary is gone and the backup forwards them all.
+        backup.acknowledged(applied: 4)
+        #expect(backup.due(nowNanoseconds: 1_200).map(\.sequence) == [5, 6])
+        backup.acknowledged(applied: 6)
+        #expect(backup.due(nowNanoseconds: 1_300).isEmpty)
+        // Drained, it is passive again: the next step is probed.
+        backup.produced(index: 7, entry: "e7")
+        backup.produced(index: 8, entry: "e8")
+        #expect(backup.due(nowNanoseconds: 1_310).map(\.sequence) == [7])
+    }
+
+    @Test func anExtensionStepIsReadBackFromItsLogEntry() {
+        let step = ExtensionStep(origin: 2, index: 17, key: "k9", value: "v=1 x")
+        #expect(step.entry == "g2#17 put k9=v=1 x")
+        #expect(ExtensionStep.parse(step.entry) == step)
+        #expect(step.entry.hasPrefix(ExtensionStep.prefix(origin: 2)))
+        #expect(ExtensionStep.parse("a client's entry") == nil)
+        #expect(ExtensionStep.parse("g1#x put k=v") == nil)
+    }
+
     @Test func theLogAppliesEachStepOnceAndInOrder() {
         var log = ReplicatedLog()
         let step = { (index: UInt64) in Command.logAppendFrom(origin: 3, index: index, entry: "s\(index)") }

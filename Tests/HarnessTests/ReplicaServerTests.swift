@@ -1,4 +1,5 @@
 import Foundation
+import Composition
 import Harness
 import NIOConcurrencyHelpers
 import NIOCore
@@ -76,5 +77,82 @@ import Workload
         #expect(log.contains("exceeds") || log.contains("too large") || log.contains("limit"), "log: \(log)")
         #expect(log.contains("not permitted"), "log: \(log)")
         #expect(replies.withLockedValue { $0.allSatisfy { $0.client != ClientID(0) } })
+    }
+}
+
+/// The log group's side of an extension: steps are taken only on extension links whose handshake
+/// names a replica of the origin group of this cluster, never from a client port.
+@Suite(.serialized) struct ExtensionLinkTests {
+    @Test func stepsAreTakenOnlyFromTheOriginGroupsReplicasNeverFromAClient() async throws {
+        var settings = GroupSpec()
+        settings.replicas = 1
+        func replica() throws -> ClusterSpec.Replica {
+            ClusterSpec.Replica(peer: .init(host: "127.0.0.1", port: try ProcessCluster.freePort()),
+                                client: .init(host: "127.0.0.1", port: try ProcessCluster.freePort()))
+        }
+        let cluster = ClusterSpec(name: "extension", groups: [ClusterSpec.Group(name: "store", settings: settings, replicas: [try replica()]),
+                                                              ClusterSpec.Group(name: "journal", settings: settings, replicas: [try replica()])])
+        let composition = CompositionSpec(name: "extension", groups: [
+            CompositionSpec.Group(name: "store", replicas: 1, toleratedFailures: 0, mode: .multiLeader, services: [.kv, .lock]),
+            CompositionSpec.Group(name: "journal", replicas: 1, toleratedFailures: 0, mode: .multiLeader, services: [.log]),
+        ], extendPutsIntoLog: true, partition: nil)
+        let loops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let lines = NIOLockedValueBox([String]())
+        // Only the journal's replica runs: the test plays the store's replicas and a client.
+        let server = try ReplicaServer(cluster: cluster, group: 1, replica: 0, composition: composition, loop: loops.next(),
+                                       log: { line in lines.withLockedValue { $0.append(line) } })
+        _ = try await server.start().get()
+        let journal = cluster.groups[1].replicas[0]
+        let peerAddress = try SocketAddress(ipAddress: "127.0.0.1", port: journal.peer.port)
+        let clientAddress = try SocketAddress(ipAddress: "127.0.0.1", port: journal.client.port)
+        let identity = ClusterIdentity(name: "extension")
+        let answers = NIOLockedValueBox([Message]())
+        let onFrame: FrameClient.FrameCallback = { kind, payload in
+            if let message = try? WireFormat.decode(kind: kind, payload: payload) { answers.withLockedValue { $0.append(message) } }
+        }
+        let forged = Message.extensionStep(origin: 0, index: 1, entry: "g0#1 put k=forged")
+
+        // A client sends an extension step frame on the client port: the connection is closed.
+        let client = try await FrameClient.connect(to: clientAddress, on: loops.next(), handshake: Handshake(cluster: identity, role: .client, group: 1),
+                                                   log: { _ in }, onFrame: onFrame)
+        client.send(kind: FrameKind.extensionStep, payload: WireFormat.payload(of: forged))
+        try await client.closeFuture.get()
+        // A client that dials the peer port presenting itself as an extension origin of a group
+        // that extends nothing here (the journal itself), or as a replica the origin group does
+        // not have: refused at the handshake.
+        for (group, replica) in [(UInt32(1), UInt32(0)), (UInt32(0), UInt32(3))] {
+            let impostor = try await FrameClient.connect(to: peerAddress, on: loops.next(),
+                                                         handshake: Handshake(cluster: identity, role: .extensionOrigin, group: group, replica: replica),
+                                                         log: { _ in }, onFrame: onFrame)
+            impostor.send(kind: FrameKind.extensionStep, payload: WireFormat.payload(of: forged))
+            try await impostor.closeFuture.get()
+        }
+        // Another cluster's origin replica: refused.
+        let stranger = try await FrameClient.connect(to: peerAddress, on: loops.next(),
+                                                     handshake: Handshake(cluster: ClusterIdentity(name: "elsewhere"), role: .extensionOrigin, group: 0),
+                                                     log: { _ in }, onFrame: onFrame)
+        try await stranger.closeFuture.get()
+
+        // The store's replica 0: a step of another origin is dropped; its own step is applied once.
+        let origin = try await FrameClient.connect(to: peerAddress, on: loops.next(),
+                                                   handshake: Handshake(cluster: identity, role: .extensionOrigin, group: 0, replica: 0),
+                                                   log: { _ in }, onFrame: onFrame)
+        origin.send(kind: FrameKind.extensionStep, payload: WireFormat.payload(of: .extensionStep(origin: 7, index: 1, entry: "g7#1 put k=v")))
+        let step = "g0#1 put k=v"
+        for expected in 1...2 {
+            // The second is a resend after the first was applied: answered, not applied again.
+            origin.send(kind: FrameKind.extensionStep, payload: WireFormat.payload(of: .extensionStep(origin: 0, index: 1, entry: step)))
+            for _ in 0..<500 where answers.withLockedValue({ $0.count }) < expected { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        #expect(answers.withLockedValue { $0.count } == 2)
+        #expect(answers.withLockedValue { $0 }.allSatisfy { $0 == .extensionApplied(origin: 0, index: 1, applied: 1) }, "\(answers.withLockedValue { $0 })")
+        _ = try await origin.close().get()
+        try await server.stop().get()
+        try await loops.shutdownGracefully()
+
+        let log = lines.withLockedValue { $0 }.joined(separator: "\n")
+        #expect(log.contains("refused") && log.contains("kind \(FrameKind.extensionStep)"), "log: \(log)")
+        #expect(log.contains("elsewhere"), "log: \(log)")
+        #expect(log.contains("only extension steps of group 0"), "log: \(log)")
     }
 }

@@ -24,6 +24,8 @@ let sampleMessages: [Message] = {
         .redirect(Redirect(client: ClientID(7), sequence: 3, reason: .notLeader, replica: 2)),
         .redirect(Redirect(client: ClientID(UInt64.max), sequence: UInt64.max, reason: .unavailable, replica: nil)),
         .redirect(Redirect(client: ClientID(1), sequence: 1, reason: .overloaded, replica: 0)),
+        .extensionStep(origin: 0, index: 1, entry: "g0#1 put k=v"), .extensionStep(origin: UInt32.max, index: UInt64.max, entry: ""),
+        .extensionApplied(origin: 3, index: 9, applied: 8), .extensionApplied(origin: 0, index: UInt64.max, applied: UInt64.max),
     ]
     messages += replies.enumerated().map { index, reply in
         Message.reply(ClientReply(client: ClientID(UInt64.max - UInt64(index)), sequence: UInt64(index), reply: reply))
