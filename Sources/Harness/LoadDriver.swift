@@ -57,6 +57,8 @@ final class LoadDriver: @unchecked Sendable {
     private let arrivals: ArrivalGenerator
     private let recordHistory: Bool
     private let progress: (@Sendable (String) -> Void)?
+    /// Where the clients are: each sends first to its home replica, over links the target delays.
+    private let placement: ClientPlacement?
 
     /// A client: one session per group, each with its own sequence and target replica.
     private struct Session {
@@ -64,6 +66,8 @@ final class LoadDriver: @unchecked Sendable {
         var ids: [ClientID?]
         var sequences: [UInt64]
         var replicas: [Int]
+        /// The client's location (an index into `placement.locations`), if placed.
+        var location: Int?
         var outstanding: Outstanding?
         /// A lock this client holds and must release after the hold time.
         var heldLock: String?
@@ -107,9 +111,11 @@ final class LoadDriver: @unchecked Sendable {
     private var progressCount: UInt64 = 0
     private var progressLastCount: UInt64 = 0
 
-    init(spec: WorkloadSpec, loop: EventLoop, cluster: any LoadTarget, events: [(group: Int, event: TimedEvent)], recordHistory: Bool,
-         progress: (@Sendable (String) -> Void)?) {
+    init(spec: WorkloadSpec, loop: EventLoop, cluster: any LoadTarget, events: [(group: Int, event: TimedEvent)], placement: ClientPlacement? = nil,
+         recordHistory: Bool, progress: (@Sendable (String) -> Void)?) {
         self.spec = spec
+        self.placement = placement
+        recorder = placement.map { LatencyRecorder(locations: $0.locations) } ?? LatencyRecorder()
         self.loop = loop
         self.cluster = cluster
         self.events = events
@@ -143,8 +149,13 @@ final class LoadDriver: @unchecked Sendable {
                 // running one workload must not share nonces (the proposer de-duplicates on
                 // nonce and sequence), and nothing measured depends on their values.
                 let nonce = ClientID.nonce(using: &systemRandom)
+                // A placed client starts at its home replica; others are spread over the replicas.
+                let location = placement?.location(ofClient: index)
+                let replicas = (0..<groups).map { group in
+                    location.map { placement!.homeReplica(location: $0, group: group) } ?? index % cluster.replicaCount(of: group)
+                }
                 sessions.append(Session(nonce: nonce, ids: Array(repeating: nil, count: groups), sequences: Array(repeating: 0, count: groups),
-                                        replicas: (0..<groups).map { index % cluster.replicaCount(of: $0) }))
+                                        replicas: replicas, location: location))
                 for group in 0..<groups { sessionByClient[GroupClient(group: group, client: nonce)] = index }
                 openSession(index, group: 0)
             }
@@ -172,7 +183,12 @@ final class LoadDriver: @unchecked Sendable {
         let now = Self.now()
         sessions[index].outstanding = Outstanding(kind: nil, group: group, request: request, intendedNanoseconds: now, sentNanoseconds: now,
                                                   lastSendNanoseconds: now, historyIndex: nil)
-        cluster.submit(request, group: group, replica: sessions[index].replicas[group])
+        submit(request, group: group, session: index)
+    }
+
+    /// Sends a session's request to the replica it uses in `group`, from the client's location.
+    private func submit(_ request: Request, group: Int, session index: Int) {
+        cluster.submit(request, group: group, replica: sessions[index].replicas[group], fromLocation: sessions[index].location ?? 0)
     }
 
     /// Called from any replica's loop.
@@ -319,7 +335,7 @@ final class LoadDriver: @unchecked Sendable {
     private func send(_ command: Command, kind: OperationKind, session index: Int, intended: UInt64) {
         // Every request sent counts as offered, lock releases included.
         if isMeasured(intended) { issuedMeasured += 1 }
-        recorder.recordIntended(kind, second: second(of: intended), measured: isMeasured(intended))
+        recorder.recordIntended(kind, second: second(of: intended), measured: isMeasured(intended), location: sessions[index].location)
         let group = cluster.router.group(for: command)
         let client = sessions[index].ids[group]!
         sessions[index].sequences[group] += 1
@@ -332,7 +348,7 @@ final class LoadDriver: @unchecked Sendable {
         }
         sessions[index].outstanding = Outstanding(kind: kind, group: group, request: request, intendedNanoseconds: intended, sentNanoseconds: now,
                                                   lastSendNanoseconds: now, historyIndex: historyIndex)
-        cluster.submit(request, group: group, replica: sessions[index].replicas[group])
+        submit(request, group: group, session: index)
     }
 
     /// A key by the distribution, or, for `keys.conflict_rate` of the commands, the shared key.
@@ -396,10 +412,10 @@ final class LoadDriver: @unchecked Sendable {
         let latency = (now &- outstanding.intendedNanoseconds) / 1_000
         switch reply.reply {
         case .failure(.sessionExpired), .failure(.staleSequence):
-            if isMeasured(outstanding.intendedNanoseconds) { recorder.recordError(kind) }
+            if isMeasured(outstanding.intendedNanoseconds) { recorder.recordError(kind, location: sessions[index].location) }
         default:
             recorder.record(kind, latencyMicroseconds: latency, second: second(of: now), measured: isMeasured(outstanding.intendedNanoseconds),
-                            completedInWindow: completesInWindow(now))
+                            completedInWindow: completesInWindow(now), location: sessions[index].location)
             progressCount += 1
         }
         switch reply.reply {
@@ -449,7 +465,7 @@ final class LoadDriver: @unchecked Sendable {
             sessions[index].replicas[group] = (sessions[index].replicas[group] + 1) % cluster.replicaCount(of: group)
             outstanding.lastSendNanoseconds = now
             sessions[index].outstanding = outstanding
-            cluster.submit(outstanding.request, group: group, replica: sessions[index].replicas[group])
+            submit(outstanding.request, group: group, session: index)
         }
         // A closed loop whose clients are all stuck would never reach `mayIssue` again.
         if now >= measureEnd, startNanoseconds > 0 { stopIssuing() }
@@ -478,10 +494,11 @@ final class LoadDriver: @unchecked Sendable {
         for timer in timers { timer.cancel() }
         for session in sessions {
             guard let outstanding = session.outstanding, let kind = outstanding.kind else { continue }
-            if isMeasured(outstanding.intendedNanoseconds) { recorder.recordUnfinished(kind) }
+            if isMeasured(outstanding.intendedNanoseconds) { recorder.recordUnfinished(kind, location: session.location) }
         }
         for waiting in backlog {
-            // Never sent, so never offered yet: they count now, at their intended second.
+            // Never sent, so never offered yet: they count now, at their intended second (with no
+            // location: no client took them).
             recorder.recordIntended(waiting.kind, second: second(of: waiting.intended), measured: isMeasured(waiting.intended))
             if isMeasured(waiting.intended) { recorder.recordUnfinished(waiting.kind) }
         }
