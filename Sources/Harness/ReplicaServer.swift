@@ -77,6 +77,10 @@ public final class ReplicaServer: @unchecked Sendable {
                 let network = settings.network
                 var delays: [Int: Int64] = [:]
                 for peer in peerAddresses.keys { delays[peer] = network.delayMicroseconds(fromReplica: replica, toReplica: peer) }
+                if !network.isEmpty {
+                    let listed = delays.keys.sorted().map { String(format: "r%d %.1f ms", $0, Double(delays[$0]!) / 1_000) }
+                    log("at location \(network.locations[replica]); emulated one-way delays to peers: \(listed.joined(separator: ", "))")
+                }
                 let peerConfig = PeerTransportConfig(cluster: identity, group: UInt32(group), replica: replica,
                                                      listenAddress: try SocketAddress.makeAddressResolvingHost(me.peer.host, port: me.peer.port),
                                                      peers: peerAddresses, limits: limits, delayMicroseconds: delays.filter { $0.value > 0 },
