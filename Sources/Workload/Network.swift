@@ -93,7 +93,7 @@ public struct NetworkSpec: Hashable, Sendable {
         let known = Set(network.locations)
         let uniformMicroseconds: Int64? = fields.has("delay_ms")
             ? Int64((fields.double("delay_ms", default: 0, range: 0...10_000, unit: "ms") * 1_000).rounded()) : nil
-        var linkNodes: [String: Node] = [:]
+        var linked: Set<String> = []
         for (path, node) in fields.sequence("links") {
             guard let link = fields.fields(of: node, path: path) else { continue }
             let ends = link.sequence("between")
@@ -116,10 +116,9 @@ public struct NetworkSpec: Hashable, Sendable {
             }
             guard valid else { continue }
             let key = key(names[0], names[1])
-            if linkNodes[key] != nil {
+            if !linked.insert(key).inserted {
                 link.fail(link.value("between"), field: link.qualified("between"), "the link between \(names[0]) and \(names[1]) is given twice")
             }
-            linkNodes[key] = node
             network.delaysMicroseconds[key] = delay
         }
         let names = network.distinctLocations
