@@ -158,7 +158,8 @@ def plot_comparison(folder, out):
     rows = list(csv.DictReader(open(os.path.join(folder, "compare.csv"))))
     header = list(rows[0].keys()) if rows else []
     fields = header[1: header.index("op")] if "op" in header else []
-    totals = [r for r in rows if r["op"] == "all"]
+    # Rows of one client location (client_location set) repeat a variant's totals for a subset.
+    totals = [r for r in rows if r["op"] == "all" and not r.get("client_location")]
 
     def label(row):
         return " ".join(f"{f.split('.')[-1]}={os.path.basename(row[f]).removesuffix('.yaml')}" for f in fields if row[f]) \

@@ -214,7 +214,9 @@ public final class CSMRClient: @unchecked Sendable {
         let handshake = Handshake(cluster: endpoints.cluster, role: .client, group: UInt32(group))
         let address = addresses[group][replica]
         let log = options.log
-        let connected = FrameClient.connect(to: address, on: loop, handshake: handshake, log: log) { kind, payload in
+        let delays = options.linkDelayMicroseconds
+        let delay = delays.indices.contains(group) && delays[group].indices.contains(replica) ? max(0, delays[group][replica]) : 0
+        let connected = FrameClient.connect(to: address, on: loop, handshake: handshake, delayMicroseconds: delay, log: log) { kind, payload in
             self.received(kind: kind, payload: payload, group: group)
         }.hop(to: loop).map { connection -> Bool in
             guard !self.closed, case let .connecting(queued) = self.links[group][replica] else {

@@ -79,6 +79,11 @@ public struct CSMRClientOptions: Sendable {
     public var nonceSeed: UInt64?
     /// One line per connection event worth knowing (refusals, lost connections).
     public var log: @Sendable (String) -> Void = { _ in }
+    /// Emulated one-way delay of this client's link to each replica, by group, then replica index
+    /// (missing entries: none), in microseconds: requests and replies each wait it on the
+    /// client's side, as the load generator's clients do with a group `network`
+    /// (`ClientPlacement.delayMicroseconds`). For wide-area experiments on one machine.
+    public var linkDelayMicroseconds: [[Int64]] = []
 
     public init() {}
 }

@@ -59,11 +59,15 @@ final class LoadDriver: @unchecked Sendable {
     private let arrivals: ArrivalGenerator
     private let recordHistory: Bool
     private let progress: (@Sendable (String) -> Void)?
+    /// Where the clients are: each sends first to its home replica, over links the target delays.
+    private let placement: ClientPlacement?
 
     /// A client: its request path (sessions in every group, routing, retries), and the one
     /// command it has out.
     private struct Session {
         var core: ProxyCore
+        /// The client's location (an index into `placement.locations`), if placed.
+        var location: Int?
         var outstanding: Outstanding?
         /// A lock this client holds and must release after the hold time.
         var heldLock: String?
@@ -127,9 +131,11 @@ final class LoadDriver: @unchecked Sendable {
     private var progressCount: UInt64 = 0
     private var progressLastCount: UInt64 = 0
 
-    init(spec: WorkloadSpec, loop: EventLoop, cluster: any LoadTarget, events: [(group: Int, event: TimedEvent)], recordHistory: Bool,
-         progress: (@Sendable (String) -> Void)?) {
+    init(spec: WorkloadSpec, loop: EventLoop, cluster: any LoadTarget, events: [(group: Int, event: TimedEvent)], placement: ClientPlacement? = nil,
+         recordHistory: Bool, progress: (@Sendable (String) -> Void)?) {
         self.spec = spec
+        self.placement = placement
+        recorder = placement.map { LatencyRecorder(locations: $0.locations) } ?? LatencyRecorder()
         self.loop = loop
         self.cluster = cluster
         self.events = events
@@ -164,10 +170,15 @@ final class LoadDriver: @unchecked Sendable {
                 // running one workload must not share nonces (the proposer de-duplicates on
                 // nonce and sequence), and nothing measured depends on their values.
                 let nonce = ClientID.nonce(using: &systemRandom)
+                // A placed client starts at its home replica; others are spread over the replicas.
+                let location = placement?.location(ofClient: index)
+                let firstReplicas = (0..<groups).map { group in
+                    location.map { placement!.homeReplica(location: $0, group: group) } ?? index % cluster.replicaCount(of: group)
+                }
                 let config = ProxyCore.Config(replicaCounts: (0..<groups).map { cluster.replicaCount(of: $0) },
-                                              firstReplicas: (0..<groups).map { index % cluster.replicaCount(of: $0) },
+                                              firstReplicas: firstReplicas,
                                               retryTimeoutNanoseconds: max(1, spec.clients.retryTimeoutMilliseconds * 1_000_000))
-                sessions.append(Session(core: ProxyCore(nonce: nonce, router: cluster.router, config: config)))
+                sessions.append(Session(core: ProxyCore(nonce: nonce, router: cluster.router, config: config), location: location))
                 sessionByNonce[nonce] = index
                 carryOut(sessions[index].core.openSessions(nowNanoseconds: now), session: index)
             }
@@ -195,7 +206,7 @@ final class LoadDriver: @unchecked Sendable {
         for directive in directives {
             switch directive {
             case let .send(request, group, replica):
-                cluster.submit(request, group: group, replica: replica)
+                cluster.submit(request, group: group, replica: replica, fromLocation: sessions[index].location ?? 0)
             case let .completed(operation, request, reply):
                 completed(operation, request: request, reply: reply, session: index)
             case let .failed(operation, command, failure):
@@ -349,7 +360,7 @@ final class LoadDriver: @unchecked Sendable {
     private func send(_ command: Command, kind: OperationKind, session index: Int, intended: UInt64) {
         // Every request sent counts as offered, lock releases included.
         if isMeasured(intended) { issuedMeasured += 1 }
-        recorder.recordIntended(kind, second: second(of: intended), measured: isMeasured(intended))
+        recorder.recordIntended(kind, second: second(of: intended), measured: isMeasured(intended), location: sessions[index].location)
         submit(command, kind: kind, session: index, intended: intended)
     }
 
@@ -436,10 +447,10 @@ final class LoadDriver: @unchecked Sendable {
         let latency = (now &- outstanding.intendedNanoseconds) / 1_000
         switch reply.reply {
         case .failure(.sessionExpired), .failure(.staleSequence):
-            if isMeasured(outstanding.intendedNanoseconds) { recorder.recordError(kind) }
+            if isMeasured(outstanding.intendedNanoseconds) { recorder.recordError(kind, location: sessions[index].location) }
         default:
             recorder.record(kind, latencyMicroseconds: latency, second: second(of: now), measured: isMeasured(outstanding.intendedNanoseconds),
-                            completedInWindow: completesInWindow(now))
+                            completedInWindow: completesInWindow(now), location: sessions[index].location)
             progressCount += 1
         }
         switch reply.reply {
@@ -608,10 +619,11 @@ final class LoadDriver: @unchecked Sendable {
         for timer in timers { timer.cancel() }
         for session in sessions {
             guard let outstanding = session.outstanding, let kind = outstanding.kind else { continue }
-            if isMeasured(outstanding.intendedNanoseconds) { recorder.recordUnfinished(kind) }
+            if isMeasured(outstanding.intendedNanoseconds) { recorder.recordUnfinished(kind, location: session.location) }
         }
         for waiting in backlog {
-            // Never sent, so never offered yet: they count now, at their intended second.
+            // Never sent, so never offered yet: they count now, at their intended second (with no
+            // location: no client took them).
             recorder.recordIntended(waiting.kind, second: second(of: waiting.intended), measured: isMeasured(waiting.intended))
             if isMeasured(waiting.intended) { recorder.recordUnfinished(waiting.kind) }
         }

@@ -36,8 +36,12 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
     private let onEvent: @Sendable (String) -> Void
     private let lock = NIOLock()
     private var processes: [[Process?]]
-    private var connections: [[FrameClient?]]
-    private var connecting: [[Bool]]
+    /// Client connections by client location, group and replica: each location dials every
+    /// replica, and its connection to a replica elsewhere carries the link's emulated delay.
+    private var connections: [[[FrameClient?]]]
+    private var connecting: [[[Bool]]]
+    /// Where the load generator's clients are (nil: one place, no delays).
+    public let placement: ClientPlacement?
     private var stopping = false
 
     /// Seconds a replica may take to print its ready line.
@@ -47,8 +51,9 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
     ///   - cluster: the cluster to run (addresses on this host).
     ///   - folder: where the cluster file and each replica's log go.
     ///   - executable: the `csmr` binary to start.
+    ///   - placement: the clients' locations and the groups' networks, when links are delayed.
     public init(cluster: ClusterSpec, composition: CompositionSpec, folder: String, executable: String?, attach: Bool = false,
-                viaProxy: Bool = false, loop: EventLoop,
+                viaProxy: Bool = false, placement: ClientPlacement? = nil, loop: EventLoop,
                 onReply: @escaping @Sendable (Int, ClientReply) -> Void, onEvent: @escaping @Sendable (String) -> Void) throws {
         self.cluster = cluster
         self.viaProxy = viaProxy
@@ -67,9 +72,11 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         clusterFile = URL(fileURLWithPath: folder).appendingPathComponent("cluster.yaml").path
         try cluster.yaml.write(toFile: clusterFile, atomically: true, encoding: .utf8)
+        self.placement = placement
         processes = cluster.groups.map { Array(repeating: nil, count: $0.replicas.count) }
-        connections = cluster.groups.map { Array(repeating: nil, count: $0.replicas.count) }
-        connecting = cluster.groups.map { Array(repeating: false, count: $0.replicas.count) }
+        let locations = placement?.locations.count ?? 1
+        connections = Array(repeating: cluster.groups.map { Array(repeating: nil, count: $0.replicas.count) }, count: locations)
+        connecting = Array(repeating: cluster.groups.map { Array(repeating: false, count: $0.replicas.count) }, count: locations)
     }
 
     /// A cluster of the composition's groups on free loopback ports, with each group's files
@@ -126,8 +133,10 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
             try connectProxy().wait()
             return
         }
-        for group in cluster.groups.indices {
-            for replica in cluster.groups[group].replicas.indices { try connect(group: group, replica: replica).wait() }
+        for location in connections.indices {
+            for group in cluster.groups.indices {
+                for replica in cluster.groups[group].replicas.indices { try connect(group: group, replica: replica, location: location).wait() }
+            }
         }
     }
 
@@ -178,7 +187,7 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
         let (all, clients) = lock.withLock { () -> ([Process], [FrameClient]) in
             stopping = true
             return ([proxyProcess].compactMap { $0 } + processes.flatMap { $0.compactMap { $0 } },
-                    [proxyConnection].compactMap { $0 } + connections.flatMap { $0.compactMap { $0 } })
+                    [proxyConnection].compactMap { $0 } + connections.flatMap { $0.flatMap { $0.compactMap { $0 } } })
         }
         for client in clients { _ = client.close() }
         for process in all where process.isRunning { kill(process.processIdentifier, SIGTERM) }
@@ -194,6 +203,10 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
     }
 
     public func submit(_ request: Request, group: Int, replica: Int) {
+        submit(request, group: group, replica: replica, fromLocation: 0)
+    }
+
+    public func submit(_ request: Request, group: Int, replica: Int, fromLocation location: Int) {
         if viaProxy {
             guard let client = lock.withLock({ proxyConnection }) else {
                 _ = connectProxy()
@@ -202,11 +215,11 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
             client.send(kind: FrameKind.request, payload: WireFormat.payload(of: .request(request)))
             return
         }
-        let client = lock.withLock { connections[group][replica] }
+        let client = lock.withLock { connections[location][group][replica] }
         guard let client else {
             // Down or not connected: the load generator's retry goes to the next replica; the
             // connection is made again meanwhile.
-            _ = connect(group: group, replica: replica)
+            _ = connect(group: group, replica: replica, location: location)
             return
         }
         client.send(kind: FrameKind.request, payload: WireFormat.payload(of: .request(request)))
@@ -222,7 +235,7 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
         case let .restart(replica):
             do {
                 try spawn(group: group, replica: replica)
-                _ = connect(group: group, replica: replica)
+                for location in connections.indices { _ = connect(group: group, replica: replica, location: location) }
             } catch {
                 onEvent("\(name(group, replica)) did not restart: \(error)")
             }
@@ -279,12 +292,13 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
         output.fileHandleForReading.readabilityHandler = { handle in _ = handle.availableData }
     }
 
-    /// Connects to a replica's client port (once at a time); replies arrive on `loop`.
+    /// Connects a client location to a replica's client port (once at a time); replies arrive on
+    /// `loop`, after the link's delay.
     @discardableResult
-    private func connect(group: Int, replica: Int) -> EventLoopFuture<Void> {
+    private func connect(group: Int, replica: Int, location: Int) -> EventLoopFuture<Void> {
         let proceed = lock.withLock { () -> Bool in
-            guard !stopping, !connecting[group][replica], connections[group][replica] == nil else { return false }
-            connecting[group][replica] = true
+            guard !stopping, !connecting[location][group][replica], connections[location][group][replica] == nil else { return false }
+            connecting[location][group][replica] = true
             return true
         }
         guard proceed else { return loop.makeSucceededFuture(()) }
@@ -293,25 +307,26 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
         do {
             address = try SocketAddress.makeAddressResolvingHost(target.host, port: target.port)
         } catch {
-            lock.withLock { connecting[group][replica] = false }
+            lock.withLock { connecting[location][group][replica] = false }
             return loop.makeFailedFuture(error)
         }
         let handshake = Handshake(cluster: ClusterIdentity(name: cluster.name), role: .client, group: UInt32(group))
         let onReply = onReply
-        let future = FrameClient.connect(to: address, on: loop, handshake: handshake, log: { _ in }, onFrame: { kind, payload in
+        let delay = placement?.delayMicroseconds(location: location, group: group, replica: replica) ?? 0
+        let future = FrameClient.connect(to: address, on: loop, handshake: handshake, delayMicroseconds: delay, log: { _ in }, onFrame: { kind, payload in
             guard case let .reply(reply)? = try? WireFormat.decode(kind: kind, payload: payload) else { return }
             onReply(group, reply)
         })
         return future.map { [self] client in
             lock.withLock {
-                connecting[group][replica] = false
-                connections[group][replica] = client
+                connecting[location][group][replica] = false
+                connections[location][group][replica] = client
             }
             client.closeFuture.whenComplete { [self] _ in
-                lock.withLock { if connections[group][replica] === client { connections[group][replica] = nil } }
+                lock.withLock { if connections[location][group][replica] === client { connections[location][group][replica] = nil } }
             }
         }.flatMapErrorThrowing { [self] error in
-            lock.withLock { connecting[group][replica] = false }
+            lock.withLock { connecting[location][group][replica] = false }
             throw error
         }
     }

@@ -118,9 +118,19 @@ public final class ReplicaServer: @unchecked Sendable {
                 for (index, other) in cluster.groups[group].replicas.enumerated() where index != replica {
                     peerAddresses[index] = try SocketAddress.makeAddressResolvingHost(other.peer.host, port: other.peer.port)
                 }
+                // Emulated wide-area links (the group's `network`): frames to a peer at another
+                // location wait that pair's one-way delay before they leave.
+                let network = settings.network
+                var delays: [Int: Int64] = [:]
+                for peer in peerAddresses.keys { delays[peer] = network.delayMicroseconds(fromReplica: replica, toReplica: peer) }
+                if !network.isEmpty {
+                    let listed = delays.keys.sorted().map { String(format: "r%d %.1f ms", $0, Double(delays[$0]!) / 1_000) }
+                    log("at location \(network.locations[replica]); emulated one-way delays to peers: \(listed.joined(separator: ", "))")
+                }
                 var peerConfig = PeerTransportConfig(cluster: identity, group: UInt32(group), replica: replica,
                                                      listenAddress: try SocketAddress.makeAddressResolvingHost(me.peer.host, port: me.peer.port),
-                                                     peers: peerAddresses, limits: limits, jitterSeed: UInt64(replica + 1))
+                                                     peers: peerAddresses, limits: limits, delayMicroseconds: delays.filter { $0.value > 0 },
+                                                     jitterSeed: UInt64(replica + 1))
                 peerConfig.extensionOrigins = extensionOrigins
                 let clientConfig = FrameServerConfig(cluster: identity, group: UInt32(group),
                                                      listenAddress: try SocketAddress.makeAddressResolvingHost(me.client.host, port: me.client.port),

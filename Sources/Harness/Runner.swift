@@ -182,12 +182,13 @@ public enum WorkloadRunner {
             }
             cluster = local
         }
+        let placement = try clientPlacement(spec, cluster: cluster)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
         let loop = group.next()
         let driverBox = DriverBox()
         let target = try ProcessCluster(cluster: cluster, composition: topology.composition, folder: runFolder, executable: binary,
-                                        attach: spec.cluster != nil, viaProxy: spec.viaProxy, loop: loop,
+                                        attach: spec.cluster != nil, viaProxy: spec.viaProxy, placement: placement, loop: loop,
                                         onReply: { group, reply in driverBox.driver?.deliver(reply, group: group) },
                                         onEvent: { text in driverBox.driver?.event(text) })
         do {
@@ -196,8 +197,29 @@ public enum WorkloadRunner {
             _ = target.stop()
             throw error
         }
-        return try drive(spec, target: target, loop: loop, driverBox: driverBox, events: topology.events, recordHistory: recordHistory,
-                         progress: progress)
+        return try drive(spec, target: target, loop: loop, driverBox: driverBox, events: topology.events, placement: placement,
+                         recordHistory: recordHistory, progress: progress)
+    }
+
+    /// Where the clients are, by the cluster's networks (a workload's `group.network`, or the
+    /// running cluster's file) and `clients.locations`; nil when no link is delayed.
+    static func clientPlacement(_ spec: WorkloadSpec, cluster: ClusterSpec) throws -> ClientPlacement? {
+        let networks = cluster.groups.map(\.settings.network)
+        guard let placement = ClientPlacement.of(clients: spec.clients.locations, networks: networks) else {
+            if !spec.clients.locations.isEmpty {
+                throw SpecErrors(errors: [SpecError(file: spec.file, line: 0, column: 0, field: "clients.locations",
+                                                    problem: "\(spec.cluster ?? "the cluster") has no network: its replicas have no locations")])
+            }
+            return nil
+        }
+        for (index, network) in networks.enumerated() {
+            let known = network.distinctLocations
+            if let unknown = placement.locations.first(where: { !known.contains($0) }) {
+                throw SpecErrors(errors: [SpecError(file: spec.file, line: 0, column: 0, field: "clients.locations",
+                                                    problem: "unknown location \(unknown): group \(cluster.groups[index].name)'s replicas are at \(known.joined(separator: ", "))")])
+            }
+        }
+        return placement
     }
 
     /// This process's binary, when it is `csmr` (not a test runner).
@@ -222,9 +244,10 @@ public enum WorkloadRunner {
     }
 
     private static func drive(_ spec: WorkloadSpec, target: any LoadTarget, loop: EventLoop, driverBox: DriverBox,
-                              events: [(group: Int, event: TimedEvent)], recordHistory: Bool,
+                              events: [(group: Int, event: TimedEvent)], placement: ClientPlacement? = nil, recordHistory: Bool,
                               progress: (@Sendable (String) -> Void)?) throws -> RunOutcome {
-        let driver = LoadDriver(spec: spec, loop: loop, cluster: target, events: events, recordHistory: recordHistory, progress: progress)
+        let driver = LoadDriver(spec: spec, loop: loop, cluster: target, events: events, placement: placement, recordHistory: recordHistory,
+                                progress: progress)
         driverBox.driver = driver
         target.start()
         let outcome = try driver.run().wait()

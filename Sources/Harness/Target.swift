@@ -16,6 +16,10 @@ public protocol LoadTarget: AnyObject, Sendable {
     func replicaCount(of group: Int) -> Int
     /// Sends `request` to `replica` of `group`; its reply arrives later through the callback.
     func submit(_ request: Request, group: Int, replica: Int)
+    /// The same, from a client at `location` (an index into the run's `ClientPlacement`): a
+    /// target that emulates link delays holds the request and its reply for the delay between
+    /// that location and the replica. Targets without delays ignore the location.
+    func submit(_ request: Request, group: Int, replica: Int, fromLocation location: Int)
     func start()
     /// Stops serving; nothing is sent to the reply callback once the future completes.
     func stop() -> EventLoopFuture<Void>
@@ -33,4 +37,8 @@ public protocol LoadTarget: AnyObject, Sendable {
 extension LoadTarget {
     public var storageStats: WALStats? { nil }
     public var forwardsExtensionStepsItself: Bool { false }
+
+    public func submit(_ request: Request, group: Int, replica: Int, fromLocation location: Int) {
+        submit(request, group: group, replica: replica)
+    }
 }

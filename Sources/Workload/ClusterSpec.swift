@@ -15,6 +15,7 @@ import Primitives
 ///           - {peer: 127.0.0.1:7101, client: 127.0.0.1:7201}
 ///           - {peer: 127.0.0.1:7102, client: 127.0.0.1:7202}
 ///           - {peer: 127.0.0.1:7103, client: 127.0.0.1:7203}
+///         network: {locations: [a, b, c], delay_ms: 20}   # optional emulated link delays
 public struct ClusterSpec: Hashable, Sendable {
     public struct Address: Hashable, Sendable, CustomStringConvertible {
         public var host: String
@@ -109,7 +110,6 @@ public struct ClusterSpec: Hashable, Sendable {
                 fields.fail(fields.value("name"), field: fields.qualified("name"), "another group is named \(groupName)")
             }
             var settings = GroupSpec()
-            settings.readSettings(from: fields)
             var replicas: [Replica] = []
             for (replicaPath, replicaNode) in fields.sequence("replicas") {
                 guard let replicaFields = fields.fields(of: replicaNode, path: replicaPath) else { continue }
@@ -135,6 +135,8 @@ public struct ClusterSpec: Hashable, Sendable {
                             "expected an odd number of replicas (n = 2f + 1), each {peer: host:port, client: host:port}; got \(replicas.count)")
             }
             settings.replicas = replicas.count
+            // After the replicas: the network names one location per replica.
+            settings.readSettings(from: fields)
             fields.rejectUnknown(expected: ["name", "replicas"] + GroupSpec.settingFields)
             groups.append(Group(name: groupName, settings: settings, replicas: replicas))
         }
@@ -172,6 +174,7 @@ public struct ClusterSpec: Hashable, Sendable {
             lines.append("    durability: \(settings.durability.rawValue)")
             lines.append("    checkpoint_interval_slots: \(settings.checkpointIntervalSlots)")
             if let directory = settings.dataDirectory { lines.append("    data_dir: \(SpecFile.quoted(directory))") }
+            if !settings.network.isEmpty { lines.append("    network: \(settings.network.yaml)") }
             lines.append("    replicas:")
             for replica in group.replicas { lines.append("      - {peer: \"\(replica.peer)\", client: \"\(replica.client)\"}") }
         }

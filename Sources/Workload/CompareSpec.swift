@@ -126,17 +126,22 @@ public struct CompareSpec: Sendable {
     }
 
     /// `compare.csv`: a row per variant and operation, the varied fields as columns, then the
-    /// summary columns.
+    /// summary columns, then `client_location`: empty on the rows of all clients, followed (when
+    /// clients have locations) by the same rows for the clients of each location.
     public static func csv(fields: [String], rows: [(variant: Variant, summary: RunSummary)]) -> String {
         // Storage columns are per variant (group commit serves every operation), repeated on each
         // of its rows; empty where nothing was written to files.
-        var lines = [(["variant"] + fields).joined(separator: ",") + "," + SummaryRow.header + "," + StorageSummary.header]
+        var lines = [(["variant"] + fields).joined(separator: ",") + "," + SummaryRow.header + "," + StorageSummary.header + ",client_location"]
         for (index, row) in rows.enumerated() {
             let achieved = row.summary.rows.last?.achievedOperationsPerSecond ?? 0
             let storage = row.summary.storage?.csv(completedPerSecond: achieved)
                 ?? String(repeating: ",", count: StorageSummary.header.split(separator: ",").count - 1)
-            for summaryRow in row.summary.rows {
-                lines.append((["\(index + 1)"] + row.variant.values.map(Self.csvField)).joined(separator: ",") + "," + summaryRow.csv + "," + storage)
+            let prefix = (["\(index + 1)"] + row.variant.values.map(Self.csvField)).joined(separator: ",")
+            let groups = [("", row.summary.rows)] + row.summary.locationRows.map { ($0.location, $0.rows) }
+            for (location, summaryRows) in groups {
+                for summaryRow in summaryRows {
+                    lines.append(prefix + "," + summaryRow.csv + "," + storage + "," + Self.csvField(location))
+                }
             }
         }
         return lines.joined(separator: "\n") + "\n"

@@ -31,8 +31,19 @@ public struct LatencyRecorder: Sendable {
     public private(set) var unfinished: [OperationKind: Int] = [:]
     /// Requests meant to be sent per second of the run, per kind (the offered load over time).
     public private(set) var intendedPerSecond: [Int: [OperationKind: UInt64]] = [:]
+    /// Client locations (see `ClientPlacement`), and the same accounting for the clients at each:
+    /// its own histograms, so a location's percentiles come from its own operations. Empty
+    /// without locations.
+    public private(set) var locationNames: [String] = []
+    public private(set) var byLocation: [LatencyRecorder] = []
 
     public init() {}
+
+    /// A recorder that also keeps the accounting of each client location apart.
+    public init(locations: [String]) {
+        locationNames = locations
+        byLocation = locations.map { _ in LatencyRecorder() }
+    }
 
     static func makeHistogram(digits: SignificantDigits = .three) -> Histogram<UInt64> {
         Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: highestTrackableMicroseconds, numberOfSignificantValueDigits: digits)
@@ -45,8 +56,12 @@ public struct LatencyRecorder: Sendable {
     ///     counts, wherever it completes).
     ///   - completedInWindow: whether its reply arrived inside the measured window (it then counts
     ///     toward achieved throughput, whenever it was meant to be sent).
+    ///   - location: the client's location, an index into `locationNames` (nil: none).
     public mutating func record(_ kind: OperationKind, latencyMicroseconds: UInt64, second: Int, measured isMeasured: Bool,
-                                completedInWindow inWindow: Bool) {
+                                completedInWindow inWindow: Bool, location: Int? = nil) {
+        if let location {
+            byLocation[location].record(kind, latencyMicroseconds: latencyMicroseconds, second: second, measured: isMeasured, completedInWindow: inWindow)
+        }
         let value = min(max(latencyMicroseconds, 1), Self.highestTrackableMicroseconds)
         if isMeasured {
             _ = measured[kind, default: Self.makeHistogram()].record(value)
@@ -84,14 +99,21 @@ public struct LatencyRecorder: Sendable {
     public mutating func recordResources(_ sample: ResourceSample) { resources.append(sample) }
 
     /// Records a request meant to be sent in `second` of the run.
-    public mutating func recordIntended(_ kind: OperationKind, second: Int, measured isMeasured: Bool) {
+    public mutating func recordIntended(_ kind: OperationKind, second: Int, measured isMeasured: Bool, location: Int? = nil) {
+        if let location { byLocation[location].recordIntended(kind, second: second, measured: isMeasured) }
         intendedPerSecond[second, default: [:]][kind, default: 0] += 1
         if isMeasured { intendedInWindow[kind, default: 0] += 1 }
     }
 
-    public mutating func recordError(_ kind: OperationKind) { errors[kind, default: 0] += 1 }
+    public mutating func recordError(_ kind: OperationKind, location: Int? = nil) {
+        if let location { byLocation[location].recordError(kind) }
+        errors[kind, default: 0] += 1
+    }
 
-    public mutating func recordUnfinished(_ kind: OperationKind) { unfinished[kind, default: 0] += 1 }
+    public mutating func recordUnfinished(_ kind: OperationKind, location: Int? = nil) {
+        if let location { byLocation[location].recordUnfinished(kind) }
+        unfinished[kind, default: 0] += 1
+    }
 
     public mutating func recordEvent(_ label: String, second: Int) { events[second, default: []].append(label) }
 

@@ -35,6 +35,7 @@ extension WorkloadSpec {
         lines.append("  durability: \(group.durability.rawValue)")
         lines.append("  checkpoint_interval_slots: \(group.checkpointIntervalSlots)")
         if let dataDirectory = group.dataDirectory { lines.append("  data_dir: \(Self.quoted(dataDirectory))") }
+        if !group.network.isEmpty { lines.append("  network: \(group.network.yaml)") }
         lines.append("clients:")
         lines.append("  count: \(clients.count)")
         lines.append("  loop: \(clients.loop.rawValue)")
@@ -45,6 +46,7 @@ extension WorkloadSpec {
             lines.append("  arrivals: \(clients.arrivals.rawValue)")
         }
         lines.append("  retry_timeout_ms: \(clients.retryTimeoutMilliseconds)")
+        if !clients.locations.isEmpty { lines.append("  locations: [\(clients.locations.map(Self.quoted).joined(separator: ", "))]") }
         lines.append("keys:")
         lines.append("  count: \(keys.count)")
         lines.append("  distribution: \(keys.distribution.rawValue)")

@@ -64,7 +64,23 @@ public struct RunSummary: Sendable {
     public var unfinished: Int { recorder.unfinished.values.reduce(0, +) }
 
     /// A row per operation kind that occurred, in a fixed order, then `all`.
-    public var rows: [SummaryRow] {
+    public var rows: [SummaryRow] { Self.rows(recorder, seconds: measuredSeconds) }
+
+    /// Per client location (none without locations): its rows, as `rows` for its clients alone.
+    public var locationRows: [(location: String, rows: [SummaryRow])] {
+        zip(recorder.locationNames, recorder.byLocation).map { ($0, Self.rows($1, seconds: measuredSeconds)) }
+    }
+
+    /// `locations.csv`: `rows` per client location (nil without locations).
+    public var locationsCSV: String? {
+        let locations = locationRows
+        guard !locations.isEmpty else { return nil }
+        var lines = ["location," + SummaryRow.header]
+        for (location, rows) in locations { lines += rows.map { CompareSpec.csvField(location) + "," + $0.csv } }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func rows(_ recorder: LatencyRecorder, seconds measuredSeconds: Double) -> [SummaryRow] {
         var rows: [SummaryRow] = []
         for kind in OperationKind.allCases
         where recorder.measured[kind] != nil || recorder.errors[kind] != nil || recorder.intendedInWindow[kind] != nil || recorder.completedInWindow[kind] != nil {
@@ -73,7 +89,8 @@ public struct RunSummary: Sendable {
                                    intended: recorder.intendedInWindow[kind] ?? 0, completedInWindow: recorder.completedInWindow[kind] ?? 0,
                                    seconds: measuredSeconds))
         }
-        rows.append(SummaryRow(operation: "all", histogram: recorder.all, errors: recorder.errors.values.reduce(0, +), unfinished: unfinished,
+        rows.append(SummaryRow(operation: "all", histogram: recorder.all, errors: recorder.errors.values.reduce(0, +),
+                               unfinished: recorder.unfinished.values.reduce(0, +),
                                intended: recorder.intendedInWindow.values.reduce(0, +),
                                completedInWindow: recorder.completedInWindow.values.reduce(0, +), seconds: measuredSeconds))
         return rows
@@ -128,12 +145,15 @@ public struct RunSummary: Sendable {
     /// A fixed-width table for the terminal.
     public var table: String {
         let header = ["op", "count", "errors", "unfinished", "offered/s", "achieved/s", "mean µs", "p50 µs", "p99 µs", "p99.9 µs", "max µs"]
-        var lines = [header.enumerated().map { $0.element.padding($0.offset == 0 ? 14 : 12) }.joined()]
-        for row in rows {
-            lines.append([row.operation, "\(row.count)", "\(row.errors)", "\(row.unfinished)", SummaryRow.fixed(row.offeredOperationsPerSecond),
+        // Per client location, each operation labelled with its clients' location.
+        let labelled = rows.map { ($0.operation, $0) } + locationRows.flatMap { location in location.rows.map { ("\($0.operation) @\(location.location)", $0) } }
+        let width = max(14, (labelled.map(\.0.count).max() ?? 0) + 2)
+        var lines = [header.enumerated().map { $0.element.padding($0.offset == 0 ? width : 12) }.joined()]
+        for (label, row) in labelled {
+            lines.append([label, "\(row.count)", "\(row.errors)", "\(row.unfinished)", SummaryRow.fixed(row.offeredOperationsPerSecond),
                           SummaryRow.fixed(row.achievedOperationsPerSecond),
                           SummaryRow.fixed(row.meanMicroseconds), "\(row.p50)", "\(row.p99)", "\(row.p999)", "\(row.max)"]
-                .enumerated().map { $0.element.padding($0.offset == 0 ? 14 : 12) }.joined())
+                .enumerated().map { $0.element.padding($0.offset == 0 ? width : 12) }.joined())
         }
         return lines.joined(separator: "\n")
     }
@@ -150,6 +170,9 @@ public struct RunSummary: Sendable {
         try resourcesCSV.write(to: directory.appendingPathComponent("resources.csv"), atomically: true, encoding: .utf8)
         if let storageCSV {
             try storageCSV.write(to: directory.appendingPathComponent("storage.csv"), atomically: true, encoding: .utf8)
+        }
+        if let locationsCSV {
+            try locationsCSV.write(to: directory.appendingPathComponent("locations.csv"), atomically: true, encoding: .utf8)
         }
     }
 }

@@ -62,15 +62,19 @@ public struct GroupSpec: Hashable, Sendable {
     /// Where `write` and `fsync` keep their files (one folder per replica); nil: `data/` inside
     /// the run's results folder.
     public var dataDirectory: String?
+    /// Where the replicas are and the emulated one-way delays between them (`Network.swift`);
+    /// empty: no delay is added.
+    public var network = NetworkSpec()
 }
 
 extension GroupSpec {
     /// The fields a workload's `group` and a cluster file's groups share.
     public static let settingFields = ["protocol", "batch_commands_max", "batch_bytes_max", "batch_delay_us", "pipeline_depth_max",
                                        "batch_hold_inflight_min", "batch_hold_us", "scheduler", "workers", "cost_us", "durability",
-                                       "checkpoint_interval_slots", "data_dir"]
+                                       "checkpoint_interval_slots", "data_dir", "network"]
 
-    /// Reads `settingFields` from `fields`; problems land in its errors.
+    /// Reads `settingFields` from `fields`; problems land in its errors. `replicas` must be set
+    /// first (`network.locations` names one location per replica).
     public mutating func readSettings(from fields: YAMLFields) {
         replication = fields.choice("protocol", default: replication)
         batchCommandsMax = fields.int("batch_commands_max", default: batchCommandsMax, range: 1...65_536, unit: "requests")
@@ -86,6 +90,7 @@ extension GroupSpec {
         checkpointIntervalSlots = UInt64(fields.int("checkpoint_interval_slots", default: Int(checkpointIntervalSlots),
                                                     range: 0...1_000_000_000, unit: "slots"))
         if fields.has("data_dir") { dataDirectory = fields.string("data_dir", default: "") }
+        if let networkFields = fields.mapping("network") { network = NetworkSpec.read(from: networkFields, replicas: replicas) }
     }
 }
 
@@ -120,6 +125,9 @@ public struct ClientSpec: Hashable, Sendable {
     public var arrivals = ArrivalProcess.poisson
     /// A request unanswered this long is sent again to the next replica.
     public var retryTimeoutMilliseconds: UInt64 = 1_000
+    /// With a group `network`: the locations clients are dealt to, round robin (client i at
+    /// `locations[i mod count]`); empty: every location of the replicas, in replica order.
+    public var locations: [String] = []
 }
 
 public enum KeyDistribution: String, CaseIterable, Hashable, Sendable {
@@ -284,6 +292,9 @@ extension WorkloadSpec {
                 for key in ["replicas", "protocol", "batch_commands_max", "batch_bytes_max", "pipeline_depth_max"] where fields.has(key) {
                     fields.fail(fields.value(key), field: fields.qualified(key), "comes from the composition's groups; remove it here")
                 }
+                if fields.has("network") {
+                    fields.fail(fields.value("network"), field: fields.qualified("network"), "link delays apply to a single group for now, not to a composition")
+                }
             }
             replicasGiven = fields.has("replicas")
             group.replicas = fields.int("replicas", default: group.replicas, range: 1...15)
@@ -292,6 +303,13 @@ extension WorkloadSpec {
             }
             group.readSettings(from: fields)
             group.threads = fields.int("threads", default: group.threads, range: 1...64)
+            if fields.has("network"), target != .processes {
+                fields.fail(fields.value("network"), field: fields.qualified("network"),
+                            "link delays are emulated by the TCP transports: they need target: processes")
+            }
+            if fields.has("network"), viaProxy {
+                fields.fail(fields.value("network"), field: fields.qualified("network"), "clients reach a proxy without delay; use proxy: false")
+            }
             fields.rejectUnknown(expected: ["replicas"] + GroupSpec.settingFields + ["threads"])
         }
         if let fields = root.mapping("clients") {
@@ -301,13 +319,26 @@ extension WorkloadSpec {
             clients.rateOperationsPerSecond = fields.double("rate_ops_s", default: clients.rateOperationsPerSecond, range: 1...10_000_000, unit: "operations per second")
             clients.arrivals = fields.choice("arrivals", default: clients.arrivals)
             clients.retryTimeoutMilliseconds = UInt64(fields.int("retry_timeout_ms", default: Int(clients.retryTimeoutMilliseconds), range: 1...600_000, unit: "ms"))
+            let replicaLocations = group.network.distinctLocations
+            for (path, node) in fields.sequence("locations") {
+                guard let name = node.scalar?.string else {
+                    fields.fail(node, field: path, "expected a location's name, got \(YAMLFields.show(node))")
+                    continue
+                }
+                // A cluster file of running replicas brings its own network; the run checks it.
+                if cluster == nil, !replicaLocations.contains(name) {
+                    fields.fail(node, field: path, replicaLocations.isEmpty ? "client locations need group.network (where the replicas are)"
+                                : "unknown location \(name) (the replicas are at \(replicaLocations.joined(separator: ", ")))")
+                }
+                clients.locations.append(name)
+            }
             if clients.loop == .closed, fields.has("rate_ops_s") {
                 fields.fail(fields.value("rate_ops_s"), field: fields.qualified("rate_ops_s"), "only applies to loop: open")
             }
             if clients.loop == .open, fields.has("think_time_us") {
                 fields.fail(fields.value("think_time_us"), field: fields.qualified("think_time_us"), "only applies to loop: closed")
             }
-            fields.rejectUnknown(expected: ["count", "loop", "think_time_us", "rate_ops_s", "arrivals", "retry_timeout_ms"])
+            fields.rejectUnknown(expected: ["count", "loop", "think_time_us", "rate_ops_s", "arrivals", "retry_timeout_ms", "locations"])
         }
         if let fields = root.mapping("keys") {
             keys.count = fields.int("count", default: keys.count, range: 1...100_000_000)

@@ -40,6 +40,19 @@ private func fastOptions(sessions: Int = 4) -> CSMRClientOptions {
 }
 
 @Suite(.serialized) struct CSMRClientTests {
+    @Test func anEmulatedLinkDelayIsPaidByTheRequestAndByTheReply() async throws {
+        var options = fastOptions(sessions: 1)
+        options.retryTimeout = .seconds(2)
+        options.linkDelayMicroseconds = [[40_000]]
+        try await withCluster(replicas: 1, options: options) { _, client in
+            try await client.kv.put("k", "v")
+            let start = ContinuousClock.now
+            #expect(try await client.kv.get("k") == "v")
+            let elapsed = ContinuousClock.now - start
+            #expect(elapsed >= .milliseconds(80), "a call over a 40 ms link took \(elapsed)")
+        }
+    }
+
     @Test func everyServiceAnswersThroughTheClient() async throws {
         try await withCluster { _, client in
             try await client.kv.put("k", "v")

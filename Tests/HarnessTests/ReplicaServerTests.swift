@@ -156,3 +156,60 @@ import Workload
         #expect(log.contains("only extension steps of group 0"), "log: \(log)")
     }
 }
+
+/// Three `ReplicaServer`s whose cluster file puts them 50 ms apart: the replicas apply the
+/// delays to their peer links, so a put through a replica that does not lead (single-leader) takes
+/// at least the forward to the leader and the leader's accept back (100 ms).
+@Suite(.serialized) struct ReplicaLinkDelayTests {
+    @Test(.timeLimit(.minutes(1)))
+    func aPutThroughAFollowerPaysTheTripToTheLeaderAndBack() async throws {
+        var settings = GroupSpec()
+        settings.replication = .singleLeader
+        settings.network = NetworkSpec(locations: ["a", "b", "c"], delaysMicroseconds: [("a", "b", 50_000), ("a", "c", 50_000), ("b", "c", 50_000)])
+        let replicas = try (0..<3).map { _ in
+            ClusterSpec.Replica(peer: .init(host: "127.0.0.1", port: try ProcessCluster.freePort()),
+                                client: .init(host: "127.0.0.1", port: try ProcessCluster.freePort()))
+        }
+        let cluster = ClusterSpec(name: "wan", groups: [ClusterSpec.Group(name: "main", settings: settings, replicas: replicas)])
+        let loops = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        var servers: [ReplicaServer] = []
+        for replica in 0..<3 {
+            let server = try ReplicaServer(cluster: cluster, group: 0, replica: replica, loop: loops.next(), log: { _ in })
+            _ = try await server.start().get()
+            servers.append(server)
+        }
+        let replies = NIOLockedValueBox([ClientReply]())
+        let client = try await FrameClient.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: replicas[2].client.port), on: loops.next(),
+                                                   handshake: Handshake(cluster: ClusterIdentity(name: "wan"), role: .client, group: 0),
+                                                   log: { _ in }) { kind, payload in
+            if case let .reply(reply)? = try? WireFormat.decode(kind: kind, payload: payload) { replies.withLockedValue { $0.append(reply) } }
+        }
+        /// Sends one request and waits (at most 10 s) for its reply.
+        func call(_ request: Request) async throws -> (reply: Reply?, elapsed: Duration) {
+            let start = ContinuousClock.now
+            client.send(kind: FrameKind.request, payload: WireFormat.payload(of: .request(request)))
+            for _ in 0..<1_000 {
+                if let reply = replies.withLockedValue({ $0.first { $0.client == request.client && $0.sequence == request.sequence } }) {
+                    return (reply.reply, ContinuousClock.now - start)
+                }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            return (nil, ContinuousClock.now - start)
+        }
+        var random = SystemRandomNumberGenerator()
+        let nonce = ClientID.nonce(using: &random)
+        let opened = try await call(Request(client: nonce, sequence: 1, command: .openSession))
+        guard case let .session(id)? = opened.reply else {
+            Issue.record("no session: \(String(describing: opened.reply))")
+            return
+        }
+        for sequence in UInt64(1)...3 {
+            let put = try await call(Request(client: id, sequence: sequence, command: .kvPut(key: "k", value: "v\(sequence)")))
+            #expect(put.reply == .stored, "put \(sequence): \(String(describing: put.reply))")
+            #expect(put.elapsed >= .milliseconds(100), "put \(sequence) took \(put.elapsed)")
+        }
+        await client.close()
+        for server in servers { try await server.stop().get() }
+        try await loops.shutdownGracefully()
+    }
+}

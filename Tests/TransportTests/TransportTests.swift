@@ -308,4 +308,38 @@ func makePeers(_ addresses: [SocketAddress], group: EventLoopGroup, log: @escapi
         try await server.stop().get()
         try await group.shutdownGracefully()
     }
+
+    /// A client's emulated link: 50 ms each way on the client's side, so an echo takes at least
+    /// 100 ms, and frames keep their order through both delays.
+    @Test(.timeLimit(.minutes(1)))
+    func aFiftyMillisecondClientLinkDelaysBothTheRequestAndTheReply() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let logs = LogCapture()
+        let serverBox = NIOLockedValueBox<FrameServer?>(nil)
+        let arrivals = Receiver()
+        let config = FrameServerConfig(cluster: testCluster, group: 3, listenAddress: try SocketAddress(ipAddress: "127.0.0.1", port: 0))
+        let server = FrameServer(loop: group.next(), config: config, log: logs.log) { connection, kind, payload in
+            arrivals.record(from: 0, payload: payload)
+            serverBox.withLockedValue { $0 }?.send(to: connection, kind: kind, payload: payload)
+        }
+        serverBox.withLockedValue { $0 = server }
+        let address = try await server.start().get()
+        let echoes = Receiver()
+        let client = try await FrameClient.connect(to: address, on: group.next(), handshake: Handshake(cluster: testCluster, role: .client, group: 3),
+                                                   delayMicroseconds: 50_000, log: logs.log) { _, payload in
+            echoes.record(from: 0, payload: payload)
+        }
+        let start = ContinuousClock.now
+        for sequence in 0..<20 { client.send(kind: 7, payload: sequencePayload(sequence)) }
+        #expect(try await eventually { echoes.count(from: 0) == 20 }, "logs: \(logs.all)")
+        let reachedServer = try #require(arrivals.inbox.withLockedValue { $0.times.first })
+        let firstEcho = try #require(echoes.inbox.withLockedValue { $0.times.first })
+        #expect(reachedServer - start >= .milliseconds(50), "one way \(reachedServer - start)")
+        #expect(firstEcho - start >= .milliseconds(100), "round trip \(firstEcho - start)")
+        #expect(echoes.inbox.withLockedValue { $0.outOfOrder } == 0 && arrivals.inbox.withLockedValue { $0.outOfOrder } == 0)
+
+        await client.close()
+        try await server.stop().get()
+        try await group.shutdownGracefully()
+    }
 }
