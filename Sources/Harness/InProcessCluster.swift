@@ -75,11 +75,11 @@ public final class InProcessCluster: @unchecked Sendable {
         return EventLoopFuture.andAllSucceed(futures, on: hosts[0].loop)
     }
 
-    /// A client request arriving at `replica`.
-    public func submit(_ request: Request, to replica: Int) {
+    /// A client request arriving at `replica`; a `sampled` one's reply carries its stage times.
+    public func submit(_ request: Request, to replica: Int, sampled: Bool = false) {
         guard !isHalted else { return }
         let host = hosts[replica % hosts.count]
-        host.loop.execute { host.clientRequest(request) }
+        host.loop.execute { host.clientRequest(request, sampled: sampled) }
     }
 
     public func crash(_ replica: Int) {
@@ -239,7 +239,7 @@ final class ReplicaHost: @unchecked Sendable {
     private var held: [Input]?
 
     private enum Input {
-        case request(Request)
+        case request(Request, sampled: Bool)
         case message(PaxosMessage, from: Int)
     }
 
@@ -284,6 +284,7 @@ final class ReplicaHost: @unchecked Sendable {
                                            execution: execution, extensionOrigin: extensionOrigin,
                                            checkpointIntervalSlots: cluster.durability.checkpointIntervalSlots)
             node!.encodesCheckpointsInline = false
+            node!.stageClock = { Self.now() }
             incarnation += 1
         } catch {
             cluster.event("r\(index) cannot read its checkpoint: \(error)")
@@ -316,16 +317,16 @@ final class ReplicaHost: @unchecked Sendable {
             held = nil
             for input in inputs {
                 switch input {
-                case let .request(request): clientRequest(request)
+                case let .request(request, sampled): clientRequest(request, sampled: sampled)
                 case let .message(message, sender): receive(message, from: sender)
                 }
             }
         }
     }
 
-    func clientRequest(_ request: Request) {
+    func clientRequest(_ request: Request, sampled: Bool = false) {
         if held != nil {
-            held!.append(.request(request))
+            held!.append(.request(request, sampled: sampled))
             return
         }
         if let machine {
@@ -334,7 +335,7 @@ final class ReplicaHost: @unchecked Sendable {
             return
         }
         guard node != nil else { return }
-        let output = node!.clientRequest(request, now: Self.now())
+        let output = node!.clientRequest(request, now: Self.now(), sampled: sampled)
         carryOut(output)
     }
 
@@ -420,7 +421,10 @@ final class ReplicaHost: @unchecked Sendable {
 
     private func send(_ effects: NodeEffects) {
         for outgoing in effects.messages { cluster.route(outgoing, from: index) }
-        for reply in effects.replies { cluster.reply(reply) }
+        for var reply in effects.replies {
+            reply.stages?.released(atNanoseconds: Self.now().nanoseconds)
+            cluster.reply(reply)
+        }
         if !effects.extensionSteps.isEmpty { cluster.extensionSteps(effects.extensionSteps) }
         if !effects.extensionsAppended.isEmpty { cluster.extensionsAppended(effects.extensionsAppended) }
     }

@@ -77,6 +77,8 @@ final class LoadDriver: @unchecked Sendable {
         var sentNanoseconds: UInt64
         var lastSendNanoseconds: UInt64
         var historyIndex: Int?
+        /// Sampled for the latency breakdown: sent flagged, answered with the replica's stages.
+        var sampled = false
     }
 
     private var sessions: [Session] = []
@@ -89,6 +91,10 @@ final class LoadDriver: @unchecked Sendable {
     private var freeSessions: [Int] = []
     private var backlog = Deque<(kind: OperationKind, intended: UInt64)>()
     private var recorder = LatencyRecorder()
+    private var breakdown = BreakdownRecorder()
+    /// Draws which requests are sampled; its own stream, so sampling leaves the workload's
+    /// keys and values as they are without it.
+    private var sampler: SplitMix64
     private var history: [HistoryOperation] = []
     private var logEnd: UInt64 = 0
 
@@ -119,12 +125,14 @@ final class LoadDriver: @unchecked Sendable {
             forwarder = ExtensionForwarder(origin: UInt32(origin), windowSteps: 4_096, resendNanoseconds: 250_000_000)
         }
         random = SplitMix64(seed: spec.seed)
+        sampler = SplitMix64(seed: spec.seed ^ 0x5A3F_1E0D_B7C2_9A41)
         keys = KeyGenerator(spec: spec.keys)
         values = ValueGenerator(spec: spec.values)
         mix = MixPicker(mix: spec.mix)
         arrivals = ArrivalGenerator(process: spec.clients.arrivals, rateOperationsPerSecond: spec.clients.rateOperationsPerSecond)
         self.recordHistory = recordHistory
         self.progress = progress
+        recorder.keepsSecondHistograms = spec.keepsSecondHistograms
         promise = loop.makePromise(of: RunOutcome.self)
     }
 
@@ -330,9 +338,10 @@ final class LoadDriver: @unchecked Sendable {
             history.append(HistoryOperation(client: client, command: command, invokeNanoseconds: now, completion: nil))
             historyIndex = history.count - 1
         }
+        let sampled = spec.breakdownSampleRate > 0 && sampler.chance(spec.breakdownSampleRate)
         sessions[index].outstanding = Outstanding(kind: kind, group: group, request: request, intendedNanoseconds: intended, sentNanoseconds: now,
-                                                  lastSendNanoseconds: now, historyIndex: historyIndex)
-        cluster.submit(request, group: group, replica: sessions[index].replicas[group])
+                                                  lastSendNanoseconds: now, historyIndex: historyIndex, sampled: sampled)
+        cluster.submit(request, group: group, replica: sessions[index].replicas[group], sampled: sampled)
     }
 
     /// A key by the distribution, or, for `keys.conflict_rate` of the commands, the shared key.
@@ -400,6 +409,13 @@ final class LoadDriver: @unchecked Sendable {
         default:
             recorder.record(kind, latencyMicroseconds: latency, second: second(of: now), measured: isMeasured(outstanding.intendedNanoseconds),
                             completedInWindow: completesInWindow(now))
+            if outstanding.sampled, let stages = reply.stages, isMeasured(outstanding.intendedNanoseconds) {
+                breakdown.record(kind, stages: BreakdownRecorder.stages(intendedNanoseconds: outstanding.intendedNanoseconds,
+                                                                        firstSentNanoseconds: outstanding.sentNanoseconds,
+                                                                        answeredSendNanoseconds: outstanding.lastSendNanoseconds,
+                                                                        repliedNanoseconds: now, replica: stages),
+                                 endToEndNanoseconds: now &- outstanding.intendedNanoseconds)
+            }
             progressCount += 1
         }
         switch reply.reply {
@@ -449,7 +465,7 @@ final class LoadDriver: @unchecked Sendable {
             sessions[index].replicas[group] = (sessions[index].replicas[group] + 1) % cluster.replicaCount(of: group)
             outstanding.lastSendNanoseconds = now
             sessions[index].outstanding = outstanding
-            cluster.submit(outstanding.request, group: group, replica: sessions[index].replicas[group])
+            cluster.submit(outstanding.request, group: group, replica: sessions[index].replicas[group], sampled: outstanding.sampled)
         }
         // A closed loop whose clients are all stuck would never reach `mayIssue` again.
         if now >= measureEnd, startNanoseconds > 0 { stopIssuing() }
@@ -488,6 +504,7 @@ final class LoadDriver: @unchecked Sendable {
         let end = min(measureEnd, Self.now())
         let measuredSeconds = Double(end &- measureStart) / 1e9
         var summary = RunSummary(spec: spec, recorder: recorder, measuredSeconds: measuredSeconds)
+        summary.breakdown = breakdown
         if let first = storageAtWindowStart, let last = storageAtWindowEnd ?? cluster.storageStats {
             summary.storage = StorageSummary(mode: spec.group.durability, start: first, end: last, seconds: measuredSeconds,
                                              replicas: spec.group.replicas)

@@ -190,7 +190,11 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
         return loop.makeSucceededFuture(())
     }
 
-    public func submit(_ request: Request, group: Int, replica: Int) {
+    public func submit(_ request: Request, group: Int, replica: Int) { submit(request, group: group, replica: replica, sampled: false) }
+
+    /// A sampled request goes as kind 5 straight to a replica, which answers with its stage times;
+    /// through a proxy it goes as a plain request (the proxy does not carry stages).
+    public func submit(_ request: Request, group: Int, replica: Int, sampled: Bool) {
         if viaProxy {
             guard let client = lock.withLock({ proxyConnection }) else {
                 _ = connectProxy()
@@ -206,7 +210,8 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
             _ = connect(group: group, replica: replica)
             return
         }
-        client.send(kind: FrameKind.request, payload: WireFormat.payload(of: .request(request)))
+        let message: Message = sampled ? .sampledRequest(request) : .request(request)
+        client.send(kind: message.kind, payload: WireFormat.payload(of: message))
     }
 
     public func inject(_ action: TimedEvent.Action, group: Int) {

@@ -144,6 +144,7 @@ public final class ReplicaServer: @unchecked Sendable {
                                        execution: WorkloadRunner.executionConfig(group: settings),
                                        checkpointIntervalSlots: settings.checkpointIntervalSlots)
         node!.encodesCheckpointsInline = false
+        node!.stageClock = { Self.now() }
     }
 
     // MARK: Inputs
@@ -163,12 +164,15 @@ public final class ReplicaServer: @unchecked Sendable {
 
     private func clientFrame(_ connection: ConnectionID, kind: UInt8, payload: [UInt8]) {
         let request: Request
+        let sampled: Bool
         do {
-            guard case let .request(decoded) = try WireFormat.decode(kind: kind, payload: payload, limits: limits.codec) else {
+            switch try WireFormat.decode(kind: kind, payload: payload, limits: limits.codec) {
+            case let .request(decoded): (request, sampled) = (decoded, false)
+            case let .sampledRequest(decoded): (request, sampled) = (decoded, true)
+            default:
                 refuse(connection, "frame kind \(kind) is not a request")
                 return
             }
-            request = decoded
         } catch {
             refuse(connection, "\(error)")
             return
@@ -188,7 +192,7 @@ public final class ReplicaServer: @unchecked Sendable {
         }
         counters.clientRequests += 1
         route(request.client, to: connection)
-        carryOut(node!.clientRequest(request, now: Self.now()))
+        carryOut(node!.clientRequest(request, now: Self.now(), sampled: sampled))
     }
 
     private func refuse(_ connection: ConnectionID, _ reason: String) {
@@ -252,8 +256,9 @@ public final class ReplicaServer: @unchecked Sendable {
             counters.peerMessagesSent += 1
             peers?.send(to: outgoing.to.rawValue, frame: WireFormat.encode(.paxos(outgoing.message)))
         }
-        for reply in effects.replies {
+        for var reply in effects.replies {
             guard let connection = replyRoutes[reply.client] else { continue }
+            reply.stages?.released(atNanoseconds: Self.now().nanoseconds)
             counters.clientReplies += 1
             clients?.send(to: connection, frame: WireFormat.encode(.reply(reply)))
         }

@@ -16,6 +16,9 @@ public protocol LoadTarget: AnyObject, Sendable {
     func replicaCount(of group: Int) -> Int
     /// Sends `request` to `replica` of `group`; its reply arrives later through the callback.
     func submit(_ request: Request, group: Int, replica: Int)
+    /// The same, for a request sampled for the latency breakdown: a target that can, answers it
+    /// with the replica's stage times (`ClientReply.stages`).
+    func submit(_ request: Request, group: Int, replica: Int, sampled: Bool)
     func start()
     /// Stops serving; nothing is sent to the reply callback once the future completes.
     func stop() -> EventLoopFuture<Void>
@@ -28,4 +31,7 @@ public protocol LoadTarget: AnyObject, Sendable {
 
 extension LoadTarget {
     public var storageStats: WALStats? { nil }
+
+    /// Targets without stage times send a sampled request like any other.
+    public func submit(_ request: Request, group: Int, replica: Int, sampled: Bool) { submit(request, group: group, replica: replica) }
 }

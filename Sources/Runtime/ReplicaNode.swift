@@ -172,6 +172,12 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
     private var transfer: Transfer?
     /// The digest of the newest checkpoint, computed once for every peer that fetches it.
     private var servedDigest: (slot: UInt64, digest: UInt64)?
+    /// Stage timestamps of sampled requests (the latency breakdown).
+    private var sampled = SampledRequests()
+    /// Read once per executed batch that answers a sampled request, for the end of its execution
+    /// stage; nil: the input's `now` (execution then shows as zero). Only drivers with a real
+    /// clock set it.
+    public var stageClock: (@Sendable () -> Instant)?
 
     /// Bytes per state-transfer chunk (below `CodecLimits.checkpointChunkBytesMax`).
     public static var checkpointChunkBytes: Int { 256 << 10 }
@@ -242,8 +248,9 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
     public var isTransferringState: Bool { transfer != nil }
 
     /// A request from a client. A retry of a request this replica already executed is answered
-    /// from its session table at once; anything else goes to consensus.
-    public mutating func clientRequest(_ request: Request, now: Instant) -> NodeOutput {
+    /// from its session table at once; anything else goes to consensus. A `sampled` request's
+    /// reply carries its time per stage (`ReplicaStages`).
+    public mutating func clientRequest(_ request: Request, now: Instant, sampled isSampled: Bool = false) -> NodeOutput {
         var output = NodeOutput()
         let verdict = sequentialMachine?.sessionVerdict(for: request) ?? executor!.sessionVerdict(for: request)
         if case let .duplicate(reply) = verdict {
@@ -252,6 +259,7 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
             return output
         }
         owed.insert(OwedReply(request))
+        if isSampled { sampled.received(request, at: now) }
         run(core.propose(request, now: now), now: now, into: &output)
         finish(&output, now: now)
         return output
@@ -265,6 +273,7 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
         case let .checkpointChunk(chunk):
             receiveChunk(chunk, from: sender, now: now, into: &output)
         default:
+            sampled.observe(message, at: now)
             run(core.receive(message, from: sender, now: now), now: now, into: &output)
         }
         finish(&output, now: now)
@@ -407,13 +416,15 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
         while next < pending.count {
             let ready = pending[next]
             next += 1
-            execute(ready.deliveries, into: &output)
+            execute(ready.deliveries, now: now, into: &output)
             for request in ready.dropped {
                 owed.remove(OwedReply(request))
+                sampled.forget(request)
                 output.dropped.append(request)
             }
             if let wanted = ready.stateTransfer { startTransfer(from: wanted.from, slot: wanted.slot, now: now, into: &output) }
             for outgoing in ready.messages(persistingTo: &storage) {
+                sampled.observe(outgoing.message, at: now)
                 if outgoing.to == id {
                     pending.append(core.receive(outgoing.message, from: id, now: now))
                 } else {
@@ -423,7 +434,7 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
         }
     }
 
-    private mutating func execute(_ deliveries: [Delivery], into output: inout NodeOutput) {
+    private mutating func execute(_ deliveries: [Delivery], now: Instant, into output: inout NodeOutput) {
         for delivery in deliveries {
             if case let .batch(requests) = delivery.value {
                 var replies: [Reply] = []
@@ -438,10 +449,16 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
                     replies = executor!.execute(requests)
                     executed = executor!.lastExecuted
                 }
+                var ready: Instant?
                 for (position, request) in requests.enumerated() {
                     let reply = replies[position]
                     if owed.remove(OwedReply(request)) != nil {
-                        output.sealed.replies.append(ClientReply(client: request.client, sequence: request.sequence, reply: reply))
+                        var answer = ClientReply(client: request.client, sequence: request.sequence, reply: reply)
+                        if !sampled.isEmpty {
+                            if ready == nil { ready = stageClock?() ?? now }
+                            answer.stages = sampled.executed(request, delivered: now, ready: ready!)
+                        }
+                        output.sealed.replies.append(answer)
                     }
                     if let origin = extensionOrigin, executed[position], case let .kvPut(key, value) = request.command {
                         extensionStepCount += 1
@@ -489,7 +506,8 @@ public enum ExtensionEntry {
     }
 }
 
-private struct OwedReply: Hashable, Sendable {
+/// A request by its client and sequence (what a reply answers).
+struct OwedReply: Hashable, Sendable {
     var client: ClientID
     var sequence: UInt64
     init(_ request: Request) {

@@ -32,9 +32,14 @@ public struct LatencyRecorder: Sendable {
     /// Requests meant to be sent per second of the run, per kind (the offered load over time).
     public private(set) var intendedPerSecond: [Int: [OperationKind: UInt64]] = [:]
 
-    public init() {}
+    /// Each finished second's histogram of all kinds (by reply second), kept only when asked:
+    /// a sweep step merges the seconds after its steady point.
+    public private(set) var secondHistograms: [Int: Histogram<UInt64>] = [:]
+    public var keepsSecondHistograms = false
 
-    static func makeHistogram(digits: SignificantDigits = .three) -> Histogram<UInt64> {
+    public init(keepsSecondHistograms: Bool = false) { self.keepsSecondHistograms = keepsSecondHistograms }
+
+    public static func makeHistogram(digits: SignificantDigits = .three) -> Histogram<UInt64> {
         Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: highestTrackableMicroseconds, numberOfSignificantValueDigits: digits)
     }
 
@@ -60,6 +65,11 @@ public struct LatencyRecorder: Sendable {
     private mutating func finishLiveSecond() {
         guard let second = liveSecond else { return }
         (finishedSeconds[second], finishedSecondsAll[second]) = Self.summarize(live)
+        if keepsSecondHistograms {
+            var all = Self.makeHistogram(digits: .two)
+            for histogram in live.values { all.add(histogram) }
+            secondHistograms[second] = all
+        }
         live = [:]
         liveSecond = nil
     }
@@ -68,6 +78,15 @@ public struct LatencyRecorder: Sendable {
         var all = makeHistogram(digits: .two)
         for histogram in histograms.values { all.add(histogram) }
         return (histograms.mapValues(SecondSummary.init), SecondSummary(all))
+    }
+
+    /// The histogram of all kinds for one second of the run, when seconds are kept.
+    public func histogram(ofSecond second: Int) -> Histogram<UInt64>? {
+        if let histogram = secondHistograms[second] { return histogram }
+        guard keepsSecondHistograms, second == liveSecond else { return nil }
+        var all = Self.makeHistogram(digits: .two)
+        for histogram in live.values { all.add(histogram) }
+        return all
     }
 
     /// Per second of the run (replies by the second they arrived in): per kind, and all kinds.

@@ -53,6 +53,8 @@ public struct RunSummary: Sendable {
     public var measuredSeconds: Double
     /// Group commit over the window, when replicas wrote files.
     public var storage: StorageSummary?
+    /// Stage times of the sampled requests meant for the window (`breakdown.csv`).
+    public var breakdown = BreakdownRecorder()
 
     public init(spec: WorkloadSpec, recorder: LatencyRecorder, measuredSeconds: Double) {
         self.spec = spec
@@ -150,6 +152,9 @@ public struct RunSummary: Sendable {
         try resourcesCSV.write(to: directory.appendingPathComponent("resources.csv"), atomically: true, encoding: .utf8)
         if let storageCSV {
             try storageCSV.write(to: directory.appendingPathComponent("storage.csv"), atomically: true, encoding: .utf8)
+        }
+        if !breakdown.isEmpty {
+            try breakdown.csv.write(to: directory.appendingPathComponent("breakdown.csv"), atomically: true, encoding: .utf8)
         }
     }
 }
