@@ -27,6 +27,18 @@ import Workload
         return (server, try SocketAddress(ipAddress: "127.0.0.1", port: clientPort))
     }
 
+    /// Opens a session under a fresh nonce; `answer` finds the reply to that nonce (nil: none yet).
+    private func openSession(on client: FrameClient, answer: (ClientID) -> Reply?) async throws -> ClientID? {
+        var random = SystemRandomNumberGenerator()
+        let nonce = ClientID.nonce(using: &random)
+        client.send(kind: FrameKind.request, payload: WireFormat.payload(of: .request(Request(client: nonce, sequence: 1, command: .openSession))))
+        for _ in 0..<500 {
+            try await Task.sleep(for: .milliseconds(10))
+            if case let .session(id)? = answer(nonce) { return id }
+        }
+        return nil
+    }
+
     @Test func aSampledRequestIsAnsweredWithTheReplicasStageDurations() async throws {
         let loops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let (server, address) = try await startServer(cluster: "stages", loops: loops, lines: NIOLockedValueBox([String]()))
@@ -35,15 +47,7 @@ import Workload
                                                    log: { _ in }, onFrame: { kind, payload in
             if case let .reply(reply)? = try? WireFormat.decode(kind: kind, payload: payload) { replies.withLockedValue { $0.append((kind, reply)) } }
         })
-        var random = SystemRandomNumberGenerator()
-        let nonce = ClientID.nonce(using: &random)
-        client.send(kind: FrameKind.request, payload: WireFormat.payload(of: .request(Request(client: nonce, sequence: 1, command: .openSession))))
-        var session: ClientID?
-        for _ in 0..<500 where session == nil {
-            try await Task.sleep(for: .milliseconds(10))
-            if case let .session(id)? = replies.withLockedValue({ $0.first { $0.reply.client == nonce }?.reply.reply }) { session = id }
-        }
-        let id = try #require(session)
+        let id = try #require(await openSession(on: client) { nonce in replies.withLockedValue { $0.first { $0.reply.client == nonce }?.reply.reply } })
         let sampled = Message.sampledRequest(Request(client: id, sequence: 1, command: .kvPut(key: "k", value: "v")))
         client.send(kind: sampled.kind, payload: WireFormat.payload(of: sampled))
         client.send(kind: FrameKind.request, payload: WireFormat.payload(of: .request(Request(client: id, sequence: 2, command: .kvGet(key: "k")))))
@@ -85,15 +89,7 @@ import Workload
 
         // A correct client is served: a session, then a put and a get.
         let client = try await FrameClient.connect(to: address, on: loops.next(), handshake: handshake, log: { _ in }, onFrame: onFrame)
-        var random = SystemRandomNumberGenerator()
-        let nonce = ClientID.nonce(using: &random)
-        client.send(kind: FrameKind.request, payload: WireFormat.payload(of: .request(Request(client: nonce, sequence: 1, command: .openSession))))
-        var session: ClientID?
-        for _ in 0..<500 where session == nil {
-            try await Task.sleep(for: .milliseconds(10))
-            if case let .session(id)? = replies.withLockedValue({ $0.first { $0.client == nonce }?.reply }) { session = id }
-        }
-        let id = try #require(session)
+        let id = try #require(await openSession(on: client) { nonce in replies.withLockedValue { $0.first { $0.client == nonce }?.reply } })
         client.send(kind: FrameKind.request, payload: WireFormat.payload(of: .request(Request(client: id, sequence: 1, command: .kvPut(key: "k", value: "v")))))
         client.send(kind: FrameKind.request, payload: WireFormat.payload(of: .request(Request(client: id, sequence: 2, command: .kvGet(key: "k")))))
         for _ in 0..<500 where !replies.withLockedValue({ $0.contains { $0.client == id && $0.sequence == 2 } }) {
