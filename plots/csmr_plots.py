@@ -9,6 +9,7 @@ A run folder (summary.csv, timeseries.csv, *.hgrm) gives:
 A comparison folder (compare.csv) gives:
   throughput-vs-p99.png a line per protocol/strategy through its variants (or a point per variant), legend
   variants.png          throughput and p99 per variant, as bars
+  breakdown-variants.png stacked stage means per variant (when variants recorded breakdown.csv)
 A sweep folder (sweep.csv, from csmr sweep or a comparison of sweeps) gives:
   sweep.png             achieved against offered, and p99 against achieved, a curve per variant, knee marked
 """
@@ -176,8 +177,11 @@ def plot_comparison(folder, out):
     for name, points in series(totals, fields, label):
         xs = [float(r["achieved_ops_s"]) for r in points]
         ys = [float(r["p99_us"]) for r in points]
-        ax.plot(xs, ys, marker="o", linestyle="-" if len(points) > 1 else "none", label=name)
-    ax.legend(fontsize=7, loc="best")
+        line, = ax.plot(xs, ys, marker="o", linestyle="-" if len(points) > 1 else "none", label=name)
+        if len(points) > 1:
+            # The line's first value (in the legend's order) gets a hollow square around it.
+            ax.plot(xs[:1], ys[:1], marker="s", markersize=12, markerfacecolor="none", color=line.get_color(), linestyle="none")
+    ax.legend(fontsize=7, loc="best", title="□ marks each line's first value", title_fontsize=7)
     ax.set_yscale("log")
     ax.set_xlabel("achieved throughput (operations/s)")
     ax.set_ylabel("p99 latency (µs)")
@@ -186,6 +190,8 @@ def plot_comparison(folder, out):
     fig.tight_layout()
     fig.savefig(os.path.join(out, "throughput-vs-p99.png"), dpi=110)
     plt.close(fig)
+
+    plot_breakdown_variants(folder, out, totals, label)
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(8, len(totals) * 0.9), 8), sharex=True)
     names = [label(r) for r in totals]
@@ -315,6 +321,35 @@ def plot_breakdown(folder, out):
     ax.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "breakdown.png"), dpi=110)
+    plt.close(fig)
+
+
+def plot_breakdown_variants(folder, out, totals, label):
+    """A stacked bar of stage means (all operations) per variant that recorded a breakdown."""
+    bars = []
+    for row in totals:
+        path = os.path.join(folder, f"variant-{row['variant']}", "breakdown.csv")
+        if os.path.exists(path):
+            means = {r["stage"]: float(r["mean_us"]) for r in csv.DictReader(open(path)) if r["op"] == "all"}
+            bars.append((label(row), means))
+    if not bars:
+        return
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(bars) + 3), 5.5))
+    bottoms = [0.0] * len(bars)
+    for stage, colour in STAGE_COLOURS.items():
+        heights = [means.get(stage, 0) for _, means in bars]
+        ax.bar(range(len(bars)), heights, bottom=bottoms, color=colour, label=stage, width=0.6)
+        bottoms = [b + h for b, h in zip(bottoms, heights)]
+    ax.scatter(range(len(bars)), [means.get("end_to_end", 0) for _, means in bars], marker="_", s=900, color="black",
+               label="end-to-end mean", zorder=3)
+    ax.set_xticks(range(len(bars)))
+    ax.set_xticklabels([name for name, _ in bars], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("mean time (µs), all operations")
+    ax.set_title(f"Where the time goes, per variant: {os.path.basename(folder.rstrip('/'))}")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "breakdown-variants.png"), dpi=110)
     plt.close(fig)
 
 
