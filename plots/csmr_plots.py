@@ -5,9 +5,13 @@ A run folder (summary.csv, timeseries.csv, *.hgrm) gives:
   throughput.png        completed operations per second over the run, events marked
   latency-over-time.png p50 and p99 per second
   resources.png         resident memory per second, and syncs per second when replicas write files
+  breakdown.png         stacked mean time per stage, a bar per operation (when breakdown.csv is there)
 A comparison folder (compare.csv) gives:
-  throughput-vs-p99.png one point per variant
+  throughput-vs-p99.png a line per protocol/strategy through its variants (or a point per variant), legend
   variants.png          throughput and p99 per variant, as bars
+  breakdown-variants.png stacked stage means per variant (when variants recorded breakdown.csv)
+A sweep folder (sweep.csv, from csmr sweep or a comparison of sweeps) gives:
+  sweep.png             achieved against offered, and p99 against achieved, a curve per variant, knee marked
 """
 import argparse
 import csv
@@ -171,10 +175,14 @@ def plot_comparison(folder, out):
                              out, "schedulers.png", "Replicated cluster", "ops")
 
     fig, ax = plt.subplots(figsize=(9, 6))
-    for row in totals:
-        x, y = float(row["achieved_ops_s"]), float(row["p99_us"])
-        ax.scatter([x], [y], s=40)
-        ax.annotate(label(row), (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    for name, points in series(totals, fields, label):
+        xs = [float(r["achieved_ops_s"]) for r in points]
+        ys = [float(r["p99_us"]) for r in points]
+        line, = ax.plot(xs, ys, marker="o", linestyle="-" if len(points) > 1 else "none", label=name)
+        if len(points) > 1:
+            # The line's first value (in the legend's order) gets a hollow square around it.
+            ax.plot(xs[:1], ys[:1], marker="s", markersize=12, markerfacecolor="none", color=line.get_color(), linestyle="none")
+    ax.legend(fontsize=7, loc="best", title="□ marks each line's first value", title_fontsize=7)
     ax.set_yscale("log")
     ax.set_xlabel("achieved throughput (operations/s)")
     ax.set_ylabel("p99 latency (µs)")
@@ -183,6 +191,8 @@ def plot_comparison(folder, out):
     fig.tight_layout()
     fig.savefig(os.path.join(out, "throughput-vs-p99.png"), dpi=110)
     plt.close(fig)
+
+    plot_breakdown_variants(folder, out, totals, label)
 
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(8, len(totals) * 0.9), 8), sharex=True)
     names = [label(r) for r in totals]
@@ -202,6 +212,145 @@ def plot_comparison(folder, out):
         axis.grid(True, axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "variants.png"), dpi=110)
+    plt.close(fig)
+
+
+def is_number(text):
+    try:
+        float(text)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def series(rows, fields, label):
+    """Groups a comparison's rows into curves: one per value of the first non-numeric varied field
+    (protocol, strategy, composition), the other fields varying along it, in their order; with a
+    single varied field, numeric values make one curve and names one point each. Returns
+    (legend label, rows) pairs; the legend says which values the points stand for, so no label is
+    printed at a point (close variants would print them on top of each other)."""
+    if not fields:
+        return [(label(r), [r]) for r in rows]
+    named = [f for f in fields if not all(is_number(r[f]) for r in rows if r[f])]
+    if len(fields) == 1:
+        field = fields[0]
+        if named:
+            return [(label(r), [r]) for r in rows]
+        points = sorted(rows, key=lambda r: float(r[field] or 0))
+        return [(f"{field.split('.')[-1]}: " + " → ".join(r[field] for r in points), points)]
+    key = named[0] if named else fields[0]
+    along = [f for f in fields if f != key]
+    groups = {}
+    for row in rows:
+        groups.setdefault(row[key], []).append(row)
+    result = []
+    for value, points in groups.items():
+        points = sorted(points, key=lambda r: tuple(float(r[f]) if is_number(r[f]) else 0 for f in along))
+        steps = " → ".join("/".join(r[f] for f in along) for r in points)
+        name = os.path.basename(value).removesuffix(".yaml") if value else "(base)"
+        result.append((f"{key.split('.')[-1]}={name}: {'/'.join(f.split('.')[-1] for f in along)} {steps}", points))
+    return result
+
+
+def plot_sweep(folder, out):
+    rows = list(csv.DictReader(open(os.path.join(folder, "sweep.csv"))))
+    header = list(rows[0].keys()) if rows else []
+    fields = header[1: header.index("target_ops_s")] if "variant" in header else []
+    curves = {}
+    for row in rows:
+        curves.setdefault(row.get("variant", "1"), []).append(row)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5))
+    top = 0
+    for variant, points in curves.items():
+        name = " ".join(f"{f.split('.')[-1]}={os.path.basename(points[0][f]).removesuffix('.yaml')}" for f in fields if points[0][f]) \
+            or (f"variant {variant}" if len(curves) > 1 else "achieved")
+        offered = [float(r["offered_ops_s"]) for r in points]
+        achieved = [float(r["achieved_ops_s"]) for r in points]
+        p99 = [max(1, float(r["p99_us"])) for r in points]
+        top = max(top, *offered, *achieved)
+        line, = left.plot(offered, achieved, marker="o", label=name)
+        right.plot(achieved, p99, marker="o", color=line.get_color(), label=name)
+        for r in points:
+            if r["knee"] == "yes":
+                left.plot([float(r["offered_ops_s"])], [float(r["achieved_ops_s"])], marker="*", markersize=18, color=line.get_color(),
+                          markeredgecolor="black", linestyle="none")
+                right.plot([float(r["achieved_ops_s"])], [max(1, float(r["p99_us"]))], marker="*", markersize=18, color=line.get_color(),
+                           markeredgecolor="black", linestyle="none")
+    bound = float(rows[0]["p99_bound_us"]) if rows and rows[0].get("p99_bound_us") else None
+    left.plot([0, top], [0, top], linestyle=":", color="grey", label="achieved = offered")
+    left.plot([0, top], [0, 0.97 * top], linestyle="--", color="grey", linewidth=0.8, label="97 % of offered")
+    left.set_xlabel("offered (operations/s, steady part of each step)")
+    left.set_ylabel("achieved (operations/s)")
+    left.set_title("Achieved against offered (★ knee)")
+    right.set_yscale("log")
+    if bound:
+        right.axhline(bound, color="red", linestyle="--", linewidth=1, label=f"p99 bound {bound:g} µs")
+    right.set_xlabel("achieved throughput (operations/s)")
+    right.set_ylabel("p99 latency (µs)")
+    right.set_title("Throughput against p99 (★ knee)")
+    for axis in (left, right):
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "sweep.png"), dpi=110)
+    plt.close(fig)
+
+
+STAGE_COLOURS = {"client_wait": "tab:grey", "retry_wait": "tab:brown", "network": "tab:blue", "queue": "tab:orange",
+                 "ordering": "tab:green", "execution": "tab:red", "hold": "tab:purple"}
+
+
+def plot_breakdown(folder, out):
+    rows = list(csv.DictReader(open(os.path.join(folder, "breakdown.csv"))))
+    ops = [op for op in dict.fromkeys(r["op"] for r in rows)]
+    stages = [s for s in STAGE_COLOURS if any(r["stage"] == s for r in rows)]
+    mean = {(r["op"], r["stage"]): float(r["mean_us"]) for r in rows}
+    count = {r["op"]: r["count"] for r in rows}
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(ops) + 3), 5.5))
+    bottoms = [0.0] * len(ops)
+    for stage in stages:
+        heights = [mean.get((op, stage), 0) for op in ops]
+        ax.bar(range(len(ops)), heights, bottom=bottoms, color=STAGE_COLOURS[stage], label=stage, width=0.6)
+        bottoms = [b + h for b, h in zip(bottoms, heights)]
+    ends = [mean.get((op, "end_to_end"), 0) for op in ops]
+    ax.scatter(range(len(ops)), ends, marker="_", s=900, color="black", label="end-to-end mean", zorder=3)
+    ax.set_xticks(range(len(ops)))
+    ax.set_xticklabels([f"{op}\n({count[op]} sampled)" for op in ops], fontsize=8)
+    ax.set_ylabel("mean time (µs)")
+    ax.set_title(f"Where the time goes (sampled requests): {os.path.basename(folder.rstrip('/'))}")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "breakdown.png"), dpi=110)
+    plt.close(fig)
+
+
+def plot_breakdown_variants(folder, out, totals, label):
+    """A stacked bar of stage means (all operations) per variant that recorded a breakdown."""
+    bars = []
+    for row in totals:
+        path = os.path.join(folder, f"variant-{row['variant']}", "breakdown.csv")
+        if os.path.exists(path):
+            means = {r["stage"]: float(r["mean_us"]) for r in csv.DictReader(open(path)) if r["op"] == "all"}
+            bars.append((label(row), means))
+    if not bars:
+        return
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(bars) + 3), 5.5))
+    bottoms = [0.0] * len(bars)
+    for stage, colour in STAGE_COLOURS.items():
+        heights = [means.get(stage, 0) for _, means in bars]
+        ax.bar(range(len(bars)), heights, bottom=bottoms, color=colour, label=stage, width=0.6)
+        bottoms = [b + h for b, h in zip(bottoms, heights)]
+    ax.scatter(range(len(bars)), [means.get("end_to_end", 0) for _, means in bars], marker="_", s=900, color="black",
+               label="end-to-end mean", zorder=3)
+    ax.set_xticks(range(len(bars)))
+    ax.set_xticklabels([name for name, _ in bars], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("mean time (µs), all operations")
+    ax.set_title(f"Where the time goes, per variant: {os.path.basename(folder.rstrip('/'))}")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "breakdown-variants.png"), dpi=110)
     plt.close(fig)
 
 
@@ -252,10 +401,16 @@ def main():
         plot_executor_bench(folder, out)
     elif os.path.exists(os.path.join(folder, "compare.csv")):
         plot_comparison(folder, out)
+        if os.path.exists(os.path.join(folder, "sweep.csv")):
+            plot_sweep(folder, out)
+    elif os.path.exists(os.path.join(folder, "sweep.csv")):
+        plot_sweep(folder, out)
     elif os.path.exists(os.path.join(folder, "summary.csv")):
         plot_run(folder, out)
+        if os.path.exists(os.path.join(folder, "breakdown.csv")):
+            plot_breakdown(folder, out)
     else:
-        sys.exit(f"plot: {folder} has neither summary.csv nor compare.csv")
+        sys.exit(f"plot: {folder} has neither summary.csv, compare.csv nor sweep.csv")
     for name in sorted(os.listdir(out)):
         if name.endswith(".png"):
             print(os.path.join(out, name))

@@ -273,7 +273,7 @@ public final class CSMRClient: @unchecked Sendable {
             guard let index = sessions.firstIndex(where: { $0.core.owns(redirect.client, group: group) }) else { return }
             carryOut(sessions[index].core.redirected(client: redirect.client, sequence: redirect.sequence, group: group,
                                                       toReplica: redirect.replica.map(Int.init), nowNanoseconds: now), session: index)
-        case .request, .paxos, .extensionStep, .extensionApplied:
+        case .request, .sampledRequest, .paxos, .extensionStep, .extensionApplied:
             options.log("dropping a frame of kind \(kind) from group \(group): replicas do not send it to clients")
         }
     }

@@ -62,6 +62,10 @@ public final class ComposedCluster: LoadTarget, @unchecked Sendable {
 
     public func submit(_ request: Request, group: Int, replica: Int) { groups[group].submit(request, to: replica) }
 
+    public func submit(_ request: Request, group: Int, replica: Int, fromLocation location: Int, sampled: Bool) {
+        groups[group].submit(request, to: replica, sampled: sampled)
+    }
+
     public var storageStats: WALStats? {
         guard groups.contains(where: { $0.durability.mode != .none }) else { return nil }
         return WALStats.sum(groups.map(\.storageStats))

@@ -76,11 +76,11 @@ public final class InProcessCluster: @unchecked Sendable {
         return EventLoopFuture.andAllSucceed(futures, on: hosts[0].loop)
     }
 
-    /// A client request arriving at `replica`.
-    public func submit(_ request: Request, to replica: Int) {
+    /// A client request arriving at `replica`; a `sampled` one's reply carries its stage times.
+    public func submit(_ request: Request, to replica: Int, sampled: Bool = false) {
         guard !isHalted else { return }
         let host = hosts[replica % hosts.count]
-        host.loop.execute { host.clientRequest(request) }
+        host.loop.execute { host.clientRequest(request, sampled: sampled) }
     }
 
     public func crash(_ replica: Int) {
@@ -240,7 +240,7 @@ final class ReplicaHost: @unchecked Sendable {
     private var held: [Input]?
 
     private enum Input {
-        case request(Request)
+        case request(Request, sampled: Bool)
         case message(PaxosMessage, from: Int)
         case executed(ExecutionOutcome)
     }
@@ -287,6 +287,7 @@ final class ReplicaHost: @unchecked Sendable {
                                            checkpointIntervalSlots: cluster.durability.checkpointIntervalSlots)
             node!.encodesCheckpointsInline = false
             node!.executesInline = false
+            node!.stageClock = { Self.now() }
             incarnation += 1
         } catch {
             cluster.event("r\(index) cannot read its checkpoint: \(error)")
@@ -320,7 +321,7 @@ final class ReplicaHost: @unchecked Sendable {
             held = nil
             for input in inputs {
                 switch input {
-                case let .request(request): clientRequest(request)
+                case let .request(request, sampled): clientRequest(request, sampled: sampled)
                 case let .message(message, sender): receive(message, from: sender)
                 case let .executed(outcome): executed(outcome)
                 }
@@ -328,9 +329,9 @@ final class ReplicaHost: @unchecked Sendable {
         }
     }
 
-    func clientRequest(_ request: Request) {
+    func clientRequest(_ request: Request, sampled: Bool = false) {
         if held != nil {
-            held!.append(.request(request))
+            held!.append(.request(request, sampled: sampled))
             return
         }
         if let machine {
@@ -339,7 +340,7 @@ final class ReplicaHost: @unchecked Sendable {
             return
         }
         guard node != nil else { return }
-        let output = node!.clientRequest(request, now: Self.now())
+        let output = node!.clientRequest(request, now: Self.now(), sampled: sampled)
         carryOut(output)
     }
 
@@ -440,7 +441,10 @@ final class ReplicaHost: @unchecked Sendable {
 
     private func send(_ effects: NodeEffects) {
         for outgoing in effects.messages { cluster.route(outgoing, from: index) }
-        for reply in effects.replies { cluster.reply(reply) }
+        for var reply in effects.replies {
+            reply.stages?.released(atNanoseconds: Self.now().nanoseconds)
+            cluster.reply(reply)
+        }
         if !effects.extensionSteps.isEmpty, let origin = extensionOrigin {
             cluster.extensionSteps(effects.extensionSteps.map { ($0.index, ExtensionStep(origin: origin, index: $0.index, key: $0.key, value: $0.value).entry) })
         }

@@ -68,6 +68,8 @@ final class LoadDriver: @unchecked Sendable {
         var core: ProxyCore
         /// The client's location (an index into `placement.locations`), if placed.
         var location: Int?
+        /// The stage times of the reply being handled (the latency breakdown).
+        var replyStages: ReplicaStages?
         var outstanding: Outstanding?
         /// A lock this client holds and must release after the hold time.
         var heldLock: String?
@@ -82,6 +84,11 @@ final class LoadDriver: @unchecked Sendable {
         var historyIndex: Int?
         /// A read of the log after the run (see `FinalLogRead`), outside every measurement.
         var isFinalRead = false
+        /// Sampled for the latency breakdown: sent flagged, answered with the replica's stages.
+        var sampled = false
+        /// When the command first left, and when it was last sent (a retry), for the breakdown.
+        var sentNanoseconds: UInt64?
+        var lastSendNanoseconds: UInt64 = 0
     }
 
     /// With a target whose replicas forward extension steps, a recorded history learns the steps
@@ -113,6 +120,10 @@ final class LoadDriver: @unchecked Sendable {
     private var freeSessions: [Int] = []
     private var backlog = Deque<(kind: OperationKind, intended: UInt64)>()
     private var recorder = LatencyRecorder()
+    private var breakdown = BreakdownRecorder()
+    /// Draws which requests are sampled; its own stream, so sampling leaves the workload's
+    /// keys and values as they are without it.
+    private var sampler: SplitMix64
     private var history: [HistoryOperation] = []
     private var logEnd: UInt64 = 0
 
@@ -145,12 +156,14 @@ final class LoadDriver: @unchecked Sendable {
             forwarder = ExtensionForwarder(origin: UInt32(origin), windowSteps: 4_096, resendNanoseconds: 250_000_000)
         }
         random = SplitMix64(seed: spec.seed)
+        sampler = SplitMix64(seed: spec.seed ^ 0x5A3F_1E0D_B7C2_9A41)
         keys = KeyGenerator(spec: spec.keys)
         values = ValueGenerator(spec: spec.values)
         mix = MixPicker(mix: spec.mix)
         arrivals = ArrivalGenerator(process: spec.clients.arrivals, rateOperationsPerSecond: spec.clients.rateOperationsPerSecond)
         self.recordHistory = recordHistory
         self.progress = progress
+        recorder.keepsSecondHistograms = spec.keepsSecondHistograms
         promise = loop.makePromise(of: RunOutcome.self)
     }
 
@@ -206,7 +219,17 @@ final class LoadDriver: @unchecked Sendable {
         for directive in directives {
             switch directive {
             case let .send(request, group, replica):
-                cluster.submit(request, group: group, replica: replica, fromLocation: sessions[index].location ?? 0)
+                // The outstanding command's sends (not a session opening) are timed for the
+                // breakdown: its first send, and its last (the retry that gets answered).
+                var sampled = false
+                if var outstanding = sessions[index].outstanding, request.command == outstanding.command {
+                    let now = Self.now()
+                    if outstanding.sentNanoseconds == nil { outstanding.sentNanoseconds = now }
+                    outstanding.lastSendNanoseconds = now
+                    sampled = outstanding.sampled
+                    sessions[index].outstanding = outstanding
+                }
+                cluster.submit(request, group: group, replica: replica, fromLocation: sessions[index].location ?? 0, sampled: sampled)
             case let .completed(operation, request, reply):
                 completed(operation, request: request, reply: reply, session: index)
             case let .failed(operation, command, failure):
@@ -375,8 +398,9 @@ final class LoadDriver: @unchecked Sendable {
             history.append(HistoryOperation(client: client, command: command, invokeNanoseconds: now, completion: nil))
             historyIndex = history.count - 1
         }
+        let sampled = !isFinalRead && spec.breakdownSampleRate > 0 && sampler.chance(spec.breakdownSampleRate)
         sessions[index].outstanding = Outstanding(operation: submission.operation, kind: kind, command: command, intendedNanoseconds: intended,
-                                                  historyIndex: historyIndex, isFinalRead: isFinalRead)
+                                                  historyIndex: historyIndex, isFinalRead: isFinalRead, sampled: sampled)
         carryOut(submission.directives, session: index)
     }
 
@@ -417,6 +441,8 @@ final class LoadDriver: @unchecked Sendable {
         }
         guard let index = sessionByClient[GroupClient(group: group, client: reply.client)] ?? sessionByNonce[reply.client] else { return }
         let wasOpen = sessions[index].core.sessionsOpen
+        // The core passes on the reply, not its stage times: keep them for `completed`.
+        sessions[index].replyStages = reply.stages
         let directives = sessions[index].core.receive(reply, group: group, nowNanoseconds: Self.now())
         if case let .session(id) = reply.reply, sessions[index].core.session(ofGroup: group) == id {
             sessionByClient[GroupClient(group: group, client: id)] = index
@@ -440,6 +466,7 @@ final class LoadDriver: @unchecked Sendable {
             return
         }
         guard let kind = outstanding.kind else { return }
+        let stages = sessions[index].replyStages
         let reply = ClientReply(client: request.client, sequence: request.sequence, reply: reply)
         if let historyIndex = outstanding.historyIndex {
             history[historyIndex].completion = HistoryOperation.Completion(nanoseconds: now, reply: reply.reply)
@@ -451,6 +478,13 @@ final class LoadDriver: @unchecked Sendable {
         default:
             recorder.record(kind, latencyMicroseconds: latency, second: second(of: now), measured: isMeasured(outstanding.intendedNanoseconds),
                             completedInWindow: completesInWindow(now), location: sessions[index].location)
+            if outstanding.sampled, let stages, let sent = outstanding.sentNanoseconds, isMeasured(outstanding.intendedNanoseconds) {
+                breakdown.record(kind, stages: BreakdownRecorder.stages(intendedNanoseconds: outstanding.intendedNanoseconds,
+                                                                        firstSentNanoseconds: sent,
+                                                                        answeredSendNanoseconds: outstanding.lastSendNanoseconds,
+                                                                        repliedNanoseconds: now, replica: stages),
+                                 endToEndNanoseconds: now &- outstanding.intendedNanoseconds)
+            }
             progressCount += 1
         }
         switch reply.reply {
@@ -630,6 +664,7 @@ final class LoadDriver: @unchecked Sendable {
         let end = min(measureEnd, finalRead?.runEndedNanoseconds ?? Self.now())
         let measuredSeconds = Double(end &- measureStart) / 1e9
         var summary = RunSummary(spec: spec, recorder: recorder, measuredSeconds: measuredSeconds)
+        summary.breakdown = breakdown
         if let first = storageAtWindowStart, let last = storageAtWindowEnd ?? cluster.storageStats {
             summary.storage = StorageSummary(mode: spec.group.durability, start: first, end: last, seconds: measuredSeconds,
                                              replicas: spec.group.replicas)

@@ -203,10 +203,12 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
     }
 
     public func submit(_ request: Request, group: Int, replica: Int) {
-        submit(request, group: group, replica: replica, fromLocation: 0)
+        submit(request, group: group, replica: replica, fromLocation: 0, sampled: false)
     }
 
-    public func submit(_ request: Request, group: Int, replica: Int, fromLocation location: Int) {
+    /// A sampled request goes as its own frame kind straight to a replica, which answers with its
+    /// stage times; through a proxy it goes as a plain request (the proxy does not carry stages).
+    public func submit(_ request: Request, group: Int, replica: Int, fromLocation location: Int, sampled: Bool) {
         if viaProxy {
             guard let client = lock.withLock({ proxyConnection }) else {
                 _ = connectProxy()
@@ -222,7 +224,8 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
             _ = connect(group: group, replica: replica, location: location)
             return
         }
-        client.send(kind: FrameKind.request, payload: WireFormat.payload(of: .request(request)))
+        let message: Message = sampled ? .sampledRequest(request) : .request(request)
+        client.send(kind: message.kind, payload: WireFormat.payload(of: message))
     }
 
     public func inject(_ action: TimedEvent.Action, group: Int) {

@@ -104,7 +104,12 @@ public final class ProxyServer: @unchecked Sendable {
     // MARK: Clients
 
     private func clientFrame(_ connection: ConnectionID, kind: UInt8, payload: [UInt8]) {
-        guard case let .request(request)? = try? WireFormat.decode(kind: kind, payload: payload) else {
+        let request: Request
+        switch try? WireFormat.decode(kind: kind, payload: payload) {
+        // The proxy carries no stage times: a sampled request is served as a plain one (its
+        // reply comes back as kind 2, which docs/protocol.md allows).
+        case let .request(decoded)?, let .sampledRequest(decoded)?: request = decoded
+        default:
             log("refused \(connection): frame kind \(kind) is not a request")
             server?.close(connection)
             return

@@ -211,6 +211,7 @@ public final class ReplicaServer: @unchecked Sendable {
                                        checkpointIntervalSlots: settings.checkpointIntervalSlots)
         node!.encodesCheckpointsInline = false
         node!.executesInline = false
+        node!.stageClock = { Self.now() }
     }
 
     // MARK: Inputs
@@ -230,12 +231,15 @@ public final class ReplicaServer: @unchecked Sendable {
 
     private func clientFrame(_ connection: ConnectionID, kind: UInt8, payload: [UInt8]) {
         let request: Request
+        let sampled: Bool
         do {
-            guard case let .request(decoded) = try WireFormat.decode(kind: kind, payload: payload, limits: limits.codec) else {
+            switch try WireFormat.decode(kind: kind, payload: payload, limits: limits.codec) {
+            case let .request(decoded): (request, sampled) = (decoded, false)
+            case let .sampledRequest(decoded): (request, sampled) = (decoded, true)
+            default:
                 refuse(connection, "frame kind \(kind) is not a request")
                 return
             }
-            request = decoded
         } catch {
             refuse(connection, "\(error)")
             return
@@ -255,7 +259,7 @@ public final class ReplicaServer: @unchecked Sendable {
         }
         counters.clientRequests += 1
         route(request.client, to: connection)
-        carryOut(node!.clientRequest(request, now: Self.now()))
+        carryOut(node!.clientRequest(request, now: Self.now(), sampled: sampled))
     }
 
     // MARK: Extension steps
@@ -417,7 +421,7 @@ public final class ReplicaServer: @unchecked Sendable {
             let step = ExtensionStep(origin: UInt32(group), index: put.index, key: put.key, value: put.value)
             forwarder?.produced(index: step.index, entry: step.entry)
         }
-        for reply in effects.replies {
+        for var reply in effects.replies {
             if ClientID.extensionRange.contains(reply.client.rawValue) {
                 // Every replica of the origin connected here learns how far the log got: a backup
                 // that hears of progress made by others stays passive.
@@ -427,6 +431,7 @@ public final class ReplicaServer: @unchecked Sendable {
                 continue
             }
             guard let connection = replyRoutes[reply.client] else { continue }
+            reply.stages?.released(atNanoseconds: Self.now().nanoseconds)
             counters.clientReplies += 1
             clients?.send(to: connection, frame: WireFormat.encode(.reply(reply)))
         }

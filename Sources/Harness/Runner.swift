@@ -231,13 +231,14 @@ public enum WorkloadRunner {
 
     /// Runs `spec` against a synthetic target that completes `capacityOperationsPerSecond`
     /// requests a second (see `SyntheticTarget`), on the real clock.
-    public static func runSynthetic(_ spec: WorkloadSpec, capacityOperationsPerSecond: Double,
+    /// - Parameter rampSeconds: the target warms up over this long (see `SyntheticTarget`).
+    public static func runSynthetic(_ spec: WorkloadSpec, capacityOperationsPerSecond: Double, rampSeconds: Double = 0,
                                     progress: (@Sendable (String) -> Void)? = nil) throws -> RunOutcome {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         defer { try? group.syncShutdownGracefully() }
         let loops = Array(group.makeIterator())
         let driverBox = DriverBox()
-        let target = SyntheticTarget(capacityOperationsPerSecond: capacityOperationsPerSecond, loop: loops[0],
+        let target = SyntheticTarget(capacityOperationsPerSecond: capacityOperationsPerSecond, loop: loops[0], rampSeconds: rampSeconds,
                                      onReply: { group, reply in driverBox.driver?.deliver(reply, group: group) })
         return try drive(spec, target: target, loop: loops[1], driverBox: driverBox, events: spec.events.map { (0, $0) },
                          recordHistory: false, progress: progress)

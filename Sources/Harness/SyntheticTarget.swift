@@ -30,8 +30,13 @@ public final class SyntheticTarget: LoadTarget, @unchecked Sendable {
     /// - Parameters:
     ///   - tickMicroseconds: how often the pacing timer fires; completions are handed out in
     ///     bursts of at most one tick's worth.
-    public init(capacityOperationsPerSecond: Double, loop: EventLoop, tickMicroseconds: Int64 = 1_000,
+    ///   - rampSeconds: the capacity grows linearly from a quarter to all of it over this long after
+    ///     the start (a system warming up: caches, JIT, leader election), so a sweep's steadiness
+    ///     detection has a start to discard; 0: full capacity at once.
+    public init(capacityOperationsPerSecond: Double, loop: EventLoop, tickMicroseconds: Int64 = 1_000, rampSeconds: Double = 0,
                 onReply: @escaping @Sendable (Int, ClientReply) -> Void) {
+        precondition(rampSeconds >= 0, "rampSeconds must not be negative, got \(rampSeconds)")
+        self.rampSeconds = rampSeconds
         precondition(capacityOperationsPerSecond > 0, "capacity must be positive, got \(capacityOperationsPerSecond)")
         router = Router(spec: CompositionSpec(name: "synthetic",
                                               groups: [CompositionSpec.Group(name: "synthetic", replicas: 1, toleratedFailures: 0, mode: .multiLeader,
@@ -45,6 +50,14 @@ public final class SyntheticTarget: LoadTarget, @unchecked Sendable {
     }
 
     private let tickMicroseconds: Int64
+    private let rampSeconds: Double
+    private var startNanoseconds: UInt64 = 0
+
+    /// The capacity `elapsedSeconds` after the start.
+    private func capacity(elapsedSeconds: Double) -> Double {
+        guard rampSeconds > 0, elapsedSeconds < rampSeconds else { return capacityOperationsPerSecond }
+        return capacityOperationsPerSecond * (0.25 + 0.75 * elapsedSeconds / rampSeconds)
+    }
 
     public var groupCount: Int { 1 }
     public func replicaCount(of group: Int) -> Int { 1 }
@@ -52,6 +65,7 @@ public final class SyntheticTarget: LoadTarget, @unchecked Sendable {
     public func start() {
         loop.execute { [self] in
             lastRefillNanoseconds = NIODeadline.now().uptimeNanoseconds
+            startNanoseconds = lastRefillNanoseconds
             timer = loop.scheduleRepeatedTask(initialDelay: .microseconds(tickMicroseconds), delay: .microseconds(tickMicroseconds)) { [self] _ in
                 serve()
             }
@@ -71,7 +85,7 @@ public final class SyntheticTarget: LoadTarget, @unchecked Sendable {
 
     private func serve() {
         let now = NIODeadline.now().uptimeNanoseconds
-        tokens += Double(now &- lastRefillNanoseconds) / 1e9 * capacityOperationsPerSecond
+        tokens += Double(now &- lastRefillNanoseconds) / 1e9 * capacity(elapsedSeconds: Double(now &- startNanoseconds) / 1e9)
         lastRefillNanoseconds = now
         // Late timers owe what they missed while there is work; idle time saves nothing.
         if queue.isEmpty { tokens = min(tokens, burstOperationsMax) }

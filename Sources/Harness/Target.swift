@@ -16,10 +16,12 @@ public protocol LoadTarget: AnyObject, Sendable {
     func replicaCount(of group: Int) -> Int
     /// Sends `request` to `replica` of `group`; its reply arrives later through the callback.
     func submit(_ request: Request, group: Int, replica: Int)
-    /// The same, from a client at `location` (an index into the run's `ClientPlacement`): a
-    /// target that emulates link delays holds the request and its reply for the delay between
-    /// that location and the replica. Targets without delays ignore the location.
-    func submit(_ request: Request, group: Int, replica: Int, fromLocation location: Int)
+    /// The same, from a client at `location` (an index into the run's `ClientPlacement`; 0 when
+    /// clients have no locations), `sampled` for the latency breakdown. A target that emulates
+    /// link delays holds the request and its reply for the delay between that location and the
+    /// replica; a target that can answers a sampled request with the replica's stage times
+    /// (`ClientReply.stages`). Targets without delays or stage times ignore both.
+    func submit(_ request: Request, group: Int, replica: Int, fromLocation location: Int, sampled: Bool)
     func start()
     /// Stops serving; nothing is sent to the reply callback once the future completes.
     func stop() -> EventLoopFuture<Void>
@@ -38,7 +40,7 @@ extension LoadTarget {
     public var storageStats: WALStats? { nil }
     public var forwardsExtensionStepsItself: Bool { false }
 
-    public func submit(_ request: Request, group: Int, replica: Int, fromLocation location: Int) {
+    public func submit(_ request: Request, group: Int, replica: Int, fromLocation location: Int, sampled: Bool) {
         submit(request, group: group, replica: replica)
     }
 }

@@ -9,6 +9,9 @@ import Services
 struct ExecutionWork: Sendable {
     var restore: StateMachine?
     var deliveries: [Delivery] = []
+    /// When the deliveries were made (the input that delivered them): the start of a sampled
+    /// request's execution stage, which includes the wait for the executor.
+    var deliveredAt: Instant?
     var snapshot = false
 
     var isEmpty: Bool { restore == nil && deliveries.isEmpty && !snapshot }

@@ -214,6 +214,12 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
     private var transfer: Transfer?
     /// The digest of the newest checkpoint, computed once for every peer that fetches it.
     private var servedDigest: (slot: UInt64, digest: UInt64)?
+    /// Stage timestamps of sampled requests (the latency breakdown).
+    private var sampled = SampledRequests()
+    /// Read once per executed batch that answers a sampled request, for the end of its execution
+    /// stage; nil: the input's `now` (execution then shows as zero). Only drivers with a real
+    /// clock set it.
+    public var stageClock: (@Sendable () -> Instant)?
 
     /// Bytes per state-transfer chunk (below `CodecLimits.checkpointChunkBytesMax`).
     public static var checkpointChunkBytes: Int { 256 << 10 }
@@ -289,8 +295,9 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
     public var isTransferringState: Bool { transfer != nil }
 
     /// A request from a client. A retry of a request this replica already executed is answered
-    /// from its session table at once; anything else goes to consensus.
-    public mutating func clientRequest(_ request: Request, now: Instant) -> NodeOutput {
+    /// from its session table at once; anything else goes to consensus. A `sampled` request's
+    /// reply carries its time per stage (`ReplicaStages`).
+    public mutating func clientRequest(_ request: Request, now: Instant, sampled isSampled: Bool = false) -> NodeOutput {
         var output = NodeOutput()
         // While batches execute, the table answers from those finished: a retry of a request in
         // flight goes to consensus again and is answered once its first decision executes.
@@ -300,6 +307,7 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
             return output
         }
         owed.insert(OwedReply(request))
+        if isSampled { sampled.received(request, at: now) }
         run(core.propose(request, now: now), now: now, into: &output)
         finish(&output, now: now)
         return output
@@ -313,6 +321,7 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
         case let .checkpointChunk(chunk):
             receiveChunk(chunk, from: sender, now: now, into: &output)
         default:
+            sampled.observe(message, at: now)
             run(core.receive(message, from: sender, now: now), now: now, into: &output)
         }
         finish(&output, now: now)
@@ -350,7 +359,7 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
         if checkpointIntervalSlots > 0, core.deliveredBelow >= lastCheckpointSlot + checkpointIntervalSlots, transfer == nil {
             takeCheckpoint()
         }
-        let handedOut = dispatchWork(into: &output)
+        let handedOut = dispatchWork(now: now, into: &output)
         storage.commit()
         output.durableAfter = storage.appendedPosition
         if handedOut { inFlight[inFlight.count - 1].durableAfter = output.durableAfter }
@@ -460,13 +469,16 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
         while next < pending.count {
             let ready = pending[next]
             next += 1
+            if !ready.deliveries.isEmpty, work.deliveredAt == nil { work.deliveredAt = now }
             work.deliveries += ready.deliveries
             for request in ready.dropped {
                 owed.remove(OwedReply(request))
+                sampled.forget(request)
                 output.dropped.append(request)
             }
             if let wanted = ready.stateTransfer { startTransfer(from: wanted.from, slot: wanted.slot, now: now, into: &output) }
             for outgoing in ready.messages(persistingTo: &storage) {
+                sampled.observe(outgoing.message, at: now)
                 if outgoing.to == id {
                     pending.append(core.receive(outgoing.message, from: id, now: now))
                 } else {
@@ -480,7 +492,7 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
 
     /// Carries out the input's work now (a sequential executor, or `executesInline`), or hands it
     /// to the driver as a job; returns whether it handed one out.
-    private mutating func dispatchWork(into output: inout NodeOutput) -> Bool {
+    private mutating func dispatchWork(now: Instant, into output: inout NodeOutput) -> Bool {
         guard !work.isEmpty else { return false }
         let current = work
         let currentClaim = claim
@@ -489,7 +501,7 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
         guard !executesInline, let parallel = executor.parallelExecutor else {
             precondition(inFlight.isEmpty, "r\(id.rawValue) executes inline with \(inFlight.count) job(s) in flight")
             let done = executor.perform(current, digestIntervalSlots: digestIntervalSlots)
-            complete(current, done, claim: currentClaim, into: &output)
+            complete(current, done, claim: currentClaim, ready: sampled.isEmpty ? now : (stageClock?() ?? now), into: &output)
             return false
         }
         output.executions.append(ExecutionJob(number: nextJobNumber, executor: parallel, work: current, digestIntervalSlots: digestIntervalSlots))
@@ -507,17 +519,19 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
         precondition(inFlight.first?.number == outcome.number,
                      "r\(id.rawValue): execution job \(outcome.number) completed, expected \(inFlight.first.map { "\($0.number)" } ?? "none")")
         let job = inFlight.removeFirst()
-        if !job.superseded { complete(job.work, outcome.done, claim: job.claim, into: &output) }
+        if !job.superseded { complete(job.work, outcome.done, claim: job.claim, ready: sampled.isEmpty ? now : (stageClock?() ?? now), into: &output) }
         output.durableAfter = job.durableAfter
         return output
     }
 
     /// Turns executed work into effects: replies owed to this replica's clients, extension steps
     /// numbered in slot order, deliveries and digests for checkers, and the claimed checkpoint.
-    private mutating func complete(_ work: ExecutionWork, _ done: ExecutionDone, claim: CheckpointClaim?, into output: inout NodeOutput) {
+    /// `ready` is when execution finished (the end of a sampled request's execution stage).
+    private mutating func complete(_ work: ExecutionWork, _ done: ExecutionDone, claim: CheckpointClaim?, ready: Instant,
+                                   into output: inout NodeOutput) {
         for (position, delivery) in work.deliveries.enumerated() {
             if case let .batch(requests) = delivery.value, let result = done.results[position] {
-                answer(requests, result, into: &output)
+                answer(requests, result, delivered: work.deliveredAt ?? ready, ready: ready, into: &output)
             }
             output.deliveries.append(delivery)
             output.sealed.deliveries.append(delivery)
@@ -529,11 +543,13 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
         if let claim, let machine = done.snapshot { completeCheckpoint(claim, machine: machine, into: &output) }
     }
 
-    private mutating func answer(_ requests: [Request], _ result: ExecutionResult, into output: inout NodeOutput) {
+    private mutating func answer(_ requests: [Request], _ result: ExecutionResult, delivered: Instant, ready: Instant, into output: inout NodeOutput) {
         for (position, request) in requests.enumerated() {
             let reply = result.replies[position]
             if owed.remove(OwedReply(request)) != nil {
-                output.sealed.replies.append(ClientReply(client: request.client, sequence: request.sequence, reply: reply))
+                var answer = ClientReply(client: request.client, sequence: request.sequence, reply: reply)
+                if !sampled.isEmpty { answer.stages = sampled.executed(request, delivered: delivered, ready: ready) }
+                output.sealed.replies.append(answer)
             }
             if extensionOrigin != nil, result.executed[position], case let .kvPut(key, value) = request.command {
                 extensionStepCount += 1
@@ -605,6 +621,7 @@ struct OwedReplies: Sendable {
     mutating func remove(_ reply: OwedReply) -> UInt64? { tickets.removeValue(forKey: reply) }
 }
 
+/// A request by its client and sequence (what a reply answers).
 struct OwedReply: Hashable, Sendable {
     var client: ClientID
     var sequence: UInt64

@@ -155,11 +155,51 @@ public struct ClientReply: Hashable, Sendable {
     public var client: ClientID
     public var sequence: UInt64
     public var reply: Reply
+    /// For a sampled request (latency breakdown): where its time went at the replica that answered.
+    public var stages: ReplicaStages?
 
-    public init(client: ClientID, sequence: UInt64, reply: Reply) {
+    public init(client: ClientID, sequence: UInt64, reply: Reply, stages: ReplicaStages? = nil) {
         self.client = client
         self.sequence = sequence
         self.reply = reply
+        self.stages = stages
+    }
+}
+
+/// A sampled request's time at the replica that answered it, as durations on that replica's clock
+/// (never instants: a client must not subtract another machine's clock from its own).
+///
+/// - queue: received until first seen in a proposal (this replica's own accept, or, when another
+///   replica leads, the leader's accept arriving here: forwarding counts as queueing).
+/// - ordering: proposed until delivered (decided, and every earlier slot delivered).
+/// - execution: delivered until its reply was ready (waiting behind earlier commands included).
+/// - hold: reply ready until it left (waiting for the records it depends on to be durable).
+///
+/// The client attributes the rest of its round trip to the way there and back.
+public struct ReplicaStages: Hashable, Sendable {
+    public var queueNanoseconds: UInt64
+    public var orderingNanoseconds: UInt64
+    public var executionNanoseconds: UInt64
+    public var holdNanoseconds: UInt64
+    /// When the reply was ready, on the replica's clock (local to it; not on the wire): the driver
+    /// that releases the reply turns it into `holdNanoseconds`.
+    public var readyAtNanoseconds: UInt64
+
+    public init(queueNanoseconds: UInt64, orderingNanoseconds: UInt64, executionNanoseconds: UInt64, holdNanoseconds: UInt64 = 0,
+                readyAtNanoseconds: UInt64 = 0) {
+        self.queueNanoseconds = queueNanoseconds
+        self.orderingNanoseconds = orderingNanoseconds
+        self.executionNanoseconds = executionNanoseconds
+        self.holdNanoseconds = holdNanoseconds
+        self.readyAtNanoseconds = readyAtNanoseconds
+    }
+
+    /// The replica's whole share of the round trip.
+    public var totalNanoseconds: UInt64 { queueNanoseconds &+ orderingNanoseconds &+ executionNanoseconds &+ holdNanoseconds }
+
+    /// The reply leaves at `nowNanoseconds`: the time since it was ready is the hold.
+    public mutating func released(atNanoseconds nowNanoseconds: UInt64) {
+        if readyAtNanoseconds > 0, nowNanoseconds > readyAtNanoseconds { holdNanoseconds = nowNanoseconds - readyAtNanoseconds }
     }
 }
 

@@ -59,6 +59,10 @@ public enum WireError: Error, Hashable, Sendable, CustomStringConvertible {
 /// Everything that travels in a frame.
 public enum Message: Hashable, Sendable {
     case request(Request)
+    /// A request sampled for the latency breakdown: served like any other, answered by a reply
+    /// that carries the replica's stage durations (kind 6).
+    case sampledRequest(Request)
+    /// A reply; one with `stages` travels as kind 6, any other as kind 2.
     case reply(ClientReply)
     /// A replica-to-replica consensus message; the sender is the peer at the other end of the
     /// connection, so the frame does not repeat it.
@@ -77,7 +81,8 @@ public enum Message: Hashable, Sendable {
     public var kind: UInt8 {
         switch self {
         case .request: FrameKind.request
-        case .reply: FrameKind.reply
+        case .sampledRequest: FrameKind.sampledRequest
+        case let .reply(reply): reply.stages == nil ? FrameKind.reply : FrameKind.stagedReply
         case .paxos: FrameKind.paxos
         case .redirect: FrameKind.redirect
         case .extensionStep: FrameKind.extensionStep
@@ -95,6 +100,8 @@ public enum FrameKind {
     /// Extension links only (docs/protocol.md, "Extension steps").
     public static let extensionStep: UInt8 = 5
     public static let extensionApplied: UInt8 = 6
+    public static let sampledRequest: UInt8 = 7
+    public static let stagedReply: UInt8 = 8
 }
 
 public enum WireFormat {
@@ -115,11 +122,18 @@ public enum WireFormat {
         writer.write(version)
         writer.write(message.kind)
         switch message {
-        case let .request(request): request.encode(into: &writer)
+        case let .request(request), let .sampledRequest(request): request.encode(into: &writer)
         case let .reply(reply):
             writer.write(reply.client.rawValue)
             writer.write(reply.sequence)
             reply.reply.encode(into: &writer)
+            if let stages = reply.stages {
+                // Durations only: the replica's instants mean nothing on the client's clock.
+                writer.write(stages.queueNanoseconds)
+                writer.write(stages.orderingNanoseconds)
+                writer.write(stages.executionNanoseconds)
+                writer.write(stages.holdNanoseconds)
+            }
         case let .paxos(message): message.encode(into: &writer)
         case let .redirect(redirect): redirect.encode(into: &writer)
         case let .extensionStep(origin, index, entry):
@@ -165,10 +179,16 @@ public enum WireFormat {
             let message: Message
             switch kind {
             case 1: message = .request(try Request.decode(from: &reader, limits: limits))
-            case 2:
+            case 7: message = .sampledRequest(try Request.decode(from: &reader, limits: limits))
+            case 2, 8:
                 let client = ClientID(try reader.readUInt64())
                 let sequence = try reader.readUInt64()
-                message = .reply(ClientReply(client: client, sequence: sequence, reply: try Reply.decode(from: &reader, limits: limits)))
+                var reply = ClientReply(client: client, sequence: sequence, reply: try Reply.decode(from: &reader, limits: limits))
+                if kind == 8 {
+                    reply.stages = ReplicaStages(queueNanoseconds: try reader.readUInt64(), orderingNanoseconds: try reader.readUInt64(),
+                                                 executionNanoseconds: try reader.readUInt64(), holdNanoseconds: try reader.readUInt64())
+                }
+                message = .reply(reply)
             case 3: message = .paxos(try PaxosMessage.decode(from: &reader, limits: limits))
             case 4: message = .redirect(try Redirect.decode(from: &reader, limits: limits))
             case 5:

@@ -147,7 +147,7 @@ public struct CompareSpec: Sendable {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    static func csvField(_ text: String) -> String {
+    public static func csvField(_ text: String) -> String {
         text.contains(",") || text.contains("\"") ? "\"\(text.replacingOccurrences(of: "\"", with: "\"\""))\"" : text
     }
 }

@@ -37,15 +37,21 @@ public struct LatencyRecorder: Sendable {
     public private(set) var locationNames: [String] = []
     public private(set) var byLocation: [LatencyRecorder] = []
 
-    public init() {}
+    /// Each finished second's histogram of all kinds (by reply second), kept only when asked:
+    /// a sweep step merges the seconds after its steady point.
+    public private(set) var secondHistograms: [Int: Histogram<UInt64>] = [:]
+    public var keepsSecondHistograms = false
+
+    public init(keepsSecondHistograms: Bool = false) { self.keepsSecondHistograms = keepsSecondHistograms }
 
     /// A recorder that also keeps the accounting of each client location apart.
-    public init(locations: [String]) {
+    public init(locations: [String], keepsSecondHistograms: Bool = false) {
+        self.keepsSecondHistograms = keepsSecondHistograms
         locationNames = locations
         byLocation = locations.map { _ in LatencyRecorder() }
     }
 
-    static func makeHistogram(digits: SignificantDigits = .three) -> Histogram<UInt64> {
+    public static func makeHistogram(digits: SignificantDigits = .three) -> Histogram<UInt64> {
         Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: highestTrackableMicroseconds, numberOfSignificantValueDigits: digits)
     }
 
@@ -75,6 +81,11 @@ public struct LatencyRecorder: Sendable {
     private mutating func finishLiveSecond() {
         guard let second = liveSecond else { return }
         (finishedSeconds[second], finishedSecondsAll[second]) = Self.summarize(live)
+        if keepsSecondHistograms {
+            var all = Self.makeHistogram(digits: .two)
+            for histogram in live.values { all.add(histogram) }
+            secondHistograms[second] = all
+        }
         live = [:]
         liveSecond = nil
     }
@@ -83,6 +94,15 @@ public struct LatencyRecorder: Sendable {
         var all = makeHistogram(digits: .two)
         for histogram in histograms.values { all.add(histogram) }
         return (histograms.mapValues(SecondSummary.init), SecondSummary(all))
+    }
+
+    /// The histogram of all kinds for one second of the run, when seconds are kept.
+    public func histogram(ofSecond second: Int) -> Histogram<UInt64>? {
+        if let histogram = secondHistograms[second] { return histogram }
+        guard keepsSecondHistograms, second == liveSecond else { return nil }
+        var all = Self.makeHistogram(digits: .two)
+        for histogram in live.values { all.add(histogram) }
+        return all
     }
 
     /// Per second of the run (replies by the second they arrived in): per kind, and all kinds.

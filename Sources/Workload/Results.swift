@@ -53,6 +53,8 @@ public struct RunSummary: Sendable {
     public var measuredSeconds: Double
     /// Group commit over the window, when replicas wrote files.
     public var storage: StorageSummary?
+    /// Stage times of the sampled requests meant for the window (`breakdown.csv`).
+    public var breakdown = BreakdownRecorder()
 
     public init(spec: WorkloadSpec, recorder: LatencyRecorder, measuredSeconds: Double) {
         self.spec = spec
@@ -173,6 +175,9 @@ public struct RunSummary: Sendable {
         }
         if let locationsCSV {
             try locationsCSV.write(to: directory.appendingPathComponent("locations.csv"), atomically: true, encoding: .utf8)
+        }
+        if !breakdown.isEmpty {
+            try breakdown.csv.write(to: directory.appendingPathComponent("breakdown.csv"), atomically: true, encoding: .utf8)
         }
     }
 }

@@ -228,12 +228,20 @@ public struct WorkloadSpec: Hashable, Sendable {
     public var viaProxy = false
     /// The file this workload was read from, for errors found later.
     public var file = ""
+    /// A saturation sweep (`sweep:`): `csmr sweep` and comparisons run its steps instead of one run.
+    public var sweep: SweepSpec?
+    /// Share of requests whose time per stage is recorded (`breakdown.sample_rate`; 0 turns it
+    /// off). The default, one in a hundred, costs well under 2 % of throughput.
+    public var breakdownSampleRate = 0.01
+    /// Whether the run keeps each second's latency histogram (a sweep step's analysis needs them;
+    /// not read from the file).
+    public var keepsSecondHistograms = false
 
     public init() {}
 }
 
 extension WorkloadSpec {
-    public static let topLevelFields = ["name", "seed", "duration_s", "warmup_s", "drain_s", "operations", "target", "cluster", "proxy", "composition", "group", "clients", "keys", "values", "mix", "lock", "log", "events"]
+    public static let topLevelFields = ["name", "seed", "duration_s", "warmup_s", "drain_s", "operations", "target", "cluster", "proxy", "composition", "group", "clients", "keys", "values", "mix", "lock", "log", "events", "sweep", "breakdown"]
 
     /// Reads a workload file, reporting every problem with its file, line, field and expectation.
     public static func load(path: String) throws(SpecErrors) -> WorkloadSpec {
@@ -433,6 +441,11 @@ extension WorkloadSpec {
             fields.rejectUnknown(expected: ["at_s", "crash", "restart", "partition", "heal", "pause", "for_ms", "group"])
         }
         events.sort { $0.atSeconds < $1.atSeconds }
+        if let fields = root.mapping("sweep") { sweep = SweepSpec.read(from: fields) }
+        if let fields = root.mapping("breakdown") {
+            breakdownSampleRate = fields.double("sample_rate", default: breakdownSampleRate, range: 0...1, unit: "share of requests")
+            fields.rejectUnknown(expected: ["sample_rate"])
+        }
         if group.replication == .unreplicated, group.replicas != 1, replicasGiven {
             // Harmless but misleading: say it rather than silently run one copy.
             root.fail(nil, field: "group.replicas", "protocol unreplicated runs one copy of the services; set replicas: 1")

@@ -29,6 +29,7 @@ struct Compare: ParsableCommand {
         let folder = URL(fileURLWithPath: out ?? "results/\(comparison.name)-\(RunMetadata.timestamp())")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         var rows: [(variant: CompareSpec.Variant, summary: RunSummary)] = []
+        var sweepCSV = ""
         for (index, variant) in comparison.variants.enumerated() {
             FileHandle.standardError.write(Data("csmr compare: variant \(index + 1)/\(comparison.variants.count): \(variant.label)\n".utf8))
             let progress: (@Sendable (String) -> Void)? = quiet ? nil : { @Sendable (line: String) in
@@ -38,6 +39,19 @@ struct Compare: ParsableCommand {
             var workload = variant.workload
             if workload.group.durability != .none, workload.group.dataDirectory == nil {
                 workload.group.dataDirectory = variantFolder.appendingPathComponent("data").path
+            }
+            if let sweep = workload.sweep {
+                // A sweep per variant: sweep.csv gets the variant's fields as leading columns, so
+                // the plot draws a curve per variant.
+                let outcome = try Sweep.sweep(workload, sweep: sweep, folder: variantFolder, progress: progress)
+                try outcome.csv.write(to: variantFolder.appendingPathComponent("sweep.csv"), atomically: true, encoding: .utf8)
+                let header = (["variant"] + comparison.fields).joined(separator: ",") + ","
+                let prefix = (["\(index + 1)"] + variant.values.map(CompareSpec.csvField)).joined(separator: ",") + ","
+                let lines = SweepStep.csv(outcome.steps, knee: outcome.knee, p99BoundMicroseconds: sweep.p99BoundMicroseconds, prefixHeader: header, prefix: prefix).split(separator: "\n")
+                sweepCSV += (sweepCSV.isEmpty ? lines : Array(lines.dropFirst())).joined(separator: "\n") + "\n"
+                try sweepCSV.write(to: folder.appendingPathComponent("sweep.csv"), atomically: true, encoding: .utf8)
+                print("variant \(index + 1) \(variant.label): knee " + (outcome.knee.map { String(format: "%.0f ops/s", outcome.steps[$0].offeredOperationsPerSecond) } ?? "none"))
+                continue
             }
             let outcome = try WorkloadRunner.run(workload, folder: variantFolder.path, progress: progress)
             try outcome.summary.write(to: variantFolder)
@@ -49,6 +63,6 @@ struct Compare: ParsableCommand {
             let all = outcome.summary.rows.last!
             print("variant \(index + 1) \(variant.label): \(String(format: "%.0f", all.achievedOperationsPerSecond)) ops/s, p50 \(all.p50) µs, p99 \(all.p99) µs, errors \(all.errors)")
         }
-        print("results in \(folder.path)/compare.csv")
+        print("results in \(folder.path)/" + (rows.isEmpty ? "sweep.csv" : "compare.csv"))
     }
 }

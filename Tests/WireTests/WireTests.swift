@@ -27,6 +27,14 @@ let sampleMessages: [Message] = {
         .extensionStep(origin: 0, index: 1, entry: "g0#1 put k=v"), .extensionStep(origin: UInt32.max, index: UInt64.max, entry: ""),
         .extensionApplied(origin: 3, index: 9, applied: 8), .extensionApplied(origin: 0, index: UInt64.max, applied: UInt64.max),
     ]
+    // The latency breakdown's kinds: a sampled request, and replies carrying stage durations.
+    messages += [
+        .sampledRequest(Request(client: ClientID(5), sequence: 9, command: .kvPut(key: "k", value: "v"))),
+        .reply(ClientReply(client: ClientID(5), sequence: 9, reply: .stored,
+                           stages: ReplicaStages(queueNanoseconds: 1, orderingNanoseconds: 250_000, executionNanoseconds: 0, holdNanoseconds: UInt64.max))),
+        .reply(ClientReply(client: ClientID(6), sequence: 1, reply: .value(nil),
+                           stages: ReplicaStages(queueNanoseconds: 0, orderingNanoseconds: 0, executionNanoseconds: 0, holdNanoseconds: 0))),
+    ]
     messages += replies.enumerated().map { index, reply in
         Message.reply(ClientReply(client: ClientID(UInt64.max - UInt64(index)), sequence: UInt64(index), reply: reply))
     }
@@ -115,6 +123,29 @@ let sampleMessages: [Message] = {
         #expect(throws: WireError.malformed(kind: 1, .lengthTooLarge(offset: 17, length: 200, limit: 100))) {
             try WireFormat.decode(frame, limits: limits)
         }
+    }
+
+    @Test func aSampledRequestAndAStagedReplyTravelAsTheirOwnKinds() throws {
+        let request = Request(client: ClientID(3), sequence: 4, command: .kvGet(key: "k"))
+        #expect(WireFormat.encode(.sampledRequest(request))[5] == FrameKind.sampledRequest)
+        #expect(WireFormat.encode(.reply(ClientReply(client: ClientID(3), sequence: 4, reply: .stored)))[5] == FrameKind.reply)
+        let staged = ClientReply(client: ClientID(3), sequence: 4, reply: .stored,
+                                 stages: ReplicaStages(queueNanoseconds: 10, orderingNanoseconds: 20, executionNanoseconds: 30, holdNanoseconds: 40))
+        #expect(WireFormat.encode(.reply(staged))[5] == FrameKind.stagedReply)
+        // The payloads match kinds 1 and 2 (plus the durations): a kind 5 is a request, nothing more.
+        #expect(WireFormat.payload(of: .sampledRequest(request)) == WireFormat.payload(of: .request(request)))
+    }
+
+    @Test func aStagedReplyMissingDurationsIsMalformed() {
+        let staged = ClientReply(client: ClientID(3), sequence: 4, reply: .stored,
+                                 stages: ReplicaStages(queueNanoseconds: 10, orderingNanoseconds: 20, executionNanoseconds: 30, holdNanoseconds: 40))
+        let payload = WireFormat.payload(of: .reply(staged))
+        for cut in 1...8 {
+            #expect(throws: WireError.self) { try WireFormat.decode(kind: FrameKind.stagedReply, payload: Array(payload.dropLast(cut))) }
+        }
+        // A plain reply's payload sent as kind 6 lacks all four.
+        let plain = WireFormat.payload(of: .reply(ClientReply(client: ClientID(3), sequence: 4, reply: .stored)))
+        #expect(throws: WireError.self) { try WireFormat.decode(kind: FrameKind.stagedReply, payload: plain) }
     }
 
     @Test func sequenceZeroIsMalformed() {

@@ -66,7 +66,7 @@ func errors(_ text: String) -> [String] {
         ("duration_s: soon", "w.yaml:1:13: duration_s: expected a number (seconds) in 0.1...86400.0, got \"soon\""),
         ("seed: [1]", "w.yaml:1:7: seed: expected an integer in 0...9223372036854775807, got a list"),
         ("operations: 0", "w.yaml:1:13: operations: expected 1...1000000000, got 0"),
-        ("colour: red", "w.yaml:1:1: colour: unknown field (expected one of: name, seed, duration_s, warmup_s, drain_s, operations, target, cluster, proxy, composition, group, clients, keys, values, mix, lock, log, events)"),
+        ("colour: red", "w.yaml:1:1: colour: unknown field (expected one of: name, seed, duration_s, warmup_s, drain_s, operations, target, cluster, proxy, composition, group, clients, keys, values, mix, lock, log, events, sweep, breakdown)"),
         ("group: 3", "w.yaml:1:8: group: expected a mapping of fields, got \"3\""),
         ("group: {replicas: 4}", "w.yaml:1:19: group.replicas: expected an odd number (n = 2f + 1), got 4"),
         ("group: {replicas: 17}", "w.yaml:1:19: group.replicas: expected 1...15, got 17"),
