@@ -128,15 +128,21 @@ public struct CompareSpec: Sendable {
     /// `compare.csv`: a row per variant and operation, the varied fields as columns, then the
     /// summary columns.
     public static func csv(fields: [String], rows: [(variant: Variant, summary: RunSummary)]) -> String {
+        csv(fields: fields, results: rows.map { ($0.variant, $0.summary.rows, $0.summary.storage) })
+    }
+
+    /// The same from summary rows (a variant run by another process, such as csmr-etcd, hands
+    /// back its `summary.csv`).
+    public static func csv(fields: [String], results: [(variant: Variant, rows: [SummaryRow], storage: StorageSummary?)]) -> String {
         // Storage columns are per variant (group commit serves every operation), repeated on each
         // of its rows; empty where nothing was written to files.
         var lines = [(["variant"] + fields).joined(separator: ",") + "," + SummaryRow.header + "," + StorageSummary.header]
-        for (index, row) in rows.enumerated() {
-            let achieved = row.summary.rows.last?.achievedOperationsPerSecond ?? 0
-            let storage = row.summary.storage?.csv(completedPerSecond: achieved)
+        for (index, result) in results.enumerated() {
+            let achieved = result.rows.last?.achievedOperationsPerSecond ?? 0
+            let storage = result.storage?.csv(completedPerSecond: achieved)
                 ?? String(repeating: ",", count: StorageSummary.header.split(separator: ",").count - 1)
-            for summaryRow in row.summary.rows {
-                lines.append((["\(index + 1)"] + row.variant.values.map(Self.csvField)).joined(separator: ",") + "," + summaryRow.csv + "," + storage)
+            for summaryRow in result.rows {
+                lines.append((["\(index + 1)"] + result.variant.values.map(Self.csvField)).joined(separator: ",") + "," + summaryRow.csv + "," + storage)
             }
         }
         return lines.joined(separator: "\n") + "\n"
