@@ -51,7 +51,7 @@ sleep 5
 echo "fairness: etcd members ${pids[*]} on $endpoints; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 for round in $(seq 1 "$rounds"); do
   go_line=$("$go_bin" -endpoints "$endpoints" -clients "$clients" -clients-per-conn 16 -duration "${seconds}s" -warmup 2s -put 0.5 -keys 1000 -value-size 100 | tail -1)
-  echo "round $round go    (clients,conns,ops_s,errors,p50_us,p99_us): $go_line"
+  echo "round $round go    (clients,conns,ops_s,errors,p50_us,p99_us,p999_us,max_us): $go_line"
   "$swift_bin" run "$work/fair.yaml" --out "$work/swift-$round" --quiet >/dev/null
   swift_line=$(grep '^all,' "$work/swift-$round/summary.csv")
   echo "round $round swift (op,count,errors,unfinished,offered,achieved_ops_s,mean,p50,p90,p99,...): $swift_line"

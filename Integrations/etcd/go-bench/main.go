@@ -94,6 +94,6 @@ func main() {
 		}
 		return all[int(p*float64(len(all)-1))].Microseconds()
 	}
-	fmt.Printf("clients,conns,ops_s,errors,p50_us,p99_us\n%d,%d,%.1f,%d,%d,%d\n",
-		*clients, conns, float64(completed)/duration.Seconds(), failed, pct(0.50), pct(0.99))
+	fmt.Printf("clients,conns,ops_s,errors,p50_us,p99_us,p999_us,max_us\n%d,%d,%.1f,%d,%d,%d,%d,%d\n",
+		*clients, conns, float64(completed)/duration.Seconds(), failed, pct(0.50), pct(0.99), pct(0.999), pct(1))
 }

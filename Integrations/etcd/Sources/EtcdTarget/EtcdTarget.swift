@@ -132,7 +132,13 @@ public final class EtcdTarget: LoadTarget, @unchecked Sendable {
         }
     }
 
-    private func call(_ request: Request, on channel: Channel) async {
+    /// A failed call is tried again at once this many times before it is left to the driver's
+    /// retry timeout (a second by default): a stream the transport reports as closed
+    /// ("unavailable") would otherwise cost a whole timeout. A Put may then apply twice, as with
+    /// any etcd client that retries; the driver still counts one operation from its first send.
+    static let immediateAttemptsMax = 3
+
+    private func call(_ request: Request, on channel: Channel, attempt: Int = 1) async {
         let answer: Reply
         do {
             switch request.command {
@@ -152,14 +158,18 @@ public final class EtcdTarget: LoadTarget, @unchecked Sendable {
                 return
             }
         } catch {
-            // Unanswered: the driver sends it again after its retry timeout.
-            finished(request)
             let failures = state.withLockedValue { state in
                 state.failures += 1
                 return state.failures
             }
-            if failures == 1 || failures % 1_000 == 0 {
+            if failures & (failures - 1) == 0 {  // the 1st, 2nd, 4th, 8th…: visible, never a flood
                 onEvent("etcd \(channel.endpoint): \(request.command.operationName) failed (\(failures) so far): \(error)")
+            }
+            if attempt < Self.immediateAttemptsMax, !state.withLockedValue({ $0.stopped }) {
+                await call(request, on: channel, attempt: attempt + 1)
+            } else {
+                // Unanswered: the driver sends it again after its retry timeout.
+                finished(request)
             }
             return
         }
