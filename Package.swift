@@ -15,6 +15,9 @@ let package = Package(
         .library(name: "CSMRCore", targets: ["Primitives", "Services", "Wire"]),
         .library(name: "CSMRConsensus", targets: ["Primitives", "Services", "Paxos"]),
         .library(name: "CSMRClient", targets: ["CSMRClient"]),
+        // For out-of-tree targets (Integrations/etcd): the load generator, the workload files and
+        // the linearizability checker, driving a `LoadTarget` of their own.
+        .library(name: "CSMRHarness", targets: ["Harness", "Workload", "Linearizability", "Composition", "Services", "Primitives"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -4,6 +4,7 @@ import NIOPosix
 import Composition
 import Execution
 import Paxos
+import Services
 import Workload
 
 /// Runs a workload on an in-process cluster with the real clock.
@@ -113,6 +114,11 @@ public enum WorkloadRunner {
     ///     binary, when it is `csmr`).
     public static func run(_ spec: WorkloadSpec, recordHistory: Bool = false, dataDirectory: String? = nil, folder: String? = nil,
                            executable: String? = nil, progress: (@Sendable (String) -> Void)? = nil) throws -> RunOutcome {
+        if spec.target == .etcd {
+            // gRPC lives outside the core build; the CLI hands such a workload to csmr-etcd.
+            throw SpecErrors(errors: [SpecError(file: spec.file, line: 0, column: 0, field: "target",
+                                                problem: "target: etcd runs through csmr-etcd (Integrations/etcd), which csmr run and csmr compare build and start")])
+        }
         let topology = try topology(for: spec)
         let (durability, temporary) = try durability(for: spec, dataDirectory: dataDirectory)
         defer { if let temporary { try? FileManager.default.removeItem(atPath: temporary) } }
@@ -242,6 +248,20 @@ public enum WorkloadRunner {
                                      onReply: { group, reply in driverBox.driver?.deliver(reply, group: group) })
         return try drive(spec, target: target, loop: loops[1], driverBox: driverBox, events: spec.events.map { (0, $0) },
                          recordHistory: false, progress: progress)
+    }
+
+    /// Runs `spec` against a target made outside this package (Integrations/etcd's), with the
+    /// same load generator and results as every other target. `makeTarget` gets the callbacks a
+    /// target answers through: replies (from any thread) and events for the time series.
+    public static func runExternal(_ spec: WorkloadSpec, recordHistory: Bool = false, progress: (@Sendable (String) -> Void)? = nil,
+                                   makeTarget: (_ onReply: @escaping @Sendable (Int, ClientReply) -> Void,
+                                                _ onEvent: @escaping @Sendable (String) -> Void) throws -> any LoadTarget) throws -> RunOutcome {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let driverBox = DriverBox()
+        let target = try makeTarget({ group, reply in driverBox.driver?.deliver(reply, group: group) },
+                                    { text in driverBox.driver?.event(text) })
+        return try drive(spec, target: target, loop: group.next(), driverBox: driverBox, events: [], recordHistory: recordHistory, progress: progress)
     }
 
     private static func drive(_ spec: WorkloadSpec, target: any LoadTarget, loop: EventLoop, driverBox: DriverBox,

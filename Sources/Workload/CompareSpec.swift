@@ -129,15 +129,23 @@ public struct CompareSpec: Sendable {
     /// summary columns, then `client_location`: empty on the rows of all clients, followed (when
     /// clients have locations) by the same rows for the clients of each location.
     public static func csv(fields: [String], rows: [(variant: Variant, summary: RunSummary)]) -> String {
+        csv(fields: fields, results: rows.map { ($0.variant, $0.summary.rows, $0.summary.storage, $0.summary.locationRows) })
+    }
+
+    /// The same from summary rows (a variant run by another process, such as csmr-etcd, hands
+    /// back its `summary.csv`).
+    public static func csv(fields: [String],
+                           results: [(variant: Variant, rows: [SummaryRow], storage: StorageSummary?, locationRows: [(location: String, rows: [SummaryRow])])])
+        -> String {
         // Storage columns are per variant (group commit serves every operation), repeated on each
         // of its rows; empty where nothing was written to files.
         var lines = [(["variant"] + fields).joined(separator: ",") + "," + SummaryRow.header + "," + StorageSummary.header + ",client_location"]
-        for (index, row) in rows.enumerated() {
-            let achieved = row.summary.rows.last?.achievedOperationsPerSecond ?? 0
-            let storage = row.summary.storage?.csv(completedPerSecond: achieved)
+        for (index, result) in results.enumerated() {
+            let achieved = result.rows.last?.achievedOperationsPerSecond ?? 0
+            let storage = result.storage?.csv(completedPerSecond: achieved)
                 ?? String(repeating: ",", count: StorageSummary.header.split(separator: ",").count - 1)
-            let prefix = (["\(index + 1)"] + row.variant.values.map(Self.csvField)).joined(separator: ",")
-            let groups = [("", row.summary.rows)] + row.summary.locationRows.map { ($0.location, $0.rows) }
+            let prefix = (["\(index + 1)"] + result.variant.values.map(Self.csvField)).joined(separator: ",")
+            let groups = [("", result.rows)] + result.locationRows.map { ($0.location, $0.rows) }
             for (location, summaryRows) in groups {
                 for summaryRow in summaryRows {
                     lines.append(prefix + "," + summaryRow.csv + "," + storage + "," + Self.csvField(location))

@@ -16,6 +16,12 @@ extension WorkloadSpec {
         lines.append("target: \(target.rawValue)")
         if let cluster { lines.append("cluster: \(Self.quoted(cluster))") }
         if viaProxy { lines.append("proxy: true") }
+        if target == .etcd {
+            lines.append("etcd:")
+            if !etcd.endpoints.isEmpty { lines.append("  endpoints: [\(etcd.endpoints.map(Self.quoted).joined(separator: ", "))]") }
+            lines.append("  clients_per_connection: \(etcd.clientsPerConnection)")
+            lines.append("  binary: \(Self.quoted(etcd.binary))")
+        }
         if let composition { lines.append("composition: \(Self.quoted(composition))") }
         lines.append("group:")
         if composition == nil {

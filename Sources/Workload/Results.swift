@@ -43,6 +43,22 @@ public struct SummaryRow: Hashable, Sendable {
     }
 
     static func fixed(_ value: Double) -> String { String(format: "%.1f", value) }
+
+    /// A row of a `summary.csv` written by another process (csmr-etcd hands its results back so).
+    public init?(csv line: Substring) {
+        let fields = line.split(separator: ",", omittingEmptySubsequences: false)
+        guard fields.count == Self.header.split(separator: ",").count else { return nil }
+        let integers = fields[1...3].compactMap { Int($0) } + fields[7...].compactMap { Int($0) }
+        let decimals = fields[4...6].compactMap { Double($0) }
+        guard integers.count == 9, decimals.count == 3, integers.allSatisfy({ $0 >= 0 }) else { return nil }
+        operation = String(fields[0])
+        count = UInt64(integers[0])
+        errors = integers[1]
+        unfinished = integers[2]
+        (offeredOperationsPerSecond, achievedOperationsPerSecond, meanMicroseconds) = (decimals[0], decimals[1], decimals[2])
+        (p50, p90, p99, p999, p9999, max) = (UInt64(integers[3]), UInt64(integers[4]), UInt64(integers[5]), UInt64(integers[6]),
+                                             UInt64(integers[7]), UInt64(integers[8]))
+    }
 }
 
 /// The measured outcome of one run.
@@ -145,7 +161,10 @@ public struct RunSummary: Sendable {
     }
 
     /// A fixed-width table for the terminal.
-    public var table: String {
+    public var table: String { Self.table(rows) }
+
+    /// The table of rows read back from a `summary.csv`.
+    public static func table(_ rows: [SummaryRow]) -> String {
         let header = ["op", "count", "errors", "unfinished", "offered/s", "achieved/s", "mean µs", "p50 µs", "p99 µs", "p99.9 µs", "max µs"]
         // Per client location, each operation labelled with its clients' location.
         let labelled = rows.map { ($0.operation, $0) } + locationRows.flatMap { location in location.rows.map { ("\($0.operation) @\(location.location)", $0) } }

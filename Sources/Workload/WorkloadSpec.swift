@@ -100,6 +100,21 @@ public enum TargetKind: String, Hashable, Sendable, CaseIterable {
     case inProcess = "in-process"
     /// One `csmr replica` process per replica on this host, reached over TCP.
     case processes
+    /// An etcd v3 cluster over gRPC (Integrations/etcd, built on demand): started locally with
+    /// `group.replicas` members, or the endpoints `etcd.endpoints` names.
+    case etcd
+}
+
+/// With `target: etcd`: where the cluster is and how the clients reach it.
+public struct EtcdSpec: Hashable, Sendable {
+    /// `host:port` client URLs of a running cluster; empty: the run starts its own.
+    public var endpoints: [String] = []
+    /// Clients sharing one gRPC channel (one HTTP/2 connection): 64 clients at 16 make 4.
+    public var clientsPerConnection = 16
+    /// The etcd binary a local cluster is started with.
+    public var binary = "etcd"
+
+    public init() {}
 }
 
 public enum LoopKind: String, CaseIterable, Hashable, Sendable {
@@ -226,6 +241,8 @@ public struct WorkloadSpec: Hashable, Sendable {
     /// With `target: processes` and a composition: clients reach the groups through a
     /// `csmr proxy` process (one group to them) instead of routing themselves.
     public var viaProxy = false
+    /// With `target: etcd`.
+    public var etcd = EtcdSpec()
     /// The file this workload was read from, for errors found later.
     public var file = ""
     /// A saturation sweep (`sweep:`): `csmr sweep` and comparisons run its steps instead of one run.
@@ -241,7 +258,7 @@ public struct WorkloadSpec: Hashable, Sendable {
 }
 
 extension WorkloadSpec {
-    public static let topLevelFields = ["name", "seed", "duration_s", "warmup_s", "drain_s", "operations", "target", "cluster", "proxy", "composition", "group", "clients", "keys", "values", "mix", "lock", "log", "events", "sweep", "breakdown"]
+    public static let topLevelFields = ["name", "seed", "duration_s", "warmup_s", "drain_s", "operations", "target", "cluster", "proxy", "etcd", "composition", "group", "clients", "keys", "values", "mix", "lock", "log", "events", "sweep", "breakdown"]
 
     /// Reads a workload file, reporting every problem with its file, line, field and expectation.
     public static func load(path: String) throws(SpecErrors) -> WorkloadSpec {
@@ -292,6 +309,20 @@ extension WorkloadSpec {
         }
         viaProxy = root.bool("proxy", default: false)
         if viaProxy, target != .processes { root.fail(root.value("proxy"), field: "proxy", "only applies to target: processes") }
+        if let fields = root.mapping("etcd") {
+            if target != .etcd { root.fail(root.value("etcd"), field: "etcd", "only applies to target: etcd") }
+            for (path, node) in fields.sequence("endpoints") {
+                guard let text = node.string, let colon = text.lastIndex(of: ":"), !text[..<colon].isEmpty,
+                      let port = Int(text[text.index(after: colon)...]), (1...65_535).contains(port) else {
+                    fields.fail(node, field: path, "expected host:port, e.g. 127.0.0.1:2379")
+                    continue
+                }
+                etcd.endpoints.append(text)
+            }
+            etcd.clientsPerConnection = fields.int("clients_per_connection", default: etcd.clientsPerConnection, range: 1...10_000, unit: "clients")
+            etcd.binary = fields.string("binary", default: etcd.binary)
+            fields.rejectUnknown(expected: ["endpoints", "clients_per_connection", "binary"])
+        }
 
         var replicasGiven = false
         if root.has("composition") { composition = root.string("composition", default: "") }
@@ -454,6 +485,31 @@ extension WorkloadSpec {
         if !events.isEmpty, group.replication == .unreplicated {
             root.fail(root.value("events"), field: "events", "crash, restart, partition and pause need a replicated group")
         }
+        if target == .etcd { refuseWhatEtcdLacks(root) }
         root.rejectUnknown(expected: Self.topLevelFields)
+    }
+
+    /// What `target: etcd` cannot run, refused when the file is read rather than mid-run: etcd
+    /// has no log service (no equivalent of append, retrieve or truncate), its lock API blocks
+    /// where csmr's lock answers at once, and the run does not start or stop its members on cue.
+    private func refuseWhatEtcdLacks(_ root: YAMLFields) {
+        func node(_ path: String...) -> Node? {
+            path.dropFirst().reduce(root.value(path[0])) { node, key in node?.mapping?.first { $0.key.string == key }?.value }
+        }
+        for kind in mix.keys.sorted() where kind != .kvGet && kind != .kvPut {
+            let why = kind == .lockAcquire
+                ? "etcd's lock API waits for the lock where csmr's lock.acquire answers at once; target: etcd runs kv.get and kv.put only"
+                : "etcd has no log service; target: etcd runs kv.get and kv.put only"
+            root.fail(node("mix", kind.rawValue), field: "mix.\(kind.rawValue)", why)
+        }
+        if root.has("events") {
+            root.fail(root.value("events"), field: "events", "target: etcd does not crash, restart, partition or pause etcd members")
+        }
+        if root.has("composition") {
+            root.fail(root.value("composition"), field: "composition", "target: etcd is one etcd cluster; a composition's groups do not apply")
+        }
+        if group.replication == .unreplicated {
+            root.fail(node("group", "protocol"), field: "group.protocol", "target: etcd is replicated by etcd's Raft; unreplicated does not apply")
+        }
     }
 }

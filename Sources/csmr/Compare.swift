@@ -28,8 +28,10 @@ struct Compare: ParsableCommand {
         }
         let folder = URL(fileURLWithPath: out ?? "results/\(comparison.name)-\(RunMetadata.timestamp())")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        var rows: [(variant: CompareSpec.Variant, summary: RunSummary)] = []
+        var rows: [(variant: CompareSpec.Variant, rows: [SummaryRow], storage: StorageSummary?, locationRows: [(location: String, rows: [SummaryRow])])] = []
         var sweepCSV = ""
+        // Built before anything runs, so a failed build wastes no measurement.
+        let etcd = comparison.variants.contains { $0.workload.target == .etcd } ? try EtcdDelegate.binary() : nil
         for (index, variant) in comparison.variants.enumerated() {
             FileHandle.standardError.write(Data("csmr compare: variant \(index + 1)/\(comparison.variants.count): \(variant.label)\n".utf8))
             let progress: (@Sendable (String) -> Void)? = quiet ? nil : { @Sendable (line: String) in
@@ -53,14 +55,24 @@ struct Compare: ParsableCommand {
                 print("variant \(index + 1) \(variant.label): knee " + (outcome.knee.map { String(format: "%.0f ops/s", outcome.steps[$0].offeredOperationsPerSecond) } ?? "none"))
                 continue
             }
-            let outcome = try WorkloadRunner.run(workload, folder: variantFolder.path, progress: progress)
-            try outcome.summary.write(to: variantFolder)
+            let summaryRows: [SummaryRow]
+            var storage: StorageSummary?
+            var locationRows: [(location: String, rows: [SummaryRow])] = []
+            if workload.target == .etcd, let etcd {
+                summaryRows = try EtcdDelegate.run(workload, binary: etcd, folder: variantFolder, history: false, quiet: quiet)
+            } else {
+                let outcome = try WorkloadRunner.run(workload, folder: variantFolder.path, progress: progress)
+                try outcome.summary.write(to: variantFolder)
+                summaryRows = outcome.summary.rows
+                storage = outcome.summary.storage
+                locationRows = outcome.summary.locationRows
+            }
             try RunMetadata.yaml(for: workload, command: CommandLine.arguments.joined(separator: " ") + "  # variant \(index + 1): \(variant.label)")
                 .write(to: variantFolder.appendingPathComponent("run.yaml"), atomically: true, encoding: .utf8)
-            rows.append((variant, outcome.summary))
+            rows.append((variant, summaryRows, storage, locationRows))
             // Written after every variant, so an interrupted comparison keeps what it measured.
-            try CompareSpec.csv(fields: comparison.fields, rows: rows).write(to: folder.appendingPathComponent("compare.csv"), atomically: true, encoding: .utf8)
-            let all = outcome.summary.rows.last!
+            try CompareSpec.csv(fields: comparison.fields, results: rows).write(to: folder.appendingPathComponent("compare.csv"), atomically: true, encoding: .utf8)
+            let all = summaryRows.last!
             print("variant \(index + 1) \(variant.label): \(String(format: "%.0f", all.achievedOperationsPerSecond)) ops/s, p50 \(all.p50) µs, p99 \(all.p99) µs, errors \(all.errors)")
         }
         print("results in \(folder.path)/" + (rows.isEmpty ? "sweep.csv" : "compare.csv"))

@@ -41,6 +41,14 @@ struct Run: ParsableCommand {
         let progress: (@Sendable (String) -> Void)? = quiet ? nil : { @Sendable (line: String) in
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }
+        if spec.target == .etcd {
+            let rows = try EtcdDelegate.run(spec, binary: try EtcdDelegate.binary(), folder: folder, history: history, quiet: quiet)
+            try RunMetadata.yaml(for: spec, command: CommandLine.arguments.joined(separator: " "))
+                .write(to: folder.appendingPathComponent("run.yaml"), atomically: true, encoding: .utf8)
+            print(RunSummary.table(rows))
+            print("results in \(folder.path)")
+            return
+        }
         if spec.group.durability != .none, spec.group.dataDirectory == nil {
             // Recorded in run.yaml as resolved, so the run names where its files are.
             spec.group.dataDirectory = folder.appendingPathComponent("data").path

@@ -66,7 +66,7 @@ func errors(_ text: String) -> [String] {
         ("duration_s: soon", "w.yaml:1:13: duration_s: expected a number (seconds) in 0.1...86400.0, got \"soon\""),
         ("seed: [1]", "w.yaml:1:7: seed: expected an integer in 0...9223372036854775807, got a list"),
         ("operations: 0", "w.yaml:1:13: operations: expected 1...1000000000, got 0"),
-        ("colour: red", "w.yaml:1:1: colour: unknown field (expected one of: name, seed, duration_s, warmup_s, drain_s, operations, target, cluster, proxy, composition, group, clients, keys, values, mix, lock, log, events, sweep, breakdown)"),
+        ("colour: red", "w.yaml:1:1: colour: unknown field (expected one of: name, seed, duration_s, warmup_s, drain_s, operations, target, cluster, proxy, etcd, composition, group, clients, keys, values, mix, lock, log, events, sweep, breakdown)"),
         ("group: 3", "w.yaml:1:8: group: expected a mapping of fields, got \"3\""),
         ("group: {replicas: 4}", "w.yaml:1:19: group.replicas: expected an odd number (n = 2f + 1), got 4"),
         ("group: {replicas: 17}", "w.yaml:1:19: group.replicas: expected 1...15, got 17"),
@@ -173,5 +173,40 @@ func errors(_ text: String) -> [String] {
         #expect { try WorkloadSpec.load(path: path) } throws: { error in
             "\(error)".hasPrefix("\(path):2:") && "\(error)".contains("composition: cannot read") && "\(error)".contains("nowhere.yaml")
         }
+    }
+
+    @Test func anEtcdWorkloadReadsBackWithItsEndpoints() throws {
+        let spec = try WorkloadSpec.parse("""
+            target: etcd
+            etcd: {endpoints: ["127.0.0.1:2379", "localhost:2380"], clients_per_connection: 8}
+            """, file: "w.yaml")
+        #expect(spec.target == .etcd && spec.etcd.endpoints == ["127.0.0.1:2379", "localhost:2380"] && spec.etcd.clientsPerConnection == 8)
+        #expect(try WorkloadSpec.parse(spec.yaml, file: "resolved.yaml") == { var again = spec; again.file = "resolved.yaml"; return again }())
+    }
+
+    @Test func whatEtcdLacksIsRefusedWhenTheFileIsRead() {
+        let found = errors("""
+            name: x
+            target: etcd
+            mix:
+              kv.put: 0.5
+              log.append: 0.25
+              lock.acquire: 0.25
+            events:
+              - {at_s: 1, crash: 0}
+            """)
+        #expect(found.contains { $0.hasPrefix("w.yaml:5:") && $0.contains("mix.log.append") && $0.contains("no log service") }, "\(found)")
+        #expect(found.contains { $0.hasPrefix("w.yaml:6:") && $0.contains("mix.lock.acquire") }, "\(found)")
+        #expect(found.contains { $0.contains("events") && $0.contains("etcd") }, "\(found)")
+        #expect(errors("etcd: {endpoints: [\"127.0.0.1:2379\"]}\n").contains { $0.contains("only applies to target: etcd") })
+        #expect(errors("target: etcd\netcd: {endpoints: [\"nowhere\"]}\n").contains { $0.contains("etcd.endpoints[0]") && $0.contains("host:port") })
+    }
+
+    @Test func aSummaryRowReadsBackFromItsCSV() throws {
+        let line = "kv.put,120,1,2,60.0,59.5,812.3,700,900,1500,2000,2100,2200"
+        let row = try #require(SummaryRow(csv: Substring(line)))
+        #expect(row.csv == line)
+        #expect(SummaryRow(csv: "kv.put,1,2") == nil)
+        #expect(SummaryRow(csv: "kv.put,x,1,2,60.0,59.5,812.3,700,900,1500,2000,2100,2200") == nil)
     }
 }

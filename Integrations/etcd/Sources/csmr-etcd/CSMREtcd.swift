@@ -1,0 +1,72 @@
+import ArgumentParser
+import EtcdTarget
+import Foundation
+import Harness
+import Workload
+
+/// The etcd target's runner. `csmr run` and `csmr compare` build it and hand it `target: etcd`
+/// workloads (docs/architecture.md, "The etcd target"); it can also be run by hand.
+@main
+struct CSMREtcd: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "csmr-etcd",
+        abstract: "Run a target: etcd workload against etcd v3 over gRPC, with csmr's load generator.",
+        subcommands: [RunEtcd.self]
+    )
+}
+
+struct RunEtcd: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a target: etcd workload file; writes the same result files as csmr run.",
+        discussion: "A local cluster's data directories (etcd-data/) and member logs (etcd-mN.log) go to the output folder."
+    )
+
+    @Argument(help: "The workload file (YAML), with target: etcd.")
+    var workload: String
+
+    @Option(help: "Output folder.")
+    var out: String
+
+    @Flag(help: "Also record every operation in history.jsonl (for csmr check).")
+    var history = false
+
+    @Flag(help: "No progress lines on stderr.")
+    var quiet = false
+
+    func run() throws {
+        let spec: WorkloadSpec
+        do {
+            spec = try WorkloadSpec.load(path: workload)
+        } catch {
+            FileHandle.standardError.write(Data("csmr-etcd: the workload file has errors; nothing ran.\n\(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        let folder = URL(fileURLWithPath: out)
+        let progress: (@Sendable (String) -> Void)? = quiet ? nil : { @Sendable (line: String) in
+            FileHandle.standardError.write(Data((line + "\n").utf8))
+        }
+        let outcome: RunOutcome
+        do {
+            outcome = try EtcdRunner.run(spec, folder: folder, recordHistory: history, progress: progress)
+        } catch let error as SpecErrors {
+            FileHandle.standardError.write(Data("csmr-etcd: the workload cannot run as written; nothing ran.\n\(error)\n".utf8))
+            throw ExitCode(2)
+        } catch {
+            FileHandle.standardError.write(Data("csmr-etcd: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+        try outcome.summary.write(to: folder)
+        // csmr run / compare replace this with their full run.yaml (commit, machine).
+        try ("# Written by csmr-etcd. `workload:` is the resolved workload file.\nworkload:\n"
+            + spec.yaml.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n") + "\n")
+            .write(to: folder.appendingPathComponent("run.yaml"), atomically: true, encoding: .utf8)
+        if history {
+            try HistoryFile.encode(outcome.history).write(to: folder.appendingPathComponent("history.jsonl"), atomically: true, encoding: .utf8)
+        }
+        print(outcome.summary.table)
+        if outcome.summary.unfinished > 0 {
+            print("\(outcome.summary.unfinished) request(s) meant for the window had no reply after the \(spec.drainSeconds) s drain (column unfinished).")
+        }
+    }
+}

@@ -1,0 +1,88 @@
+import ArgumentParser
+import Foundation
+import Workload
+
+/// `target: etcd` workloads run in `csmr-etcd` (Integrations/etcd), a package of its own so gRPC
+/// stays out of csmr's build. This finds or builds that binary and hands it one workload; its
+/// results come back as files in the run's folder, like every other run's.
+enum EtcdDelegate {
+    /// The csmr-etcd binary: `$CSMR_ETCD` if set, else built (release) from Integrations/etcd,
+    /// which `swift build` leaves as is when nothing changed.
+    static func binary() throws -> String {
+        if let given = ProcessInfo.processInfo.environment["CSMR_ETCD"], !given.isEmpty {
+            guard FileManager.default.isExecutableFile(atPath: given) else {
+                FileHandle.standardError.write(Data("csmr: CSMR_ETCD=\(given) is not an executable\n".utf8))
+                throw ExitCode(2)
+            }
+            return given
+        }
+        guard let package = packageFolder() else {
+            FileHandle.standardError.write(Data("""
+                csmr: target: etcd needs the csmr-etcd package (Integrations/etcd in csmr's source tree), and it was not found \
+                above this binary or the current folder; run from the source tree, or set CSMR_ETCD to a built csmr-etcd.\n
+                """.utf8))
+            throw ExitCode(2)
+        }
+        let configuration = ProcessInfo.processInfo.environment["CSMR_ETCD_CONFIGURATION"] ?? "release"
+        FileHandle.standardError.write(Data("""
+            csmr: building csmr-etcd (\(package), \(configuration)); gRPC makes the first build long \
+            (15-30 minutes on 2 cores), later ones take seconds. Its output follows.\n
+            """.utf8))
+        let build = Process()
+        build.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        build.arguments = ["swift", "build", "-c", configuration, "--package-path", package, "--product", "csmr-etcd"]
+        build.standardOutput = FileHandle.standardError
+        try build.run()
+        build.waitUntilExit()
+        guard build.terminationStatus == 0 else {
+            FileHandle.standardError.write(Data("csmr: building csmr-etcd failed (status \(build.terminationStatus)); nothing ran.\n".utf8))
+            throw ExitCode.failure
+        }
+        return "\(package)/.build/\(configuration)/csmr-etcd"
+    }
+
+    /// Integrations/etcd above this binary (`.build/<config>/csmr` in the source tree) or the
+    /// current folder.
+    static func packageFolder() -> String? {
+        var starts = [FileManager.default.currentDirectoryPath]
+        if let binary = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            starts.insert(URL(fileURLWithPath: binary).deletingLastPathComponent().path, at: 0)
+        }
+        for start in starts {
+            var folder = URL(fileURLWithPath: start).standardizedFileURL
+            while folder.path != "/" {
+                let candidate = folder.appendingPathComponent("Integrations/etcd")
+                if FileManager.default.fileExists(atPath: candidate.appendingPathComponent("Package.swift").path) { return candidate.path }
+                folder.deleteLastPathComponent()
+            }
+        }
+        return nil
+    }
+
+    /// Runs `spec` in `binary`, writing its results to `folder`; returns the rows of the
+    /// summary it wrote. The resolved workload goes to `folder/workload.yaml` first, so a
+    /// comparison's variant runs exactly as resolved here.
+    static func run(_ spec: WorkloadSpec, binary: String, folder: URL, history: Bool, quiet: Bool) throws -> [SummaryRow] {
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let workload = folder.appendingPathComponent("workload.yaml")
+        try spec.yaml.write(to: workload, atomically: true, encoding: .utf8)
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: binary)
+        child.arguments = ["run", workload.path, "--out", folder.path] + (history ? ["--history"] : []) + (quiet ? ["--quiet"] : [])
+        // Its table goes to stderr: csmr prints its own from the rows it hands back.
+        child.standardOutput = FileHandle.standardError
+        try child.run()
+        child.waitUntilExit()
+        guard child.terminationStatus == 0 else {
+            FileHandle.standardError.write(Data("csmr: csmr-etcd failed (status \(child.terminationStatus)); see above.\n".utf8))
+            throw ExitCode(child.terminationStatus == 2 ? 2 : 1)
+        }
+        let summary = try String(contentsOf: folder.appendingPathComponent("summary.csv"), encoding: .utf8)
+        let rows = summary.split(separator: "\n").dropFirst().compactMap(SummaryRow.init(csv:))
+        guard !rows.isEmpty else {
+            FileHandle.standardError.write(Data("csmr: csmr-etcd wrote no summary rows to \(folder.path)/summary.csv\n".utf8))
+            throw ExitCode.failure
+        }
+        return rows
+    }
+}
