@@ -13,7 +13,8 @@ import Workload
 /// protocol: the harness writes a cluster file, starts one process per replica, waits for each to
 /// print its ready line, and connects to every replica's client port. Faults are real: `crash`
 /// is SIGKILL, `restart` starts the process again on the same files, `pause` is SIGSTOP then
-/// SIGCONT. Every process it starts, it stops by its PID (SIGTERM, then SIGKILL after a grace).
+/// SIGCONT, and `partition`/`heal` rewrite each replica's control file (`ReplicaControl`) and
+/// send it SIGUSR2, so its peer transport drops the frames across the cut. Every process it starts, it stops by its PID (SIGTERM, then SIGKILL after a grace).
 public final class ProcessCluster: LoadTarget, @unchecked Sendable {
     // `processes` and `connections` are guarded by `lock`; the rest is written once in `init`.
     public let router: Router
@@ -126,7 +127,11 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
     /// Starts every replica and waits until each is ready and connected.
     public func launch() throws {
         for group in cluster.groups.indices where !attached {
-            for replica in cluster.groups[group].replicas.indices { try spawn(group: group, replica: replica) }
+            for replica in cluster.groups[group].replicas.indices {
+                // A folder used before may hold an old partition.
+                try ReplicaControl().write(path: controlPath(group: group, replica: replica))
+                try spawn(group: group, replica: replica)
+            }
         }
         if viaProxy {
             try spawnProxy()
@@ -247,10 +252,52 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
             let pid = process.processIdentifier
             kill(pid, SIGSTOP)
             loop.scheduleTask(in: .milliseconds(Int64(milliseconds))) { kill(pid, SIGCONT) }
-        case .partition, .heal:
-            // Refused when the workload is loaded (WorkloadRunner); nothing to do here.
-            break
+        case let .partition(sides):
+            block(Self.blockedPeers(sides: sides, replicas: cluster.groups[group].replicas.count), group: group)
+        case .heal:
+            block(Array(repeating: [], count: cluster.groups[group].replicas.count), group: group)
         }
+    }
+
+    /// For each replica of a group of `replicas`, the peers on another side: a pair is cut when
+    /// its replicas are on different sides, as `InProcessCluster.partition` cuts it, so a replica
+    /// named on no side still reaches everyone.
+    public static func blockedPeers(sides: [[Int]], replicas: Int) -> [Set<Int>] {
+        var blocked = Array(repeating: Set<Int>(), count: replicas)
+        for (index, side) in sides.enumerated() {
+            for other in sides[(index + 1)...] {
+                for a in side {
+                    for b in other where a != b && blocked.indices.contains(a) && blocked.indices.contains(b) {
+                        blocked[a].insert(b)
+                        blocked[b].insert(a)
+                    }
+                }
+            }
+        }
+        return blocked
+    }
+
+    /// Writes every replica's control file, then signals the running ones to read it. A replica
+    /// that is down reads it when it restarts.
+    private func block(_ blocked: [Set<Int>], group: Int) {
+        guard !attached else {
+            onEvent("cannot partition replicas this run did not start")
+            return
+        }
+        for (replica, peers) in blocked.enumerated() {
+            do {
+                try ReplicaControl(blockedPeers: peers).write(path: controlPath(group: group, replica: replica))
+            } catch {
+                onEvent("\(name(group, replica)): cannot write its control file: \(error)")
+                continue
+            }
+            guard let process = lock.withLock({ processes[group][replica] }), process.isRunning else { continue }
+            kill(process.processIdentifier, SIGUSR2)
+        }
+    }
+
+    private func controlPath(group: Int, replica: Int) -> String {
+        URL(fileURLWithPath: logFolder).appendingPathComponent("replica-\(cluster.groups[group].name)-r\(replica).control").path
     }
 
     private func name(_ group: Int, _ replica: Int) -> String {
@@ -261,7 +308,8 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
         guard !attached, let executable else { throw ServerError.unsupported("this run did not start \(name(group, replica)); it cannot restart it") }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["replica", "--cluster", clusterFile, "--id", "\(replica)", "--group", cluster.groups[group].name, "--exit-with-parent"]
+        process.arguments = ["replica", "--cluster", clusterFile, "--id", "\(replica)", "--group", cluster.groups[group].name,
+                             "--control", controlPath(group: group, replica: replica), "--exit-with-parent"]
         let output = Pipe()
         process.standardOutput = output
         let logPath = URL(fileURLWithPath: logFolder).appendingPathComponent("replica-\(cluster.groups[group].name)-r\(replica).log").path

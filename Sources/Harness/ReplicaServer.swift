@@ -25,6 +25,10 @@ import Workload
 /// names a replica of the origin group of this cluster, and proposes each as
 /// `Command.logAppendFrom`; the log applies step k once, after k − 1.
 ///
+/// Partitions: with a control file (`ReplicaControl`), the replica cuts off the peers it names,
+/// read at start and again on `reloadControl()` (SIGUSR2 in `csmr replica`); a malformed file is
+/// logged and ignored, and the previous blocking stays.
+///
 /// Everything runs on one event loop: inputs from peers, clients, extension links, the tick timer
 /// and the sync thread's durability reports (hopped onto it). That confinement is what makes the unchecked
 /// `Sendable` sound.
@@ -57,6 +61,11 @@ public final class ReplicaServer: @unchecked Sendable {
     private var extensionResendsAtMove = 0
     /// Origin groups (and their replica counts) whose steps this replica's group takes.
     private let extensionOrigins: [UInt32: Int]
+    /// The control file naming the peers to cut off (a partition), if the harness gave one.
+    public let controlFile: String?
+    /// What the control file last said (nil before it was read): a file read again unchanged is
+    /// not logged again.
+    private var blockedPeers: Set<Int>?
     /// Steps sent per round, and how long an unanswered one waits before it is sent again.
     public static let extensionWindowSteps = 256
     public static let extensionResendNanoseconds: UInt64 = 500_000_000
@@ -64,9 +73,10 @@ public final class ReplicaServer: @unchecked Sendable {
     /// - Parameters:
     ///   - composition: the cluster's composition, if any (its groups are the cluster file's, in
     ///     order): it says whether this group's puts are extended, or this group takes steps.
+    ///   - controlFile: the `ReplicaControl` file to read at start and on `reloadControl()`.
     ///   - log: one line per notable event (refusals, state transfers, failures).
-    public init(cluster: ClusterSpec, group: Int, replica: Int, composition: CompositionSpec? = nil, loop: EventLoop,
-                log: @escaping @Sendable (String) -> Void) throws {
+    public init(cluster: ClusterSpec, group: Int, replica: Int, composition: CompositionSpec? = nil, controlFile: String? = nil,
+                loop: EventLoop, log: @escaping @Sendable (String) -> Void) throws {
         precondition(cluster.groups.indices.contains(group) && cluster.groups[group].replicas.indices.contains(replica),
                      "replica \(replica) of group \(group) is not in the cluster file")
         self.cluster = cluster
@@ -74,6 +84,7 @@ public final class ReplicaServer: @unchecked Sendable {
         self.replica = replica
         self.loop = loop
         self.log = log
+        self.controlFile = controlFile
         let settings = cluster.groups[group].settings
         guard let config = try WorkloadRunner.paxosConfig(group: settings) else {
             throw ServerError.unsupported("protocol unreplicated has no replicas to run as processes")
@@ -155,7 +166,30 @@ public final class ReplicaServer: @unchecked Sendable {
                 carryOut(node!.tick(now: Self.now()))
                 forwardExtensionSteps()
             }
+            // Before the first frame: a replica restarted during a partition stays cut off.
+            reloadControl()
             return peers!.start().and(clients!.start()).map { (peer: $0, client: $1) }
+        }
+    }
+
+    /// Reads the control file (on the calling thread) and applies its blocked peers to the peer
+    /// transport (on the loop). A malformed file is logged and ignored: the previous blocking
+    /// stays. Without a control file, nothing happens.
+    public func reloadControl() {
+        guard let controlFile else { return }
+        let control: ReplicaControl
+        do {
+            control = try ReplicaControl.read(path: controlFile, replica: replica, replicas: cluster.groups[group].replicas.count)
+        } catch {
+            log("ignored the control file: \(error)")
+            return
+        }
+        loop.execute { [self] in
+            guard let peers, control.blockedPeers != blockedPeers else { return }
+            blockedPeers = control.blockedPeers
+            peers.block(control.blockedPeers)
+            log(control.blockedPeers.isEmpty ? "control: no peer blocked"
+                : "control: blocked peers " + control.blockedPeers.sorted().map { "r\($0)" }.joined(separator: " "))
         }
     }
 
@@ -454,7 +488,10 @@ public final class ReplicaServer: @unchecked Sendable {
             return linkCounters.map { [self] links in
                 let sent = links.values.reduce(into: (frames: UInt64(0), bytes: UInt64(0))) { $0.frames += UInt64($1.framesSent); $0.bytes += UInt64($1.bytesSent) }
                 let received = links.values.reduce(into: (frames: UInt64(0), bytes: UInt64(0))) { $0.frames += UInt64($1.framesReceived); $0.bytes += UInt64($1.bytesReceived) }
+                let blockedSent = links.values.reduce(0) { $0 + $1.framesBlockedSent }
+                let blockedReceived = links.values.reduce(0) { $0 + $1.framesBlockedReceived }
                 return "counters: peer messages sent \(sent.frames) (\(sent.bytes) bytes), received \(received.frames) (\(received.bytes) bytes); "
+                    + "peer frames blocked sent \(blockedSent), received \(blockedReceived); "
                     + "client requests \(counters.clientRequests), replies \(counters.clientReplies), refused frames \(counters.clientFramesRefused + counters.peerFramesRefused); "
                     + "batches \(counters.batchesDelivered), commands executed \(counters.commandsExecuted); checkpoints \(counters.checkpoints), state transfers \(counters.stateTransfers); "
                     + "extension steps sent \(counters.extensionStepsSent), received \(counters.extensionStepsReceived); "

@@ -13,6 +13,11 @@ public struct LinkCounters: Hashable, Sendable {
     public var framesDropped = 0
     /// Connections established after the first one.
     public var reconnects = 0
+    /// Frames to a blocked peer (a partition), dropped where they leave: sent while blocked, or
+    /// still queued when the block began.
+    public var framesBlockedSent = 0
+    /// Frames from a blocked peer, dropped on arrival.
+    public var framesBlockedReceived = 0
 
     public init() {}
 }
@@ -85,6 +90,17 @@ final class OutboundQueue {
         detach()
         pending.removeAll()
         pendingBytes = 0
+    }
+
+    /// Drops the queued frames but keeps the connection (a partition began); returns how many.
+    func discardPending() -> Int {
+        loop.preconditionInEventLoop()
+        let count = pending.count
+        delayTimer?.cancel()
+        delayTimer = nil
+        pending.removeAll()
+        pendingBytes = 0
+        return count
     }
 
     /// Writes every frame that may leave now, in order.

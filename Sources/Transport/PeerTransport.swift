@@ -72,6 +72,11 @@ public struct PeerTransportConfig: Sendable {
 /// flush per loop turn, emulated delay), which survives reconnects: frames queued while a peer is
 /// away leave when it is back.
 ///
+/// Partitions (`block`): frames to a blocked peer are dropped where they leave and frames from
+/// it are dropped on arrival, both counted. The connection stays up: healing is then instant (no
+/// redial, no backoff, no handshake), and a cut made on one side only still cuts both directions
+/// because this end drops what arrives as well. Extension links (other groups) are not blocked.
+///
 /// Sendable: every mutable field is touched only on `loop` (public methods hop onto it; channel
 /// callbacks run on it because every channel of this transport, accepted or dialed, is created on
 /// this one loop). That confinement is what makes the unchecked `Sendable` sound.
@@ -116,6 +121,8 @@ public final class PeerTransport: @unchecked Sendable {
     /// The peer behind each established connection.
     private var owners: [ObjectIdentifier: Int] = [:]
     private var random: SplitMix64
+    /// Peers cut off by a partition (`block`).
+    private var blocked: Set<Int> = []
     /// Accepted extension links, by connection.
     private var extensionLinks: [ObjectIdentifier: (id: ExtensionLinkID, channel: Channel)] = [:]
     private var extensionLinkCount: UInt64 = 0
@@ -177,6 +184,10 @@ public final class PeerTransport: @unchecked Sendable {
         }
         guard let link = links[replica] else { preconditionFailure("replica \(config.replica) has no peer \(replica)") }
         guard state != .stopped else { return }
+        guard !blocked.contains(replica) else {
+            link.queue.counters.framesBlockedSent += 1
+            return
+        }
         link.queue.enqueue(frame)
     }
 
@@ -198,6 +209,24 @@ public final class PeerTransport: @unchecked Sendable {
             guard let link = self.links[replica] else { preconditionFailure("replica \(self.config.replica) has no peer \(replica)") }
             link.queue.delayMicroseconds = microseconds
         }
+    }
+
+    /// Cuts this replica off from `peers` (replacing the previous set; empty heals): from now on
+    /// frames to them are dropped where they leave, frames still queued for them are dropped,
+    /// and frames from them are dropped on arrival. Ids that are not peers are ignored.
+    public func block(_ peers: Set<Int>) {
+        loop.execute {
+            self.blocked = peers.filter { self.links[$0] != nil }
+            for peer in self.blocked {
+                guard let link = self.links[peer] else { continue }
+                link.queue.counters.framesBlockedSent += link.queue.discardPending()
+            }
+        }
+    }
+
+    /// The peers `block` cut off now.
+    public func blockedPeers() -> EventLoopFuture<Set<Int>> {
+        loop.submit { self.blocked }
     }
 
     /// The counters of every peer link.
@@ -355,6 +384,10 @@ public final class PeerTransport: @unchecked Sendable {
             return
         }
         guard let replica = owners[ObjectIdentifier(channel)], let link = links[replica] else { return }
+        guard !blocked.contains(replica) else {
+            link.queue.counters.framesBlockedReceived += 1
+            return
+        }
         link.queue.counters.framesReceived += 1
         link.queue.counters.bytesReceived += FrameEncoding.headerBytes + frame.payload.count
         if !link.heardOnConnection {

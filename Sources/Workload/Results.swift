@@ -161,10 +161,10 @@ public struct RunSummary: Sendable {
     }
 
     /// A fixed-width table for the terminal.
-    public var table: String { Self.table(rows) }
+    public var table: String { Self.table(rows, locationRows: locationRows) }
 
-    /// The table of rows read back from a `summary.csv`.
-    public static func table(_ rows: [SummaryRow]) -> String {
+    /// The table of rows read back from a `summary.csv` (and the rows per client location).
+    public static func table(_ rows: [SummaryRow], locationRows: [(location: String, rows: [SummaryRow])] = []) -> String {
         let header = ["op", "count", "errors", "unfinished", "offered/s", "achieved/s", "mean µs", "p50 µs", "p99 µs", "p99.9 µs", "max µs"]
         // Per client location, each operation labelled with its clients' location.
         let labelled = rows.map { ($0.operation, $0) } + locationRows.flatMap { location in location.rows.map { ("\($0.operation) @\(location.location)", $0) } }

@@ -13,7 +13,8 @@ struct Replica: ParsableCommand {
             Prints one line starting with "ready" once it listens for peers and clients. SIGTERM or SIGINT \
             stops it cleanly (buffered records are written and synced); SIGUSR1 prints its counters, which it \
             also prints at exit. Files go to the group's data_dir/r<id>; a restart on the same folder recovers \
-            from them.
+            from them. With --control, SIGUSR2 makes it read that file again and cut off the peers it names \
+            (a partition made by the harness; see docs/cluster.md).
             """
     )
 
@@ -26,10 +27,14 @@ struct Replica: ParsableCommand {
     @Option(help: "The group's name (default: the first group).")
     var group: String?
 
+    @Option(help: "A control file naming the peers to cut off (\"blocked: 0 2\"), read at start and on SIGUSR2; the harness writes it. A malformed file is logged and ignored.")
+    var control: String?
+
     @Flag(help: "Exit when the thread that started this process exits (Linux's parent-death signal is per thread): for a harness whose starting thread lives as long as the run.")
     var exitWithParent = false
 
     func run() throws {
+        ProcessLifecycle.holdReportSignals()
         try ProcessLifecycle.bindToParent(exitWithParent)
         let spec: ClusterSpec
         do {
@@ -67,7 +72,19 @@ struct Replica: ParsableCommand {
         let loops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let server: ReplicaServer
         do {
-            server = try ReplicaServer(cluster: spec, group: groupIndex, replica: id, composition: composition, loop: loops.next(), log: log)
+            server = try ReplicaServer(cluster: spec, group: groupIndex, replica: id, composition: composition, controlFile: control, loop: loops.next(), log: log)
+        } catch {
+            log("cannot start: \(error)")
+            try? loops.syncShutdownGracefully()
+            throw ExitCode(1)
+        }
+        var onControl: (@Sendable () -> Void)?
+        if control != nil { onControl = { server.reloadControl() } }
+        // Before the ready line: from then on, the harness's SIGUSR1 and SIGUSR2 are handled.
+        let signals = ProcessLifecycle.watchSignals(label: "csmr.replica.signals", onReport: {
+            if let line = try? server.report().wait() { log(line) }
+        }, onControl: onControl)
+        do {
             let addresses = try server.start().wait()
             // Written unbuffered: whoever started this process waits for the line.
             FileHandle.standardOutput.write(Data("ready: replica \(id) of group \(spec.groups[groupIndex].name) in cluster \(spec.name), pid \(getpid()), peers at \(spec.groups[groupIndex].replicas[id].peer.host):\(addresses.peer.port ?? 0), clients at \(spec.groups[groupIndex].replicas[id].client.host):\(addresses.client.port ?? 0)\n".utf8))
@@ -76,9 +93,7 @@ struct Replica: ParsableCommand {
             try? loops.syncShutdownGracefully()
             throw ExitCode(1)
         }
-        ProcessLifecycle.waitForTermination(label: "csmr.replica.signals") {
-            if let line = try? server.report().wait() { log(line) }
-        }
+        signals.waitForTermination()
         log("stopping")
         if let line = try? server.report().wait() { log(line) }
         try? server.stop().wait()

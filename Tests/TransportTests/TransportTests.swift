@@ -92,17 +92,23 @@ func makePeers(_ addresses: [SocketAddress], group: EventLoopGroup, log: @escapi
     return transports
 }
 
+/// `count` started peer transports, each on its own loop, each recording what it receives.
+func startedPeers(_ count: Int) async throws -> (MultiThreadedEventLoopGroup, LogCapture, [Receiver], [Int: PeerTransport]) {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: count)
+    let logs = LogCapture()
+    let addresses = try await freeAddresses(count, group: group)
+    let receivers = (0..<count).map { _ in Receiver() }
+    let transports = makePeers(addresses, group: group, log: logs.log) { me, from, _, payload in
+        receivers[me].record(from: from, payload: payload)
+    }
+    for transport in transports.values { _ = try await transport.start().get() }
+    return (group, logs, receivers, transports)
+}
+
 @Suite(.serialized) struct PeerTransportTests {
     @Test(.timeLimit(.minutes(2)))
     func threePeersExchangeTenThousandFramesEachWayInOrder() async throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 3)
-        let logs = LogCapture()
-        let addresses = try await freeAddresses(3, group: group)
-        let receivers = (0..<3).map { _ in Receiver() }
-        let transports = makePeers(addresses, group: group, log: logs.log) { me, from, _, payload in
-            receivers[me].record(from: from, payload: payload)
-        }
-        for transport in transports.values { _ = try await transport.start().get() }
+        let (group, logs, receivers, transports) = try await startedPeers(3)
 
         let framesPerLink = 10_000
         for (replica, transport) in transports {
@@ -248,6 +254,46 @@ func makePeers(_ addresses: [SocketAddress], group: EventLoopGroup, log: @escapi
             let received = try #require(pongs.inbox.withLockedValue { $0.times.last })
             #expect(received - start >= .milliseconds(40), "round trip \(received - start)")
         }
+
+        for transport in transports.values { try await transport.stop().get() }
+        try await group.shutdownGracefully()
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func aBlockOnOneSideCutsTheLinkBothWaysAndAHealRestoresItOnTheSameConnection() async throws {
+        let (group, logs, receivers, transports) = try await startedPeers(3)
+        let isolated = try #require(transports[2]), other = try #require(transports[0])
+        func exchange(_ sequences: Range<Int>) {
+            for sequence in sequences {
+                other.send(to: 2, kind: 0x42, payload: sequencePayload(sequence))
+                isolated.send(to: 0, kind: 0x42, payload: sequencePayload(sequence))
+            }
+        }
+        exchange(0..<50)
+        #expect(try await eventually { receivers[2].count(from: 0) == 50 && receivers[0].count(from: 2) == 50 }, "logs: \(logs.all)")
+
+        // Only replica 2 is told: replica 0 still sends, and replica 2 drops what arrives.
+        isolated.block([0, 1])
+        #expect(try await isolated.blockedPeers().get() == [0, 1])
+        exchange(50..<100)
+        for sequence in 0..<50 { other.send(to: 1, kind: 0x42, payload: sequencePayload(sequence)) }
+        #expect(try await eventually { receivers[1].count(from: 0) == 50 })
+        var link = LinkCounters()
+        for _ in 0..<3_000 {
+            link = try await isolated.counters().get()[0] ?? link
+            if link.framesBlockedReceived == 50 { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(link.framesBlockedSent == 50 && link.framesBlockedReceived == 50, "\(link)")
+        #expect(receivers[2].count(from: 0) == 50 && receivers[0].count(from: 2) == 50)
+
+        isolated.block([])
+        #expect(try await isolated.blockedPeers().get() == [])
+        exchange(100..<150)
+        #expect(try await eventually { receivers[2].count(from: 0) == 100 && receivers[0].count(from: 2) == 100 })
+        // The connection stayed up across the partition.
+        let counters = try await isolated.counters().get()
+        #expect(counters[0]?.reconnects == 0 && counters[1]?.reconnects == 0, "\(counters)")
 
         for transport in transports.values { try await transport.stop().get() }
         try await group.shutdownGracefully()
