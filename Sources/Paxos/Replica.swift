@@ -106,7 +106,7 @@ public struct PaxosReplica: Sendable {
     /// `forwardedRecently`).
     private var forwardedAt: [RequestKey: Instant] = [:]
     /// Single-leader: the replica this one takes for the leader forwarded it a request, so it
-    /// does not lead; an election is due (see `electLeaders`).
+    /// does not lead; this replica calls an election (see `electLeaders`).
     private var presumedLeaderForwards = false
     /// One past the highest slot of its own sublog this replica proposed in or skipped at round 0,
     /// in this incarnation or (from its records) an earlier one. When it leads its sublog again at
@@ -398,8 +398,17 @@ public struct PaxosReplica: Sendable {
             ready.send(.decided(decidedElsewhere), to: sender)
             return false
         }
-        for slot in run.slots(stride: stride) where slots[slot]?.decided != true {
-            slots[slot] = SlotRecord(ballot: ballot, value: run.value, decided: false)
+        for slot in run.slots(stride: stride) {
+            if var record = slots[slot], record.decided {
+                // The same value (checked above). The slot keeps the highest ballot it was accepted
+                // at, as its log records do, so that a checkpoint carries what a replay of the
+                // log would rebuild (it carried the older ballot, and a restart from it forgot an
+                // acceptance it had acknowledged).
+                record.ballot = max(record.ballot, ballot)
+                slots[slot] = record
+            } else {
+                slots[slot] = SlotRecord(ballot: ballot, value: run.value, decided: false)
+            }
         }
         horizon = max(horizon, run.last + 1)
         ready.persist(.accepted(ballot: ballot, run: run))
@@ -820,7 +829,12 @@ public struct PaxosReplica: Sendable {
                         && lowestAlive(excluding: owner) == id
                 }
             case .singleLeader:
-                wanted = leader == id || ((isSuspected(leader) || presumedLeaderForwards) && lowestUnsuspected == id)
+                // The replica taken for the leader forwarding requests here proves it leads
+                // nothing, and only this replica knows: it still sends heartbeats, so the lowest
+                // unsuspected replica suspects nothing and would never call the election. (Seed
+                // 1447 of five: a leader lost its ballot's record in a crash after its prepare
+                // left, so it and one peer each took the other for the leader, for ever.)
+                wanted = leader == id || presumedLeaderForwards || (isSuspected(leader) && lowestUnsuspected == id)
             }
             if wanted { startPrepare(sublog: sublog, into: &ready) }
         }
