@@ -314,6 +314,18 @@ public struct PaxosReplica: Sendable {
         var ready = Ready()
         guard slot > deliveredBelow else { return ready }
         for sublog in Array(leaderships.keys) { dropLeadership(of: sublog) }
+        // Slots decided here but not delivered yet are in the checkpoint now. Delivery is what
+        // takes their requests out of `pendingRequests`; without it a retry of one would be
+        // taken for a request already under way, for ever (single-leader seed 2040: a client's
+        // `openSession` never opened). Requests waiting in the queue stay pending.
+        let queued = Set(queue[queueHead...].map(RequestKey.init))
+        var undelivered = deliveredBelow
+        while undelivered < min(slot, horizon) {
+            if let record = slots[undelivered], record.decided, case let .batch(requests) = record.value {
+                for request in requests where !queued.contains(RequestKey(request)) { pendingRequests.remove(RequestKey(request)) }
+            }
+            undelivered += 1
+        }
         deliveredBelow = slot
         compactedBelow = slot
         horizon = max(horizon, slot)
