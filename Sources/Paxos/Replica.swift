@@ -106,7 +106,7 @@ public struct PaxosReplica: Sendable {
     /// `forwardedRecently`).
     private var forwardedAt: [RequestKey: Instant] = [:]
     /// Single-leader: the replica this one takes for the leader forwarded it a request, so it
-    /// does not lead; an election is due (see `electLeaders`).
+    /// does not lead; this replica calls an election (see `electLeaders`).
     private var presumedLeaderForwards = false
     /// One past the highest slot of its own sublog this replica proposed in or skipped at round 0,
     /// in this incarnation or (from its records) an earlier one. When it leads its sublog again at
@@ -314,6 +314,18 @@ public struct PaxosReplica: Sendable {
         var ready = Ready()
         guard slot > deliveredBelow else { return ready }
         for sublog in Array(leaderships.keys) { dropLeadership(of: sublog) }
+        // Slots decided here but not delivered yet are in the checkpoint now. Delivery is what
+        // takes their requests out of `pendingRequests`; without it a retry of one would be
+        // taken for a request already under way, for ever (single-leader seed 2040: a client's
+        // `openSession` never opened). Requests waiting in the queue stay pending.
+        let queued = Set(queue[queueHead...].map(RequestKey.init))
+        var undelivered = deliveredBelow
+        while undelivered < min(slot, horizon) {
+            if let record = slots[undelivered], record.decided, case let .batch(requests) = record.value {
+                for request in requests where !queued.contains(RequestKey(request)) { pendingRequests.remove(RequestKey(request)) }
+            }
+            undelivered += 1
+        }
         deliveredBelow = slot
         compactedBelow = slot
         horizon = max(horizon, slot)
@@ -398,8 +410,17 @@ public struct PaxosReplica: Sendable {
             ready.send(.decided(decidedElsewhere), to: sender)
             return false
         }
-        for slot in run.slots(stride: stride) where slots[slot]?.decided != true {
-            slots[slot] = SlotRecord(ballot: ballot, value: run.value, decided: false)
+        for slot in run.slots(stride: stride) {
+            if var record = slots[slot], record.decided {
+                // The same value (checked above). The slot keeps the highest ballot it was accepted
+                // at, as its log records do, so that a checkpoint carries what a replay of the
+                // log would rebuild (it carried the older ballot, and a restart from it forgot an
+                // acceptance it had acknowledged).
+                record.ballot = max(record.ballot, ballot)
+                slots[slot] = record
+            } else {
+                slots[slot] = SlotRecord(ballot: ballot, value: run.value, decided: false)
+            }
         }
         horizon = max(horizon, run.last + 1)
         ready.persist(.accepted(ballot: ballot, run: run))
@@ -820,7 +841,12 @@ public struct PaxosReplica: Sendable {
                         && lowestAlive(excluding: owner) == id
                 }
             case .singleLeader:
-                wanted = leader == id || ((isSuspected(leader) || presumedLeaderForwards) && lowestUnsuspected == id)
+                // The replica taken for the leader forwarding requests here proves it leads
+                // nothing, and only this replica knows: it still sends heartbeats, so the lowest
+                // unsuspected replica suspects nothing and would never call the election. (Seed
+                // 1447 of five: a leader lost its ballot's record in a crash after its prepare
+                // left, so it and one peer each took the other for the leader, for ever.)
+                wanted = leader == id || presumedLeaderForwards || (isSuspected(leader) && lowestUnsuspected == id)
             }
             if wanted { startPrepare(sublog: sublog, into: &ready) }
         }

@@ -151,7 +151,7 @@ public struct Simulator {
             violations.append("liveness: \(Self.eventsMax) events handled by \(now.nanoseconds / 1_000_000) ms simulated (a message storm)")
         }
         for group in groups {
-            violations += group.checker.violations.map { groups.count > 1 ? "group \(spec.groups[group.index].name): \($0)" : $0 }
+            violations += (group.checker.violations + group.acceptors.violations).map { groups.count > 1 ? "group \(spec.groups[group.index].name): \($0)" : $0 }
             for node in group.nodes.compactMap({ $0 }) { violations += node.core.invariantViolations }
         }
         violations += crashedInvariantViolations
@@ -269,7 +269,12 @@ public struct Simulator {
             if clientTickAt[client] == now { clientTickAt[client] = nil }
             send(clients[client].tick(now: now), from: client)
         case let .crash(group, replica, reason):
-            guard groups[group].nodes[replica] != nil, !healed, groups[group].crashed < (groups[group].replicaCount - 1) / 2 else { return }
+            // Crashes at random times keep a majority up; aimed ones (a reason) may take down
+            // more, briefly: safety must not depend on how many replicas crash at once, only on
+            // what their disks keep, and two replicas that both lose an unsynced acceptance are
+            // where a record written too late loses a decided value.
+            guard groups[group].nodes[replica] != nil, !healed,
+                  reason != nil || groups[group].crashed < (groups[group].replicaCount - 1) / 2 else { return }
             let (violations, lost, torn) = groups[group].crash(replica)
             crashedInvariantViolations += violations
             faultLog.append("\(now) crash \(name(group, replica))\(reason.map { " " + $0 } ?? ""): \(lost) unsynced record(s) lost"
@@ -360,7 +365,7 @@ public struct Simulator {
     /// Crashes a replica where it hurts (see `FaultProfile`), within the run's budget of targeted
     /// crashes; it restarts after a short while, so that messages of its previous life still meet it.
     private mutating func crashTargeted(_ group: Int, _ replica: Int, reason: String, afterMicroseconds delay: UInt64) {
-        guard !healed, targetedCrashes < profile.targetedCrashesMax, groups[group].crashed < (groups[group].replicaCount - 1) / 2 else { return }
+        guard !healed, targetedCrashes < profile.targetedCrashesMax, groups[group].nodes[replica] != nil else { return }
         targetedCrashes += 1
         schedule(.crash(group, replica, reason: reason), afterMicroseconds: delay)
         schedule(.restart(group, replica), afterMicroseconds: delay + 1_000 + random.next() % 40_000)
@@ -376,6 +381,7 @@ public struct Simulator {
         for delivery in effects.deliveries { groups[group].checker.delivered(delivery, by: replica) }
         for (slot, digest) in effects.digests { groups[group].checker.digest(digest, atSlot: slot, by: replica) }
         for outgoing in effects.messages {
+            groups[group].acceptors.sent(outgoing.message, by: replica)
             let to = outgoing.to.rawValue
             guard !groups[group].isCut(replica, to) else { continue }
             sendOverNetwork(.message(group, from: replica, to: to, outgoing.message))
@@ -402,8 +408,10 @@ public struct Simulator {
             guard let client = clients.firstIndex(where: { $0.owns(reply.client, group: group) }) else { continue }
             sendOverNetwork(.reply(client, group, reply))
         }
-        // Whatever just left may depend on records a crash now would lose (it must not).
-        if groups[group].disks[replica].unsyncedRecords > 0, random.chance(profile.crashAfterReplyProbability) {
+        // Whatever just left may depend on records a crash now would lose (it must not): a reply,
+        // or a message that states a promise, an acceptance or a decision.
+        if groups[group].disks[replica].unsyncedRecords > 0, !effects.replies.isEmpty || effects.messages.contains(where: { !$0.message.revealsNothingVolatile }),
+           random.chance(profile.crashAfterReplyProbability) {
             crashTargeted(group, replica, reason: "after effects left, before the next sync", afterMicroseconds: 0)
         }
     }
@@ -518,6 +526,8 @@ struct SimulatedGroup {
     var oneWayCuts: Set<Pair> = []
     var crashed = 0
     var checker: ExecutionChecker
+    /// What each acceptor promised and acknowledged, against what its disk kept.
+    var acceptors: AcceptorChecker
 
     init(index: Int, config: PaxosConfig, execution: ExecutionConfig, extensionOrigin: UInt32?, digestIntervalSlots: UInt64,
          checkpointIntervalSlots: UInt64, disk: DiskProfile, seed: UInt64) {
@@ -536,6 +546,7 @@ struct SimulatedGroup {
         executionFreeAt = Array(repeating: .zero, count: config.replicaCount)
         survived = Array(repeating: nil, count: config.replicaCount)
         checker = ExecutionChecker(replicaCount: config.replicaCount)
+        acceptors = AcceptorChecker(replicaCount: config.replicaCount, sublogCount: config.sublogCount)
         nodes = (0..<config.replicaCount).map { replica in
             var node = ReplicaNode(core: PaxosReplica(config: config, id: ReplicaID(replica), now: .zero), storage: disks[replica],
                                    digestIntervalSlots: digestIntervalSlots, execution: execution, extensionOrigin: extensionOrigin,
@@ -551,7 +562,7 @@ struct SimulatedGroup {
     func isCut(_ from: Int, _ to: Int) -> Bool { blocked.contains(Pair(from, to)) || oneWayCuts.contains(Pair(from, to)) }
 
     var hasSafetyViolation: Bool {
-        !checker.violations.isEmpty || nodes.contains { !($0?.core.invariantViolations.isEmpty ?? true) }
+        !checker.violations.isEmpty || !acceptors.violations.isEmpty || nodes.contains { !($0?.core.invariantViolations.isEmpty ?? true) }
     }
 
     /// Every replica is up and has delivered every slot any replica delivered: the final state
@@ -589,6 +600,7 @@ struct SimulatedGroup {
         nodes[replica]!.executesInline = false
         let slot = recovered.checkpoint?.slot ?? 0
         checker.restarted(replica: replica, fromSlot: slot)
+        acceptors.restarted(replica, acceptor: nodes[replica]!.core.acceptorStateAtCheckpoint, checkpointSlot: slot)
         crashed -= 1
         return (recovered.records.count, slot)
     }

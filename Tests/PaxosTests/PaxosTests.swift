@@ -197,6 +197,30 @@ struct Group {
         #expect(ready.pendingMessages.map(\.message) == [.rejected(sublog: 0, promised: high)])
     }
 
+    /// Seed 1447 (single-leader, five replicas): r2 prepared at 1.2, crashed before its own
+    /// promise was durable and came back knowing only 1.1, so it takes r1 for the leader while r1
+    /// and the others take r2. Heartbeats keep everyone unsuspected, so the lowest replica never
+    /// calls an election; r2, whose presumed leader forwards it a request, must.
+    @Test func aReplicaWhosePresumedLeaderForwardsItARequestCallsTheElectionEvenIfNotTheLowest() {
+        let config = PaxosConfig(replicaCount: 5, mode: .singleLeader)
+        var replicas = (0..<5).map { PaxosReplica(config: config, id: ReplicaID($0), now: .zero) }
+        let lost = Ballot(round: 1, replica: ReplicaID(2)), remembered = Ballot(round: 1, replica: ReplicaID(1))
+        for index in [0, 1, 3, 4] { _ = replicas[index].receive(.prepare(sublog: 0, ballot: lost, fromSlot: 0), from: ReplicaID(2), now: .zero) }
+        _ = replicas[2].receive(.prepare(sublog: 0, ballot: remembered, fromSlot: 0), from: ReplicaID(1), now: .zero)
+        #expect(replicas.allSatisfy { $0.leading.isEmpty })
+        #expect(replicas[0].presumedLeader(ofSublog: 0) == ReplicaID(2))
+        #expect(replicas[2].presumedLeader(ofSublog: 0) == ReplicaID(1))
+        let forwarded = replicas[1].propose(Self.put(1, 1), now: .zero)
+        #expect(forwarded.pendingMessages.map(\.message) == [.forward(Self.put(1, 1))])
+        _ = replicas[2].receive(.forward(Self.put(1, 1)), from: ReplicaID(1), now: .zero)
+        let later = Instant(nanoseconds: 1_000_000)
+        for index in [0, 1, 3, 4] {
+            #expect(!replicas[index].tick(now: later).pendingMessages.contains { if case .prepare = $0.message { true } else { false } })
+        }
+        let prepares = replicas[2].tick(now: later).pendingMessages.filter { if case .prepare = $0.message { true } else { false } }
+        #expect(prepares.count == 5)
+    }
+
     @Test func malformedRunsFromPeersAreIgnored() {
         var replica = PaxosReplica(config: PaxosConfig(replicaCount: 3), id: ReplicaID(1), now: .zero)
         // Slots 0 and 1 belong to different sublogs, so no run can span them.

@@ -79,6 +79,23 @@ import Testing
         #expect(report.passed, "\(report.violations)")
     }
 
+    /// Seed 2040 (single-leader) left a client's `openSession` unanswered for ever before a
+    /// state transfer cleared the requests of the slots it skipped from the leader's pending set:
+    /// the leader took every retry for a request already under way.
+    @Test func aStateTransferForgetsThePendingRequestsOfTheSlotsItCovers() {
+        var simulator = Simulator(options: SimulationOptions(seed: 2040, mode: .singleLeader))
+        let report = simulator.run()
+        #expect(report.passed, "\(report.violations)")
+    }
+
+    /// Seed 1447 (single-leader, five replicas) had no leader after the heal point before a
+    /// replica whose presumed leader forwarded it a request called the election itself.
+    @Test func aForwardFromThePresumedLeaderStartsAnElectionInAGroupOfFive() {
+        var simulator = Simulator(options: SimulationOptions(seed: 1447, mode: .singleLeader, replicaCount: 5))
+        let report = simulator.run()
+        #expect(report.passed, "\(report.violations)")
+    }
+
     @Test func aSeedReplaysExactly() {
         for mode in LeadershipMode.allCases {
             var first = Simulator(options: SimulationOptions(seed: 99, mode: mode))
