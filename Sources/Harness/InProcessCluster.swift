@@ -124,7 +124,7 @@ public final class InProcessCluster: @unchecked Sendable {
         host.loop.execute { host.receive(outgoing.message, from: sender) }
     }
 
-    private var isHalted: Bool { halted.withLockedValue { $0 } }
+    var isHalted: Bool { halted.withLockedValue { $0 } }
 
     func reply(_ reply: ClientReply) {
         guard !isHalted else { return }
@@ -268,8 +268,8 @@ final class ReplicaHost: @unchecked Sendable {
             do {
                 let (file, found) = try FileReplicaStorage.open(
                     directory: directory, mode: cluster.durability.mode,
-                    onDurable: { [self] position in loop.execute { self.durable(position) } },
-                    onFailure: { [self] error in loop.execute { self.storageFailed(error) } })
+                    onDurable: { [self] position in backOnLoop { self.durable(position) } },
+                    onFailure: { [self] error in backOnLoop { self.storageFailed(error) } })
                 storage = HostStorage(file: file)
                 cluster.registerFileStorage(file, replica: index)
                 recovered = found
@@ -411,6 +411,14 @@ final class ReplicaHost: @unchecked Sendable {
         gate = EffectGate()
     }
 
+    /// Work finished on another thread (a sync, a checkpoint's encoding, an execution job) comes
+    /// back to this replica's loop, unless the cluster has stopped: its loops may be shut down by
+    /// then, and a stopped replica has nothing left to do with the result.
+    private func backOnLoop(_ body: @escaping @Sendable () -> Void) {
+        guard !cluster.isHalted else { return }
+        loop.execute(body)
+    }
+
     /// Incarnation of `node`: a checkpoint encoded for an earlier one is dropped.
     private var incarnation = 0
 
@@ -420,7 +428,7 @@ final class ReplicaHost: @unchecked Sendable {
             // Encoded off the loop, which keeps serving; handed back to the same incarnation.
             DispatchQueue.global().async { [self] in
                 let bytes = pending.encode()
-                loop.execute { [self] in
+                backOnLoop { [self] in
                     guard incarnation == current, node != nil else { return }
                     node!.checkpointEncoded(pending, bytes: bytes)
                 }
@@ -429,7 +437,7 @@ final class ReplicaHost: @unchecked Sendable {
         for job in output.executions {
             // Executed on the executor's lane while this loop goes on; the outcome comes back
             // here (a previous incarnation's is ignored by the node).
-            job.runOnLane { [self] outcome in loop.execute { self.executed(outcome) } }
+            job.runOnLane { [self] outcome in backOnLoop { self.executed(outcome) } }
         }
         if let transfer = output.stateTransfer {
             cluster.event(String(format: "r%d installed r%d's checkpoint at slot %llu: %d bytes in %d chunks, %.1f ms", index, transfer.from.rawValue,

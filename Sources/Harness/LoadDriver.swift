@@ -219,6 +219,9 @@ final class LoadDriver: @unchecked Sendable {
         for directive in directives {
             switch directive {
             case let .send(request, group, replica):
+                // A finished run sends nothing more: its target may already be stopped and its
+                // loops shut down (a late think-time or lock-release timer would otherwise send).
+                guard !finished else { continue }
                 // The outstanding command's sends (not a session opening) are timed for the
                 // breakdown: its first send, and its last (the retry that gets answered).
                 var sampled = false

@@ -73,7 +73,12 @@ public final class SyntheticTarget: LoadTarget, @unchecked Sendable {
     }
 
     public func stop() -> EventLoopFuture<Void> {
-        loop.submit { [self] in timer?.cancel() }
+        // Once stopped (on the loop), nothing more is served or answered: the load generator's
+        // loop may be shut down right after this future completes.
+        loop.submit { [self] in
+            timer?.cancel()
+            stopped = true
+        }
     }
 
     public func submit(_ request: Request, group: Int, replica: Int) {
@@ -83,7 +88,10 @@ public final class SyntheticTarget: LoadTarget, @unchecked Sendable {
     /// Faults do not apply to a synthetic target; timed events are only labelled.
     public func inject(_ action: TimedEvent.Action, group: Int) {}
 
+    private var stopped = false
+
     private func serve() {
+        guard !stopped else { return }
         let now = NIODeadline.now().uptimeNanoseconds
         tokens += Double(now &- lastRefillNanoseconds) / 1e9 * capacity(elapsedSeconds: Double(now &- startNanoseconds) / 1e9)
         lastRefillNanoseconds = now
