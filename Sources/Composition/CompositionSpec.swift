@@ -2,7 +2,7 @@ import Foundation
 import Paxos
 import Primitives
 import Services
-import Workload
+import SpecFiles
 import Yams
 
 /// A composed service: several replica groups, the services each runs, and how client operations

@@ -210,7 +210,7 @@ public final class YAMLFields {
         }
     }
 
-    static func show(_ node: Node) -> String {
+    public static func show(_ node: Node) -> String {
         switch node {
         case let .scalar(scalar): "\"\(scalar.string)\""
         case .mapping: "a mapping"
