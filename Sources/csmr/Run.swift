@@ -27,13 +27,7 @@ struct Run: ParsableCommand {
     var quiet = false
 
     func run() throws {
-        var spec: WorkloadSpec
-        do {
-            spec = try WorkloadSpec.load(path: workload)
-        } catch {
-            FileHandle.standardError.write(Data("csmr run: the workload file has errors; nothing ran.\n\(error)\n".utf8))
-            throw ExitCode(2)
-        }
+        var spec = try WorkloadSpec.loadOrExit(path: workload, command: "csmr run")
         let folder = URL(fileURLWithPath: out ?? "results/\(spec.name)-\(RunMetadata.timestamp())")
         let shape = spec.composition.map { "composition \(URL(fileURLWithPath: $0).lastPathComponent)" }
             ?? "\(spec.group.replication.rawValue), \(spec.group.replicas) replica(s)"
@@ -121,5 +115,17 @@ struct Check: ParsableCommand {
         }
         print("\(operations.count) operations on \(results.count) object(s): \(failed ? "FAILED" : "linearizable")")
         if failed { throw ExitCode.failure }
+    }
+}
+
+extension WorkloadSpec {
+    /// The workload at `path`, or every problem in it on stderr and exit status 2 (nothing runs).
+    static func loadOrExit(path: String, command: String) throws -> WorkloadSpec {
+        do {
+            return try WorkloadSpec.load(path: path)
+        } catch {
+            FileHandle.standardError.write(Data("\(command): the workload file has errors; nothing ran.\n\(error)\n".utf8))
+            throw ExitCode(2)
+        }
     }
 }

@@ -30,13 +30,7 @@ struct Sweep: ParsableCommand {
     var quiet = false
 
     func run() throws {
-        let spec: WorkloadSpec
-        do {
-            spec = try WorkloadSpec.load(path: workload)
-        } catch {
-            FileHandle.standardError.write(Data("csmr sweep: the workload file has errors; nothing ran.\n\(error)\n".utf8))
-            throw ExitCode(2)
-        }
+        let spec = try WorkloadSpec.loadOrExit(path: workload, command: "csmr sweep")
         var sweep = spec.sweep ?? SweepSpec()
         if let rates {
             let parsed = rates.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
