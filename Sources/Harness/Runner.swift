@@ -28,6 +28,7 @@ public enum WorkloadRunner {
         config.batchDelayMicrosecondsMax = group.batchDelayMicroseconds
         config.batchHoldInflightMin = group.batchHoldInflightMin
         config.batchHoldMicrosecondsMax = group.batchHoldMicroseconds
+        config.skipAheadRoundTripPercent = group.skipAheadRoundTripPercent
         try config.validate()
         return config
     }

@@ -76,14 +76,17 @@ extension PaxosMessage: CustomStringConvertible {
                 + (complete ? "complete" : "cut")
         case let .accept(ballot, run):
             "accept \(ballot) \(run.slotsDescription)"
-        case let .accepted(ballot, first):
-            "accepted \(ballot) first \(first)"
+        case let .accepted(ballot, first, skipped):
+            skipped.isEmpty ? "accepted \(ballot) first \(first)"
+                : "accepted \(ballot) first \(first) skipped [\(skipped.map(\.compactDescription).joined(separator: ", "))]"
         case let .rejected(sublog, promised):
             "rejected sublog \(sublog) promised \(promised)"
         case let .decided(runs):
             "decided [\(runs.map(\.compactDescription).joined(separator: ", "))]"
-        case let .heartbeat(deliveredBelow, horizon):
-            "heartbeat delivered<\(deliveredBelow) horizon \(horizon)"
+        case let .heartbeat(deliveredBelow, horizon, batchHorizon, _):
+            "heartbeat delivered<\(deliveredBelow) horizon \(horizon) batches<\(batchHorizon)"
+        case .heartbeatEcho:
+            "heartbeat echo"
         case let .catchUp(fromSlot):
             "catch-up from \(fromSlot)"
         case let .forward(request):

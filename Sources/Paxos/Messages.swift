@@ -24,14 +24,20 @@ public enum PaxosMessage: Hashable, Sendable {
     case promise(sublog: Int, ballot: Ballot, fromSlot: UInt64, slots: [ReportedSlot], complete: Bool)
     /// Phase 2a for a run of slots.
     case accept(ballot: Ballot, run: SlotRun)
-    /// Phase 2b: the run that starts at `first` was accepted at `ballot`.
-    case accepted(ballot: Ballot, first: UInt64)
+    /// Phase 2b: the run that starts at `first` was accepted at `ballot`. `skipped` carries the
+    /// runs the acceptor skipped, as their owner at round 0, in answer to the same accept (decided
+    /// already: see `PaxosReplica`'s header), so the proposer learns them with the acknowledgement.
+    case accepted(ballot: Ballot, first: UInt64, skipped: [SlotRun])
     /// The acceptor has promised `promised`, above the ballot the sender used for `sublog`.
     case rejected(sublog: Int, promised: Ballot)
     /// Decided runs (after phase 2, or answering a catch-up).
     case decided([SlotRun])
-    /// Liveness and progress: the sender's first undelivered slot and highest slot seen.
-    case heartbeat(deliveredBelow: UInt64, horizon: UInt64)
+    /// Liveness and progress: the sender's first undelivered slot, highest slot seen, and one past
+    /// the highest slot it knows to hold a client batch; `sentAtMicroseconds` is the sender's
+    /// clock, echoed back so the sender can time the round trip on its own clock.
+    case heartbeat(deliveredBelow: UInt64, horizon: UInt64, batchHorizon: UInt64, sentAtMicroseconds: UInt64)
+    /// The answer to a heartbeat: its `sentAtMicroseconds`, unchanged.
+    case heartbeatEcho(sentAtMicroseconds: UInt64)
     /// Asks for decided slots from `fromSlot` on.
     case catchUp(fromSlot: UInt64)
     /// Single-leader mode: a client request for the leader to propose.
@@ -72,9 +78,9 @@ extension PaxosMessage {
     /// The ballot a message carries, if any.
     public var ballot: Ballot? {
         switch self {
-        case let .prepare(_, ballot, _), let .promise(_, ballot, _, _, _), let .accept(ballot, _), let .accepted(ballot, _): ballot
+        case let .prepare(_, ballot, _), let .promise(_, ballot, _, _, _), let .accept(ballot, _), let .accepted(ballot, _, _): ballot
         case let .rejected(_, promised): promised
-        case .decided, .heartbeat, .catchUp, .forward, .compacted, .checkpointRequest, .checkpointChunk: nil
+        case .decided, .heartbeat, .heartbeatEcho, .catchUp, .forward, .compacted, .checkpointRequest, .checkpointChunk: nil
         }
     }
 }

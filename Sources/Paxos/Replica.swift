@@ -58,10 +58,30 @@ import Services
 /// leader's own acceptor refuse its proposal (the leadership is stale), nothing is sent and the
 /// leadership is given up. Larger groups learn from the leader's decision as before.
 ///
+/// Skips travel with acknowledgements. An owner that skips because an accept told it of a higher
+/// batch answers that accept with one message, `.accepted` carrying the skipped runs (Mencius'
+/// piggybacking); the other peers get the runs as `.decided`. Rule 2 reacts to `batchHorizon`, the
+/// highest slot known to hold a client batch, not to every slot seen: slots above the last batch
+/// hold nothing anyone waits for.
+///
+/// Skipping ahead (multi-leader, `skipAheadRoundTripPercent`). Reacting to accepts, an owner far
+/// from the others closes its slots below a peer's batch only after that batch's accept reached it,
+/// and its skip is back a full round trip after the batch was proposed: the delayed commit of
+/// Mencius, which makes a slot wait for the round trip to the owner that lags in slot numbers, the
+/// remotest one. So each owner also skips, at round 0, on every tick, up to where it expects the
+/// busiest other owner's slot numbers to be when its skip arrives: the last batch slot it knows
+/// plus that owner's measured batch rate (times the stride) over one measured round trip to its
+/// farthest live peer. Its skip then waits for no round trip, only a one-way delay. Safety needs
+/// nothing new: a skip ahead is a skip at round 0 like any other, of slots the owner never proposed
+/// in, persisted before it is revealed (the argument above holds for any slot the owner skips, not
+/// only those below a slot it heard of). Its own later batches go above the skipped slots, as after
+/// any skip. What it costs is slot numbers (bounded by a quarter of the delivery window per skip)
+/// and, if the estimate runs high, the owner's own batches go to slots the others reach later; the
+/// rate is counted in batches, not slots, so others' reactions to those batches do not feed it.
+///
 /// Deviations from Mencius, and why. (1) A skip at a ballot above 0 (a revoker's, or an owner's
 /// that regained its sublog) still travels as an accept of a no-op run decided by a quorum: only
-/// round 0 is the owner's alone. Skips are sent as their own `.decided` message instead of being
-/// piggybacked on accept replies: the same single hop, without changing the accept reply. (2)
+/// round 0 is the owner's alone. (2)
 /// Accepted state is kept until the durability layer compacts it, so a restarted replica catches up
 /// from its peers' decided slots. (3) No slot is proposed more than `deliveryWindowSlotsMax` beyond
 /// the first undelivered slot, which bounds what piles up while a slot waits for revocation.
@@ -89,6 +109,11 @@ public struct PaxosReplica: Sendable {
     public private(set) var compactedBelow: UInt64 = 0
     /// One past the highest slot this replica has seen proposed or decided anywhere.
     public private(set) var horizon: UInt64 = 0
+    /// One past the highest slot this replica knows to hold a client batch. In multi-leader mode an
+    /// owner closes its unused slots below this one (rule 2), not below `horizon`: slots above the
+    /// last batch hold nothing anyone waits for, and reacting to another owner's skip ahead would
+    /// pass every skip ahead round the group.
+    public private(set) var batchHorizon: UInt64 = 0
     private var lastDeliveryAt: Instant
 
     // MARK: Proposer state
@@ -113,6 +138,29 @@ public struct PaxosReplica: Sendable {
     /// a higher ballot, client batches go at or above it; below it, only no-ops (see the header).
     private var ownSlotsUsedBelow: UInt64 = 0
 
+    // MARK: Skipping ahead (multi-leader; see the header)
+
+    /// Round trip to each peer in µs, smoothed, timed by heartbeat echoes on this replica's clock;
+    /// nil until an echo came back.
+    private var roundTripMicroseconds: [UInt64?]
+    /// Client batches seen proposed in each sublog (accepts from peers), and the counts at the last
+    /// rate sample.
+    private var batchesSeen: [UInt64]
+    private var batchesAtSample: [UInt64]
+    private var rateSampledAt: Instant
+    /// Client batches per second proposed in each sublog, smoothed.
+    private var batchesPerSecond: [Double]
+    /// This replica, owner of its sublog at round 0, skips its unused slots below this one.
+    private var skipAheadBelow: UInt64 = 0
+
+    // MARK: Within one input
+
+    /// The acknowledgement owed to the proposer of an accept this input took, sent at the end of
+    /// the input with the skips the accept set off (Mencius: skips piggybacked on accept replies).
+    private var owedAcknowledgement: (to: ReplicaID, ballot: Ballot, first: UInt64)?
+    /// Runs this owner skipped at round 0 during the input.
+    private var skipsThisInput: [SlotRun] = []
+
     // MARK: Failure detection
 
     private var lastHeard: [Instant]
@@ -121,6 +169,10 @@ public struct PaxosReplica: Sendable {
     private var catchUpCursor = 0
 
     private var now: Instant
+
+    /// Skip runs this replica sent reaching above every batch it knew of (skips ahead), for
+    /// counters and for tests that the simulator exercises them.
+    public private(set) var skipsAhead: UInt64 = 0
 
     /// Broken protocol invariants this replica noticed (never expected; checked by the simulator).
     public private(set) var invariantViolations: [String] = []
@@ -137,6 +189,11 @@ public struct PaxosReplica: Sendable {
         promised = initial
         knownBallot = initial
         lastHeard = Array(repeating: now, count: config.replicaCount)
+        roundTripMicroseconds = Array(repeating: nil, count: config.replicaCount)
+        batchesSeen = Array(repeating: 0, count: config.sublogCount)
+        batchesAtSample = batchesSeen
+        batchesPerSecond = Array(repeating: 0, count: config.sublogCount)
+        rateSampledAt = now
         lastHeartbeatAt = now
         lastCatchUpAt = now
         lastDeliveryAt = now
@@ -158,6 +215,7 @@ public struct PaxosReplica: Sendable {
         deliveredBelow = checkpointSlot
         compactedBelow = checkpointSlot
         horizon = checkpointSlot
+        batchHorizon = checkpointSlot
         slots.forget(below: checkpointSlot)
         for record in records {
             switch record {
@@ -171,6 +229,7 @@ public struct PaxosReplica: Sendable {
                     slots[slot] = SlotRecord(ballot: ballot, value: run.value, decided: false)
                 }
                 horizon = max(horizon, run.last + 1)
+                if case .batch = run.value { batchHorizon = max(batchHorizon, run.last + 1) }
                 if ballot == Ballot(round: 0, replica: id) { ownSlotsUsedBelow = max(ownSlotsUsedBelow, run.last + stride) }
             }
         }
@@ -211,15 +270,20 @@ public struct PaxosReplica: Sendable {
             onPromise(sublog: sublog, ballot: ballot, fromSlot: fromSlot, reported: reported, complete: complete, from: sender, into: &ready)
         case let .accept(ballot, run):
             onAccept(ballot: ballot, run: run, from: sender, into: &ready)
-        case let .accepted(ballot, first):
+        case let .accepted(ballot, first, skipped):
+            for run in skipped where validRun(run) { learn(run) }
             onAccepted(ballot: ballot, first: first, from: sender, into: &ready)
         case let .rejected(sublog, higher):
             guard validSublog(sublog) else { break }
             observe(sublog: sublog, ballot: higher, into: &ready)
         case let .decided(runs):
             for run in runs where validRun(run) { learn(run) }
-        case let .heartbeat(_, peerHorizon):
+        case let .heartbeat(_, peerHorizon, peerBatchHorizon, sentAt):
             horizon = max(horizon, min(peerHorizon, deliveredBelow + 2 * config.deliveryWindowSlotsMax))
+            batchHorizon = max(batchHorizon, min(peerBatchHorizon, deliveredBelow + 2 * config.deliveryWindowSlotsMax))
+            ready.send(.heartbeatEcho(sentAtMicroseconds: sentAt), to: sender)
+        case let .heartbeatEcho(sentAt):
+            noteRoundTrip(to: sender, sentAtMicroseconds: sentAt)
         case let .catchUp(fromSlot):
             onCatchUp(fromSlot: fromSlot, from: sender, into: &ready)
         case let .compacted(below):
@@ -260,8 +324,10 @@ public struct PaxosReplica: Sendable {
         var ready = Ready()
         if self.now.microseconds(since: lastHeartbeatAt) >= config.heartbeatIntervalMicroseconds {
             lastHeartbeatAt = self.now
-            broadcast(.heartbeat(deliveredBelow: deliveredBelow, horizon: horizon), includingSelf: false, into: &ready)
+            broadcast(.heartbeat(deliveredBelow: deliveredBelow, horizon: horizon, batchHorizon: batchHorizon,
+                                 sentAtMicroseconds: self.now.nanoseconds / 1_000), includingSelf: false, into: &ready)
         }
+        planSkipAhead()
         retransmit(into: &ready)
         catchUpIfStuck(into: &ready)
         electLeaders(into: &ready)
@@ -374,7 +440,9 @@ public struct PaxosReplica: Sendable {
 
     private mutating func onAccept(ballot: Ballot, run: SlotRun, from sender: ReplicaID, into ready: inout Ready) {
         guard accept(ballot: ballot, run: run, from: sender, into: &ready) else { return }
-        ready.send(.accepted(ballot: ballot, first: run.first), to: sender)
+        // Sent at the end of the input, with whatever this accept made this replica skip.
+        owedAcknowledgement = (sender, ballot, run.first)
+        if sender != id, case .batch = run.value { batchesSeen[sublogOf(run.first)] += 1 }
         // In a group of three, the proposer and this acceptor are a quorum, and the proposer
         // accepted its proposal before sending it (in the same Ready: see `propose`), so the value
         // is chosen: learn it now, one hop after the proposal instead of three (accept, accepted,
@@ -423,6 +491,7 @@ public struct PaxosReplica: Sendable {
             }
         }
         horizon = max(horizon, run.last + 1)
+        if case .batch = run.value { batchHorizon = max(batchHorizon, run.last + 1) }
         ready.persist(.accepted(ballot: ballot, run: run))
         return true
     }
@@ -457,6 +526,7 @@ public struct PaxosReplica: Sendable {
             slots[slot] = SlotRecord(ballot: slots[slot]?.ballot ?? Ballot(round: 0, replica: id), value: run.value, decided: true)
         }
         horizon = max(horizon, run.last + 1)
+        if case .batch = run.value { batchHorizon = max(batchHorizon, run.last + 1) }
     }
 
     private mutating func deliver(into ready: inout Ready) {
@@ -471,7 +541,9 @@ public struct PaxosReplica: Sendable {
     }
 
     private mutating func catchUpIfStuck(into ready: inout Ready) {
-        guard deliveredBelow < horizon,
+        // In multi-leader mode slots above the last batch may stay open for good (an owner skipped
+        // ahead and the others had no reason to follow): nothing waits for them.
+        guard deliveredBelow < (config.mode == .multiLeader ? batchHorizon : horizon),
               now.microseconds(since: lastDeliveryAt) >= config.retransmitTimeoutMicroseconds,
               now.microseconds(since: lastCatchUpAt) >= config.retransmitTimeoutMicroseconds,
               config.replicaCount > 1 else { return }
@@ -534,11 +606,16 @@ public struct PaxosReplica: Sendable {
                     leadership.nextSlot += stride
                 }
             }
-            let skipBelow = min(horizon, windowEnd)
+            // Rule 2: close the unused slots below the last slot someone waits for; an owner at
+            // round 0 also closes those below its skip-ahead point.
+            var skipBelow = config.mode == .multiLeader ? batchHorizon : horizon
+            if skipsWithoutRound(leadership) { skipBelow = max(skipBelow, skipAheadBelow) }
+            skipBelow = min(skipBelow, windowEnd)
             if !refused, leadership.nextSlot < skipBelow {
                 let last = lastSlot(inSublog: sublog, below: skipBelow)
                 let run = SlotRun(first: leadership.nextSlot, last: last, value: .noop)
                 if skipsWithoutRound(leadership) {
+                    if last >= batchHorizon { skipsAhead += 1 }
                     skip(run, at: leadership.ballot, into: &ready)
                 } else {
                     refused = !propose(run, in: &leadership, into: &ready)
@@ -551,6 +628,57 @@ public struct PaxosReplica: Sendable {
         // A skip decided here (or, in a group of one, a proposal) may be what the next undelivered
         // slot waited for.
         deliver(into: &ready)
+        sendAcknowledgementAndSkips(into: &ready)
+    }
+
+    /// The end of an input: the acknowledgement it owes carries the skips it made; the other peers
+    /// get the skips as a decision. Both leave after the skips' records are durable (`Ready`).
+    private mutating func sendAcknowledgementAndSkips(into ready: inout Ready) {
+        let skips = skipsThisInput
+        skipsThisInput = []
+        var acknowledged: ReplicaID?
+        if let owed = owedAcknowledgement {
+            owedAcknowledgement = nil
+            ready.send(.accepted(ballot: owed.ballot, first: owed.first, skipped: skips), to: owed.to)
+            acknowledged = owed.to
+        }
+        guard !skips.isEmpty else { return }
+        for peer in replicas where peer != id && peer != acknowledged { ready.send(.decided(skips), to: peer) }
+    }
+
+    /// An echo of this replica's heartbeat: the round trip to `peer`, on this replica's clock.
+    private mutating func noteRoundTrip(to peer: ReplicaID, sentAtMicroseconds sentAt: UInt64) {
+        let nowMicroseconds = now.nanoseconds / 1_000
+        // An echo from the future or older than a suspicion is not this replica's (or is useless).
+        guard sentAt <= nowMicroseconds, nowMicroseconds - sentAt < config.suspectTimeoutMicroseconds else { return }
+        let sample = nowMicroseconds - sentAt
+        roundTripMicroseconds[peer.rawValue] = roundTripMicroseconds[peer.rawValue].map { ($0 * 3 + sample) / 4 } ?? sample
+    }
+
+    /// Multi-leader, on each tick: where this owner's skips should reach so that they arrive before
+    /// the others' batches need them (see the header): the last batch slot known, plus the slots the
+    /// busiest other owner opens in one round trip to the farthest live peer.
+    private mutating func planSkipAhead() {
+        guard config.mode == .multiLeader, config.skipAheadRoundTripPercent > 0, config.replicaCount > 1 else { return }
+        let elapsed = now.microseconds(since: rateSampledAt)
+        if elapsed >= config.heartbeatIntervalMicroseconds {
+            for sublog in 0..<config.sublogCount {
+                let perSecond = Double(batchesSeen[sublog] - batchesAtSample[sublog]) * 1_000_000 / Double(elapsed)
+                batchesPerSecond[sublog] = (batchesPerSecond[sublog] + perSecond) / 2
+                batchesAtSample[sublog] = batchesSeen[sublog]
+            }
+            rateSampledAt = now
+        }
+        guard let leadership = leaderships[clientSublog], case .leading = leadership.phase, skipsWithoutRound(leadership) else { return }
+        let roundTrip = replicas.filter { $0 != id && !isSuspected($0) }.compactMap { roundTripMicroseconds[$0.rawValue] }.max()
+        let rate = batchesPerSecond.enumerated().filter { $0.offset != clientSublog }.map(\.element).max() ?? 0
+        guard let roundTrip, rate > 0 else { return }
+        let slots = Double(stride) * rate * Double(roundTrip) / 1_000_000 * Double(config.skipAheadRoundTripPercent) / 100
+        let lookahead = min(UInt64(slots), config.deliveryWindowSlotsMax / 4)
+        // Less than two of its own slots ahead is what reacting to the accepts gives anyway: not
+        // worth a message every tick.
+        guard lookahead >= 2 * stride else { return }
+        skipAheadBelow = max(skipAheadBelow, batchHorizon + lookahead)
     }
 
     /// Whether `leadership` skips by telling the others (no round): only the owner of a sublog at
@@ -561,12 +689,13 @@ public struct PaxosReplica: Sendable {
     }
 
     /// The owner's skip at round 0: persisted as accepted at (0, owner) before anything reveals it
-    /// (so a restart rebuilds `ownSlotsUsedBelow` above it), learned here, and sent as decided.
+    /// (so a restart rebuilds `ownSlotsUsedBelow` above it), learned here, and sent at the end of
+    /// the input as decided (to the proposer of an accept it answers, inside the acknowledgement).
     private mutating func skip(_ run: SlotRun, at ballot: Ballot, into ready: inout Ready) {
         ready.persist(.accepted(ballot: ballot, run: run))
         ownSlotsUsedBelow = max(ownSlotsUsedBelow, run.last + stride)
         learn(run)
-        broadcast(.decided([run]), includingSelf: false, into: &ready)
+        skipsThisInput.append(run)
     }
 
     /// The sublog this replica proposes client requests in, if it leads it.

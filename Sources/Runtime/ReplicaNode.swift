@@ -641,7 +641,7 @@ extension PaxosMessage {
     /// replica with an empty disk from reusing round 0 for a value it already proposed.
     public var revealsNothingVolatile: Bool {
         switch self {
-        case .prepare, .heartbeat, .catchUp, .forward, .checkpointRequest: true
+        case .prepare, .heartbeat, .heartbeatEcho, .catchUp, .forward, .checkpointRequest: true
         case .accept, .promise, .accepted, .rejected, .decided, .compacted, .checkpointChunk: false
         }
     }

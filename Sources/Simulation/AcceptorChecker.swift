@@ -38,12 +38,12 @@ struct AcceptorChecker {
             // so the acceptor does not record it.
             guard complete, sublog >= 0, sublog < sublogCount else { return }
             answer(ballot, sublog: sublog, by: replica, what: "promised")
-        case let .accepted(ballot, first):
+        case let .accepted(ballot, first, _):
             answer(ballot, sublog: Int(first % UInt64(sublogCount)), by: replica, what: "acknowledged slot \(first) at")
             if acknowledged[replica][first].map({ ballot > $0 }) ?? true {
                 acknowledged[replica][first] = ballot
             }
-        case .prepare, .accept, .rejected, .decided, .heartbeat, .catchUp, .compacted, .forward, .checkpointRequest, .checkpointChunk:
+        case .prepare, .accept, .rejected, .decided, .heartbeat, .heartbeatEcho, .catchUp, .compacted, .forward, .checkpointRequest, .checkpointChunk:
             break
         }
     }

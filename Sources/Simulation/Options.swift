@@ -55,8 +55,19 @@ public struct SimulationOptions: Hashable, Sendable {
 
     /// The core's configuration in simulated time.
     public var paxosConfig: PaxosConfig {
-        .preset(replicaCount: replicaCount, mode: mode, batchCommandsMax: batchCommandsMax, pipelineDepthMax: pipelineDepthMax,
-                clock: .simulated)
+        var config = PaxosConfig.preset(replicaCount: replicaCount, mode: mode, batchCommandsMax: batchCommandsMax,
+                                        pipelineDepthMax: pipelineDepthMax, clock: .simulated)
+        config.skipAheadRoundTripPercent = skipAheadRoundTripPercent
+        return config
+    }
+
+    /// How far owners skip ahead (multi-leader), drawn from the seed (its own stream): off, the
+    /// default, or far beyond it. The simulator's light load rarely makes the default reach two
+    /// slots ahead; the larger settings make most seeds race skips ahead against revocations,
+    /// restarts and state transfer.
+    public var skipAheadRoundTripPercent: Int {
+        var random = SplitMix64(seed: seed ^ 0x5C19_A4EA_D000_0000)
+        return [0, 100, 400, 1_000][Int(random.next() % 4)]
     }
 
     /// How often replicas checkpoint and compact, drawn from the seed (its own stream, so the rest

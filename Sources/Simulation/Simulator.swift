@@ -19,6 +19,9 @@ public struct SimulationReport: Sendable {
     public var extensionSteps: Int
     /// Syncs the simulated disks performed (group commit makes this far fewer than records).
     public var syncs: Int
+    /// Skip runs sent ahead of every batch their owner knew of (see `PaxosReplica`), over every
+    /// replica's lives.
+    public var skipsAhead: UInt64
 
     public var passed: Bool { violations.isEmpty }
 }
@@ -105,6 +108,7 @@ public struct Simulator {
         groups = []
         for index in spec.groups.indices {
             var config = spec.paxosConfig(of: index, simulated: true)
+            config.skipAheadRoundTripPercent = options.skipAheadRoundTripPercent
             if options.composition == nil { config = options.paxosConfig }
             let origin: UInt32? = router.extensionOrigin == index ? UInt32(index) : nil
             groups.append(SimulatedGroup(index: index, config: config, execution: options.execution, extensionOrigin: origin,
@@ -181,7 +185,8 @@ public struct Simulator {
                                 slotsDecided: groups.reduce(0) { $0 + $1.checker.slotsDecided }, messagesSent: messagesSent,
                                 simulatedMilliseconds: now.nanoseconds / 1_000_000, faultLog: faultLog,
                                 extensionSteps: forwarders.values.reduce(0) { $0 + $1.steps.count },
-                                syncs: groups.reduce(0) { $0 + $1.disks.reduce(0) { $0 + $1.syncs } })
+                                syncs: groups.reduce(0) { $0 + $1.disks.reduce(0) { $0 + $1.syncs } },
+                                skipsAhead: groups.reduce(0) { $0 + $1.skipsAheadOfPastLives + $1.nodes.reduce(0) { $0 + ($1?.core.skipsAhead ?? 0) } })
     }
 
     // MARK: Extension checks
@@ -512,6 +517,8 @@ struct SimulatedGroup {
     let digestIntervalSlots: UInt64
     let checkpointIntervalSlots: UInt64
     var nodes: [ReplicaNode<SimulatedDisk>?]
+    /// `PaxosReplica.skipsAhead` of crashed incarnations.
+    var skipsAheadOfPastLives: UInt64 = 0
     /// One disk per replica, for the whole run: it outlives the replica's crashes.
     let disks: [SimulatedDisk]
     /// Per replica, the outputs waiting for their records to be durable.
@@ -579,6 +586,7 @@ struct SimulatedGroup {
         let (recovered, lost, torn) = disks[replica].crash()
         survived[replica] = recovered
         nodes[replica] = nil
+        skipsAheadOfPastLives += node.core.skipsAhead
         gates[replica] = EffectGate()
         crashed += 1
         return (node.core.invariantViolations, lost, torn)

@@ -170,23 +170,24 @@ extension PaxosMessage {
             writer.write(UInt8(3))
             ballot.encode(into: &writer)
             run.encode(into: &writer)
-        case let .accepted(ballot, first):
+        case let .accepted(ballot, first, skipped):
             writer.write(UInt8(4))
             ballot.encode(into: &writer)
             writer.write(first)
+            Self.encode(runs: skipped, into: &writer)
         case let .rejected(sublog, promised):
             writer.write(UInt8(5))
             writer.write(index: sublog, what: "sublog")
             promised.encode(into: &writer)
         case let .decided(runs):
             writer.write(UInt8(6))
-            precondition(runs.count <= Int(UInt32.max), "\(runs.count) runs cannot be encoded")
-            writer.write(UInt32(runs.count))
-            for run in runs { run.encode(into: &writer) }
-        case let .heartbeat(deliveredBelow, horizon):
+            Self.encode(runs: runs, into: &writer)
+        case let .heartbeat(deliveredBelow, horizon, batchHorizon, sentAt):
             writer.write(UInt8(7))
             writer.write(deliveredBelow)
             writer.write(horizon)
+            writer.write(batchHorizon)
+            writer.write(sentAt)
         case let .catchUp(fromSlot):
             writer.write(UInt8(8))
             writer.write(fromSlot)
@@ -208,7 +209,24 @@ extension PaxosMessage {
             writer.write(chunk.totalBytes)
             writer.write(chunk.digest)
             writer.write(bytes: chunk.bytes)
+        case let .heartbeatEcho(sentAt):
+            writer.write(UInt8(13))
+            writer.write(sentAt)
         }
+    }
+
+    private static func encode(runs: [SlotRun], into writer: inout ByteWriter) {
+        precondition(runs.count <= Int(UInt32.max), "\(runs.count) runs cannot be encoded")
+        writer.write(UInt32(runs.count))
+        for run in runs { run.encode(into: &writer) }
+    }
+
+    private static func decodeRuns(from reader: inout ByteReader, limits: CodecLimits) throws(DecodeError) -> [SlotRun] {
+        let count = try reader.readCount(max: limits.runsMax, minElementBytes: SlotRun.bytesMin)
+        var runs: [SlotRun] = []
+        runs.reserveCapacity(count)
+        for _ in 0..<count { runs.append(try SlotRun.decode(from: &reader, limits: limits)) }
+        return runs
     }
 
     public static func decode(from reader: inout ByteReader, limits: CodecLimits) throws(DecodeError) -> PaxosMessage {
@@ -232,19 +250,18 @@ extension PaxosMessage {
             return .accept(ballot: ballot, run: try SlotRun.decode(from: &reader, limits: limits))
         case 4:
             let ballot = try Ballot.decode(from: &reader, limits: limits)
-            return .accepted(ballot: ballot, first: try reader.readUInt64())
+            let first = try reader.readUInt64()
+            return .accepted(ballot: ballot, first: first, skipped: try decodeRuns(from: &reader, limits: limits))
         case 5:
             let sublog = try reader.readIndex(limits: limits, what: "sublog")
             return .rejected(sublog: sublog, promised: try Ballot.decode(from: &reader, limits: limits))
         case 6:
-            let count = try reader.readCount(max: limits.runsMax, minElementBytes: SlotRun.bytesMin)
-            var runs: [SlotRun] = []
-            runs.reserveCapacity(count)
-            for _ in 0..<count { runs.append(try SlotRun.decode(from: &reader, limits: limits)) }
-            return .decided(runs)
+            return .decided(try decodeRuns(from: &reader, limits: limits))
         case 7:
             let deliveredBelow = try reader.readUInt64()
-            return .heartbeat(deliveredBelow: deliveredBelow, horizon: try reader.readUInt64())
+            let horizon = try reader.readUInt64()
+            let batchHorizon = try reader.readUInt64()
+            return .heartbeat(deliveredBelow: deliveredBelow, horizon: horizon, batchHorizon: batchHorizon, sentAtMicroseconds: try reader.readUInt64())
         case 8: return .catchUp(fromSlot: try reader.readUInt64())
         case 9: return .forward(try Request.decode(from: &reader, limits: limits))
         case 10: return .compacted(below: try reader.readUInt64())
@@ -263,6 +280,7 @@ extension PaxosMessage {
             let digest = try reader.readUInt64()
             let bytes = Array(try reader.readBlob(maxBytes: limits.checkpointChunkBytesMax))
             return .checkpointChunk(CheckpointChunk(slot: slot, index: index, count: count, totalBytes: totalBytes, digest: digest, bytes: bytes))
+        case 13: return .heartbeatEcho(sentAtMicroseconds: try reader.readUInt64())
         case let tag: throw .unknownTag(offset: at, tag: tag, type: "paxos message")
         }
     }

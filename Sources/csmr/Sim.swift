@@ -99,7 +99,7 @@ struct Sim: ParsableCommand {
             var simulator = Simulator(options: options)
             let report = simulator.run()
             for line in report.faultLog { print("  \(line)") }
-            print("  \(report.operationsCompleted) operations completed, \(report.slotsDecided) slots decided, \(report.messagesSent) messages, \(report.syncs) disk syncs, \(report.simulatedMilliseconds) ms simulated")
+            print("  \(report.operationsCompleted) operations completed, \(report.slotsDecided) slots decided, \(report.messagesSent) messages, \(report.skipsAhead) skips ahead, \(report.syncs) disk syncs, \(report.simulatedMilliseconds) ms simulated")
             if report.extensionSteps > 0 { print("  \(report.extensionSteps) extension steps, each in the log once, in put order") }
             for violation in report.violations { print("  VIOLATION \(violation)") }
             print(report.passed ? "seed \(seed): ok" : "seed \(seed): FAILED")
@@ -109,11 +109,13 @@ struct Sim: ParsableCommand {
         let start = Date()
         var failures = 0
         var operations = 0
+        var seedsSkippingAhead = 0
         for offset in 0..<UInt64(seeds) {
             let options = options(firstSeed + offset)
             var simulator = Simulator(options: options)
             let report = simulator.run()
             operations += report.operationsCompleted
+            if report.skipsAhead > 0 { seedsSkippingAhead += 1 }
             if !report.passed {
                 failures += 1
                 print("FAIL seed \(options.seed): \(report.violations.first!) | replay: \(options.replayCommand)")
@@ -121,7 +123,7 @@ struct Sim: ParsableCommand {
         }
         let seconds = Date().timeIntervalSince(start)
         let shape = spec.map { "composition \($0.name) (\($0.strategy), \($0.groups.count) groups)" } ?? "\(leadership)-leader, \(replicas) replicas"
-        print("\(seeds) seeds from \(firstSeed), \(shape): \(seeds - failures) passed, \(failures) failed; \(operations) client operations checked; \(String(format: "%.1f", seconds)) s")
+        print("\(seeds) seeds from \(firstSeed), \(shape): \(seeds - failures) passed, \(failures) failed; \(operations) client operations checked; skips ahead in \(seedsSkippingAhead) seeds; \(String(format: "%.1f", seconds)) s")
         if failures > 0 { throw ExitCode.failure }
     }
 }

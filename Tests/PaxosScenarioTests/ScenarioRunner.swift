@@ -463,8 +463,10 @@ struct ScenarioRunner {
     }
 
     private func isVisible(_ message: PaxosMessage) -> Bool {
-        if case .heartbeat = message { return showHeartbeats }
-        return true
+        switch message {
+        case .heartbeat, .heartbeatEcho: return showHeartbeats
+        default: return true
+        }
     }
 
     // MARK: Safety checks

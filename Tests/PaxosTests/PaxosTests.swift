@@ -148,10 +148,10 @@ struct Group {
         var storage = MemoryStorage()
         let messages = ready.messages(persistingTo: &storage)
         #expect(storage.records.count == 1)
-        #expect(messages.map(\.message) == [.accepted(ballot: Ballot(round: 0, replica: ReplicaID(0)), first: 0)])
+        #expect(messages.map(\.message) == [.accepted(ballot: Ballot(round: 0, replica: ReplicaID(0)), first: 0, skipped: [])])
     }
 
-    @Test func anIdleOwnersSkipIsPersistedThenSentAsDecidedWithoutAnAcceptRound() {
+    @Test func anIdleOwnersSkipIsPersistedThenSentWithTheAcknowledgementWithoutAnAcceptRound() {
         var replica = PaxosReplica(config: PaxosConfig(replicaCount: 3), id: ReplicaID(0), now: .zero)
         let r1 = Ballot(round: 0, replica: ReplicaID(1))
         let ready = replica.receive(.accept(ballot: r1, run: SlotRun(slot: 4, value: .batch([Self.put(1, 1)]))), from: ReplicaID(1), now: .zero)
@@ -163,7 +163,10 @@ struct Group {
         var storage = MemoryStorage()
         let messages = ready.messages(persistingTo: &storage)
         #expect(storage.records.count == 2)
-        #expect(messages.map(\.message) == [.accepted(ballot: r1, first: 4), .decided([skip]), .decided([skip])])
+        // The proposer gets the skip inside the acknowledgement (one message, not two); the
+        // third replica gets it as a decision.
+        #expect(messages == [Outgoing(to: ReplicaID(1), message: .accepted(ballot: r1, first: 4, skipped: [skip])),
+                             Outgoing(to: ReplicaID(2), message: .decided([skip]))])
         #expect(!messages.contains { if case .accept = $0.message { true } else { false } })
     }
 
@@ -233,6 +236,67 @@ struct Group {
     }
 }
 
+/// Skipping ahead: an owner closes its slots before the others' batches reach them.
+@Suite struct SkipAheadTests {
+    /// Replica 0 of three, idle, hears replica 1 propose one batch every millisecond for `duration`
+    /// and times a 20 ms round trip to both peers. Returns every skip run it sent and the highest
+    /// slot known to hold a batch.
+    static func idleOwnerWatchingABusyPeer(percent: Int, duration milliseconds: Int = 60) -> (skips: [SlotRun], batchHorizon: UInt64) {
+        var config = PaxosConfig(replicaCount: 3)
+        config.skipAheadRoundTripPercent = percent
+        var replica = PaxosReplica(config: config, id: ReplicaID(0), now: .zero)
+        var skips: [SlotRun] = []
+        func collect(_ ready: Ready) {
+            // Replica 2 proposes nothing here, so it gets every skip as a decision (replica 1
+            // gets some inside acknowledgements).
+            for outgoing in ready.pendingMessages where outgoing.to == ReplicaID(2) {
+                if case let .decided(runs) = outgoing.message { skips += runs }
+            }
+        }
+        let peer = Ballot(round: 0, replica: ReplicaID(1))
+        var slot: UInt64 = 1
+        for millisecond in 1...milliseconds {
+            let now = Instant(nanoseconds: UInt64(millisecond) * 1_000_000)
+            collect(replica.receive(.accept(ballot: peer, run: SlotRun(slot: slot, value: .batch([CoreTests.put(1, slot)]))),
+                                    from: ReplicaID(1), now: now))
+            slot += 3
+            collect(replica.tick(now: now))
+            // Heartbeats leave every 10 ms; each comes back from both peers 20 ms later.
+            if millisecond % 10 == 0, millisecond >= 20 {
+                let sentAt = UInt64(millisecond - 20) * 1_000
+                for peer in [ReplicaID(1), ReplicaID(2)] {
+                    collect(replica.receive(.heartbeatEcho(sentAtMicroseconds: sentAt), from: peer, now: now))
+                }
+            }
+        }
+        return (skips, replica.batchHorizon)
+    }
+
+    @Test func anIdleOwnerSkipsAheadOfTheBusiestPeerByAboutOneRoundTripOfItsSlots() {
+        let (skips, batchHorizon) = Self.idleOwnerWatchingABusyPeer(percent: 100)
+        let reach = skips.map(\.last).max() ?? 0
+        // The peer opens 3 slots per millisecond; a 20 ms round trip is about 60 slots (the rate
+        // is smoothed, so somewhat less). Reacting alone would stop below the last batch.
+        #expect(reach > batchHorizon + 30, "skips reach \(reach), last batch below \(batchHorizon)")
+        #expect(reach < batchHorizon + 90, "skips reach \(reach), last batch below \(batchHorizon)")
+        // Every skip run is the owner's own sublog, in order, without overlaps.
+        #expect(skips.allSatisfy { $0.first % 3 == 0 && $0.last % 3 == 0 && $0.value == .noop })
+        #expect(zip(skips, skips.dropFirst()).allSatisfy { $0.last < $1.first })
+    }
+
+    @Test func withSkippingAheadOffAnOwnerSkipsOnlyBelowBatchesItHeardOf() {
+        let (skips, batchHorizon) = Self.idleOwnerWatchingABusyPeer(percent: 0)
+        #expect(!skips.isEmpty)
+        #expect(skips.allSatisfy { $0.last < batchHorizon })
+    }
+
+    @Test func withoutARoundTripMeasuredNothingIsSkippedAhead() {
+        // 15 ms: no echo has come back yet.
+        let (skips, batchHorizon) = Self.idleOwnerWatchingABusyPeer(percent: 100, duration: 15)
+        #expect(skips.allSatisfy { $0.last < batchHorizon })
+    }
+}
+
 /// Numbers from peers that would overflow arithmetic or loop for ever are dropped, not trusted.
 @Suite struct HostilePeerTests {
     static let config = PaxosConfig(replicaCount: 3)
@@ -260,7 +324,7 @@ struct Group {
         var prepare: PaxosMessage?
         for _ in 0..<20 {
             now = now.adding(microseconds: 20_000)
-            _ = replica.receive(.heartbeat(deliveredBelow: 0, horizon: 0), from: ReplicaID(1), now: now)
+            _ = replica.receive(.heartbeat(deliveredBelow: 0, horizon: 0, batchHorizon: 0, sentAtMicroseconds: 0), from: ReplicaID(1), now: now)
             let ready = replica.tick(now: now)
             if let found = ready.pendingMessages.first(where: { if case .prepare(2, _, _) = $0.message { true } else { false } }) {
                 prepare = found.message

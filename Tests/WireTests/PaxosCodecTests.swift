@@ -68,23 +68,24 @@ struct PaxosValueGenerator {
         below(2) == 0 ? .promised(sublog: sublog(), ballot: ballot()) : .accepted(ballot: ballot(), run: run())
     }
 
-    /// Case `index % 12` of `PaxosMessage`, so a loop over indices covers every case.
+    /// Case `index % 13` of `PaxosMessage`, so a loop over indices covers every case.
     mutating func message(case index: Int) -> PaxosMessage {
-        switch index % 12 {
+        switch index % 13 {
         case 0: .prepare(sublog: sublog(), ballot: ballot(), fromSlot: number())
         case 1: .promise(sublog: sublog(), ballot: ballot(), fromSlot: number(), slots: (0..<below(4)).map { _ in reported() },
                          complete: below(2) == 0)
         case 2: .accept(ballot: ballot(), run: run())
-        case 3: .accepted(ballot: ballot(), first: number())
+        case 3: .accepted(ballot: ballot(), first: number(), skipped: (0..<below(3)).map { _ in run() })
         case 4: .rejected(sublog: sublog(), promised: ballot())
         case 5: .decided((0..<below(4)).map { _ in run() })
-        case 6: .heartbeat(deliveredBelow: number(), horizon: number())
+        case 6: .heartbeat(deliveredBelow: number(), horizon: number(), batchHorizon: number(), sentAtMicroseconds: number())
         case 7: .catchUp(fromSlot: number())
         case 8: .compacted(below: number())
         case 9: .checkpointRequest(slot: number(), chunk: UInt32(below(100)))
         case 10:
             .checkpointChunk(CheckpointChunk(slot: number(), index: 0, count: UInt32(1 + below(5)), totalBytes: number(), digest: number(),
                                              bytes: (0..<below(300)).map { _ in UInt8(below(256)) }))
+        case 11: .heartbeatEcho(sentAtMicroseconds: number())
         default: .forward(request())
         }
     }

@@ -74,6 +74,34 @@ import Testing
         #expect(found.contains(message), "got: \(found)")
     }
 
+    @Test func aClusterFileWritesBackEverySettingItRead() throws {
+        // The harness hands replica processes their settings through the cluster file it writes:
+        // a setting missing there silently runs with its default (batch holding did, once).
+        let text = """
+            cluster: settings
+            groups:
+              - name: main
+                protocol: single-leader
+                batch_commands_max: 17
+                batch_bytes_max: 4096
+                batch_delay_us: 30
+                pipeline_depth_max: 5
+                batch_hold_inflight_min: 3
+                batch_hold_us: 250
+                skip_ahead_percent: 40
+                scheduler: graph
+                workers: 2
+                cost_us: 1.5
+                checkpoint_interval_slots: 77
+                replicas:
+                  - {peer: 7101, client: 7201}
+            """
+        let cluster = try ClusterSpec.parse(text, file: "c.yaml")
+        #expect(cluster.groups[0].settings.skipAheadRoundTripPercent == 40)
+        #expect(cluster.groups[0].settings.batchHoldMicroseconds == 250)
+        #expect(try ClusterSpec.parse(cluster.yaml, file: "again.yaml").groups[0].settings == cluster.groups[0].settings)
+    }
+
     @Test func aClusterFileCarriesTheNetworkAndWritesItBack() throws {
         let text = """
             cluster: wan
