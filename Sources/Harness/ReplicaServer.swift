@@ -493,7 +493,8 @@ public final class ReplicaServer: @unchecked Sendable {
                 return "counters: peer messages sent \(sent.frames) (\(sent.bytes) bytes), received \(received.frames) (\(received.bytes) bytes); "
                     + "peer frames blocked sent \(blockedSent), received \(blockedReceived); "
                     + "client requests \(counters.clientRequests), replies \(counters.clientReplies), refused frames \(counters.clientFramesRefused + counters.peerFramesRefused); "
-                    + "batches \(counters.batchesDelivered), commands executed \(counters.commandsExecuted); checkpoints \(counters.checkpoints), state transfers \(counters.stateTransfers); "
+                    + "batches \(counters.batchesDelivered), commands executed \(counters.commandsExecuted); "
+                    + "slots opened \(node?.core.horizon ?? 0), skips ahead \(node?.core.skipsAhead ?? 0); checkpoints \(counters.checkpoints), state transfers \(counters.stateTransfers); "
                     + "extension steps sent \(counters.extensionStepsSent), received \(counters.extensionStepsReceived); "
                     + "syncs \(stats?.syncs ?? 0), records synced \(stats?.recordsSynced ?? 0); "
                     + Self.processCPU()

@@ -28,7 +28,7 @@ public enum WorkloadRunner {
         config.batchDelayMicrosecondsMax = group.batchDelayMicroseconds
         config.batchHoldInflightMin = group.batchHoldInflightMin
         config.batchHoldMicrosecondsMax = group.batchHoldMicroseconds
-        config.skipAheadRoundTripPercent = group.skipAheadRoundTripPercent
+        config.skipAheadPercent = group.skipAheadPercent
         try config.validate()
         return config
     }

@@ -49,13 +49,13 @@ public struct PaxosConfig: Hashable, Sendable {
     /// The longest adaptive batching holds a request back. Recommended 1,000 µs in process (a few
     /// round trips); 0 turns holding off; below `suspectTimeoutMicroseconds`.
     public var batchHoldMicrosecondsMax: UInt64 = 1_000
-    /// Multi-leader: how far ahead an owner skips its unused slots, as a percentage of the slots the
-    /// busiest other owner opens during one round trip to this replica's farthest live peer (rates
-    /// and round trips are measured as the group runs). An owner far from the others then closes
-    /// its slots before their batches need them, instead of a round trip after they are proposed.
+    /// Multi-leader: how far ahead an owner skips its unused slots, as a percentage of the slots
+    /// the group opens during one one-way delay to this replica's nearest live peer (batch rates and
+    /// round trips are measured as the group runs). An owner far from the others then closes its
+    /// slots before their batches need them, instead of a round trip after they are proposed.
     /// 0 turns skipping ahead off (owners skip only when they learn of a higher batch). 0 ... 1,000;
     /// recommended 100.
-    public var skipAheadRoundTripPercent: Int = 100
+    public var skipAheadPercent: Int = 100
     /// Requests waiting to be batched at one replica; more are dropped (clients time out and retry).
     public var requestQueueMax: Int = 100_000
     /// No slot is proposed this far beyond the first undelivered slot: bounds decided but
@@ -108,8 +108,8 @@ public struct PaxosConfig: Hashable, Sendable {
         guard batchHoldMicrosecondsMax < suspectTimeoutMicroseconds else {
             throw fail("batchHoldMicrosecondsMax", "\(batchHoldMicrosecondsMax) must be below suspectTimeoutMicroseconds \(suspectTimeoutMicroseconds)")
         }
-        guard (0...1_000).contains(skipAheadRoundTripPercent) else {
-            throw fail("skipAheadRoundTripPercent", "must be 0 ... 1000, got \(skipAheadRoundTripPercent)")
+        guard (0...1_000).contains(skipAheadPercent) else {
+            throw fail("skipAheadPercent", "must be 0 ... 1000, got \(skipAheadPercent)")
         }
         guard catchUpSlotsMax >= 1 else { throw fail("catchUpSlotsMax", "must be at least 1") }
     }

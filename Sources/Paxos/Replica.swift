@@ -18,33 +18,38 @@ import Services
 /// replica revokes it: phase 1 with a higher ballot, then the values found, no-ops for the rest,
 /// and no-op runs from then on. An owner that is alive again regains its sublog the same way.
 ///
-/// Skips at round 0 cost no round (Mencius, rule 2 and its "skip learned from the owner"). In
-/// multi-leader mode, the owner leading its own sublog at its initial ballot (0, owner) skips by
-/// persisting the run as accepted at (0, owner), learning it decided itself and sending the
-/// run as `.decided` to the others, who learn it at once: no accept, no quorum. Why that is safe:
+/// An owner's skips cost no round (Mencius, rule 2 and its "skip learned from the owner"). In
+/// multi-leader mode, the owner r leading its own sublog at one of its ballots (k, r) (round 0 from
+/// the start, or a higher round won by phase 1 after it was revoked or restarted) skips by
+/// persisting the run as accepted at (k, r), learning it decided itself and sending the run as
+/// decided to the others, who learn it at once: no accept, no quorum. Why that is safe:
 ///
-/// - Claim: if the owner r skips slot s at ballot (0, r), then every value any acceptor ever
+/// - Claim: if the owner r skips slot s at ballot (k, r), then every value any acceptor ever
 ///   accepts in s, at any ballot, is a no-op; so no-op is the only value that can be decided in s,
 ///   and learning it early agrees with whatever a quorum decides there.
-/// - Round 0 of r's sublog belongs to r alone, and r uses it in one incarnation only: a restarted
-///   replica leads nothing until it wins phase 1 with a round above every ballot it promised. In
-///   that incarnation r gives each slot one value (`nextSlot` only grows): s got the skip and no
-///   batch.
-/// - A leader at a higher ballot proposes in s only (a) a value reported in its phase 1, which by
-///   induction on ballots is a no-op; (b) a no-op, for a slot nobody reported; (c) a client batch,
-///   which in multi-leader mode only r, the owner, ever proposes in r's sublog (a revoker proposes
-///   found values and no-ops, never its clients' requests, which go to its own sublog), and only
-///   at slots at or above `ownSlotsUsedBelow`: one past every slot r proposed or skipped at round
-///   0. That floor survives restarts because the skip run is persisted (as `.accepted` at (0, r))
-///   before the `.decided` that reveals it is sent, and `init(restoring:)` rebuilds the floor from
-///   those records; within an incarnation it is taken from the round-0 leadership when r drops it.
-///   After winning phase 1, r fills its slots below the floor with no-ops before any batch.
+/// - Ballot (k, r) belongs to r alone, and r uses it in one incarnation only: a restarted replica
+///   leads nothing until it wins phase 1 with a round above every ballot it promised. In that
+///   incarnation r gives each slot one value at (k, r) (`nextSlot` only grows): s got the skip and
+///   no batch. When k > 0, s lies above every slot reported in r's phase 1 (those all got
+///   proposals) and above `ownSlotsUsedBelow`.
+/// - Any leader proposes in s only (a) a value reported in its phase 1, which by induction on
+///   ballots is a no-op; (b) a no-op, for a slot nobody reported; (c) a client batch, which in
+///   multi-leader mode only r, the owner, ever proposes in r's sublog (a revoker proposes found
+///   values and no-ops, never its clients' requests, which go to its own sublog), and only at slots
+///   at or above `ownSlotsUsedBelow`: one past every slot r proposed in or skipped at any of its
+///   ballots. That floor survives restarts because r persists its proposals and skips (as
+///   `.accepted` at its ballot) before anything reveals them, and `init(restoring:)` rebuilds the
+///   floor from those records; within an incarnation it is taken from r's leadership of its sublog
+///   when r drops it. After winning phase 1, r fills its slots below the floor with no-ops (a quorum
+///   round) before any batch or skip. So no batch is ever accepted in s, at a ballot below (k, r)
+///   or above it.
 /// - Revocation, both ways: a revoker never decides a batch in a slot r skipped ((a)–(c)), and r
 ///   never skips a slot in which a revoker decided a batch, since such a batch can only be r's own
 ///   round-0 proposal found in phase 1, and r skips only slots it never proposed in. A skip r makes
 ///   while partitioned from a revoker is a no-op where the revoker can only put no-ops.
 /// - Single-leader mode keeps quorum no-op runs: there, a leader that took over proposes client
-///   batches in sublog 0 above whatever it found, which would break (c).
+///   batches in sublog 0 above whatever it found, which would break (c). So does a revoker in
+///   another owner's sublog (its skips are not the owner's).
 /// - Like every Paxos guarantee here, this rests on a replica's records surviving its crash: a
 ///   replica rebuilt with an empty disk would lead at round 0 again and must not rejoin under its
 ///   old identity.
@@ -64,24 +69,27 @@ import Services
 /// highest slot known to hold a client batch, not to every slot seen: slots above the last batch
 /// hold nothing anyone waits for.
 ///
-/// Skipping ahead (multi-leader, `skipAheadRoundTripPercent`). Reacting to accepts, an owner far
-/// from the others closes its slots below a peer's batch only after that batch's accept reached it,
-/// and its skip is back a full round trip after the batch was proposed: the delayed commit of
-/// Mencius, which makes a slot wait for the round trip to the owner that lags in slot numbers, the
-/// remotest one. So each owner also skips, at round 0, on every tick, up to where it expects the
-/// busiest other owner's slot numbers to be when its skip arrives: the last batch slot it knows
-/// plus that owner's measured batch rate (times the stride) over one measured round trip to its
-/// farthest live peer. Its skip then waits for no round trip, only a one-way delay. Safety needs
-/// nothing new: a skip ahead is a skip at round 0 like any other, of slots the owner never proposed
-/// in, persisted before it is revealed (the argument above holds for any slot the owner skips, not
-/// only those below a slot it heard of). Its own later batches go above the skipped slots, as after
-/// any skip. What it costs is slot numbers (bounded by a quarter of the delivery window per skip)
-/// and, if the estimate runs high, the owner's own batches go to slots the others reach later; the
-/// rate is counted in batches, not slots, so others' reactions to those batches do not feed it.
+/// Skipping ahead (multi-leader, `skipAheadPercent`). Reacting to accepts, an owner far from the
+/// others closes its slots below a peer's batch only after that batch's accept reached it, and its
+/// skip is back a full round trip after the batch was proposed: the delayed commit of Mencius,
+/// which makes a slot wait for the round trip to the owner that lags in slot numbers, the remotest
+/// one. So each owner also skips, without a round, on every tick, up to the last batch slot it knows
+/// plus the slots the group opens during one one-way delay to its nearest live peer (the group's
+/// batch rate times the stride, an upper bound of how fast slot numbers grow, over half the
+/// measured round trip; `planSkipAhead` says why these). A peer's slot then waits for a remote
+/// owner's skip about a one-way delay, mostly hidden behind its own quorum's round trip, instead of
+/// a round trip to that owner. Safety needs nothing new: a skip ahead is an owner's skip like any
+/// other, of slots the owner never proposed in, persisted before it is revealed (the argument
+/// above holds for any slot the owner skips, not only those below a slot it heard of), and its
+/// later batches go above the skipped slots, as after any skip. What it costs is slot numbers
+/// (at most a quarter of the delivery window per skip) and a decided message per tick while the
+/// estimate moves.
 ///
-/// Deviations from Mencius, and why. (1) A skip at a ballot above 0 (a revoker's, or an owner's
-/// that regained its sublog) still travels as an accept of a no-op run decided by a quorum: only
-/// round 0 is the owner's alone. (2)
+/// Deviations from Mencius, and why. (1) A revoker's skips in a sublog it took over travel as
+/// accepts of no-op runs decided by a quorum: only the owner can vouch that it proposed nothing
+/// there. (Skipping without a round at the owner's later ballots too matters in practice: a false
+/// suspicion at start-up, once it cost an owner round 0, used to make every later skip of that
+/// owner an accept round.) (2)
 /// Accepted state is kept until the durability layer compacts it, so a restarted replica catches up
 /// from its peers' decided slots. (3) No slot is proposed more than `deliveryWindowSlotsMax` beyond
 /// the first undelivered slot, which bounds what piles up while a slot waits for revocation.
@@ -133,8 +141,8 @@ public struct PaxosReplica: Sendable {
     /// Single-leader: the replica this one takes for the leader forwarded it a request, so it
     /// does not lead; this replica calls an election (see `electLeaders`).
     private var presumedLeaderForwards = false
-    /// One past the highest slot of its own sublog this replica proposed in or skipped at round 0,
-    /// in this incarnation or (from its records) an earlier one. When it leads its sublog again at
+    /// One past the highest slot of its own sublog this replica proposed in or skipped at any of its
+    /// ballots (see `raisesOwnFloor`), in this incarnation or (from its records) an earlier one. When it leads its sublog again at
     /// a higher ballot, client batches go at or above it; below it, only no-ops (see the header).
     private var ownSlotsUsedBelow: UInt64 = 0
 
@@ -143,14 +151,14 @@ public struct PaxosReplica: Sendable {
     /// Round trip to each peer in µs, smoothed, timed by heartbeat echoes on this replica's clock;
     /// nil until an echo came back.
     private var roundTripMicroseconds: [UInt64?]
-    /// Client batches seen proposed in each sublog (accepts from peers), and the counts at the last
-    /// rate sample.
+    /// Client batches proposed in each sublog (this replica's own, and peers' seen in their
+    /// accepts), and the counts at the last rate sample.
     private var batchesSeen: [UInt64]
     private var batchesAtSample: [UInt64]
     private var rateSampledAt: Instant
     /// Client batches per second proposed in each sublog, smoothed.
     private var batchesPerSecond: [Double]
-    /// This replica, owner of its sublog at round 0, skips its unused slots below this one.
+    /// This replica, leading its own sublog, skips its unused slots below this one.
     private var skipAheadBelow: UInt64 = 0
 
     // MARK: Within one input
@@ -158,7 +166,7 @@ public struct PaxosReplica: Sendable {
     /// The acknowledgement owed to the proposer of an accept this input took, sent at the end of
     /// the input with the skips the accept set off (Mencius: skips piggybacked on accept replies).
     private var owedAcknowledgement: (to: ReplicaID, ballot: Ballot, first: UInt64)?
-    /// Runs this owner skipped at round 0 during the input.
+    /// Runs this owner skipped (without a round) during the input.
     private var skipsThisInput: [SlotRun] = []
 
     // MARK: Failure detection
@@ -230,7 +238,7 @@ public struct PaxosReplica: Sendable {
                 }
                 horizon = max(horizon, run.last + 1)
                 if case .batch = run.value { batchHorizon = max(batchHorizon, run.last + 1) }
-                if ballot == Ballot(round: 0, replica: id) { ownSlotsUsedBelow = max(ownSlotsUsedBelow, run.last + stride) }
+                if raisesOwnFloor(sublog: sublog, at: ballot) { ownSlotsUsedBelow = max(ownSlotsUsedBelow, run.last + stride) }
             }
         }
         knownBallot = promised
@@ -604,10 +612,11 @@ public struct PaxosReplica: Sendable {
                         break
                     }
                     leadership.nextSlot += stride
+                    batchesSeen[sublog] += 1
                 }
             }
-            // Rule 2: close the unused slots below the last slot someone waits for; an owner at
-            // round 0 also closes those below its skip-ahead point.
+            // Rule 2: close the unused slots below the last slot someone waits for; an owner also
+            // closes those below its skip-ahead point.
             var skipBelow = config.mode == .multiLeader ? batchHorizon : horizon
             if skipsWithoutRound(leadership) { skipBelow = max(skipBelow, skipAheadBelow) }
             skipBelow = min(skipBelow, windowEnd)
@@ -656,10 +665,9 @@ public struct PaxosReplica: Sendable {
     }
 
     /// Multi-leader, on each tick: where this owner's skips should reach so that they arrive before
-    /// the others' batches need them (see the header): the last batch slot known, plus the slots the
-    /// busiest other owner opens in one round trip to the farthest live peer.
+    /// the others' batches need them (see the header).
     private mutating func planSkipAhead() {
-        guard config.mode == .multiLeader, config.skipAheadRoundTripPercent > 0, config.replicaCount > 1 else { return }
+        guard config.mode == .multiLeader, config.skipAheadPercent > 0, config.replicaCount > 1 else { return }
         let elapsed = now.microseconds(since: rateSampledAt)
         if elapsed >= config.heartbeatIntervalMicroseconds {
             for sublog in 0..<config.sublogCount {
@@ -670,25 +678,41 @@ public struct PaxosReplica: Sendable {
             rateSampledAt = now
         }
         guard let leadership = leaderships[clientSublog], case .leading = leadership.phase, skipsWithoutRound(leadership) else { return }
-        let roundTrip = replicas.filter { $0 != id && !isSuspected($0) }.compactMap { roundTripMicroseconds[$0.rawValue] }.max()
-        let rate = batchesPerSecond.enumerated().filter { $0.offset != clientSublog }.map(\.element).max() ?? 0
-        guard let roundTrip, rate > 0 else { return }
-        let slots = Double(stride) * rate * Double(roundTrip) / 1_000_000 * Double(config.skipAheadRoundTripPercent) / 100
+        // How fast slot numbers grow, from counts of batches (every owner's, this one's too), never
+        // from slot numbers: those grow with the skips ahead themselves, and an estimate fed by them
+        // would run away. Each batch may open a new round of the stride's slots (owners that hear
+        // of each other late propose above everything they heard of), so this bounds the growth
+        // from above.
+        let slotsPerSecond = Double(stride) * batchesPerSecond.reduce(0, +)
+        // Half the nearest peer's round trip, not the farthest's: each owner's batches go above its
+        // skips and the others follow a batch above their own slots (rule 2), so two owners that
+        // each led by more than half their round trip would push slot numbers up faster than the
+        // batches do, and a remote owner's estimate would fall behind again.
+        let roundTrip = replicas.filter { $0 != id && !isSuspected($0) }.compactMap { roundTripMicroseconds[$0.rawValue] }.min()
+        guard let roundTrip, slotsPerSecond > 0 else { return }
+        let slots = slotsPerSecond * Double(roundTrip) / 2 / 1_000_000 * Double(config.skipAheadPercent) / 100
         let lookahead = min(UInt64(slots), config.deliveryWindowSlotsMax / 4)
-        // Less than two of its own slots ahead is what reacting to the accepts gives anyway: not
-        // worth a message every tick.
-        guard lookahead >= 2 * stride else { return }
+        // Less than one of its own slots ahead is what reacting to the accepts gives anyway (in
+        // process, or on a LAN, where round trips are short): no message for it.
+        guard lookahead >= stride else { return }
         skipAheadBelow = max(skipAheadBelow, batchHorizon + lookahead)
     }
 
-    /// Whether `leadership` skips by telling the others (no round): only the owner of a sublog at
-    /// its initial ballot, in multi-leader mode (the header says why that is safe, and why not in
-    /// single-leader mode).
+    /// Whether `leadership` skips by telling the others (no round): only the owner of a sublog,
+    /// leading it at one of its own ballots, in multi-leader mode (the header says why that is safe,
+    /// and why not in single-leader mode or for a revoker).
     private func skipsWithoutRound(_ leadership: Leadership) -> Bool {
-        config.mode == .multiLeader && leadership.ballot == Ballot(round: 0, replica: id)
+        config.mode == .multiLeader && raisesOwnFloor(sublog: leadership.sublog, at: leadership.ballot)
     }
 
-    /// The owner's skip at round 0: persisted as accepted at (0, owner) before anything reveals it
+    /// Whether what this replica proposes or skips in `sublog` at `ballot` raises
+    /// `ownSlotsUsedBelow`: its own sublog at any of its ballots (multi-leader), or at round 0
+    /// (single-leader, where nothing skips without a round and the floor is only conservative).
+    private func raisesOwnFloor(sublog: Int, at ballot: Ballot) -> Bool {
+        ballot.replica == id && Self.owner(ofSublog: sublog, mode: config.mode) == id && (config.mode == .multiLeader || ballot.round == 0)
+    }
+
+    /// The owner's skip: persisted as accepted at its ballot before anything reveals it
     /// (so a restart rebuilds `ownSlotsUsedBelow` above it), learned here, and sent at the end of
     /// the input as decided (to the proposer of an accept it answers, inside the acknowledgement).
     private mutating func skip(_ run: SlotRun, at ballot: Ballot, into ready: inout Ready) {
@@ -832,7 +856,7 @@ public struct PaxosReplica: Sendable {
             leadership.nextSlot = highest + stride
         }
         if Self.owner(ofSublog: sublog, mode: config.mode) == id, leadership.nextSlot < ownSlotsUsedBelow {
-            // Slots this owner gave a value or a skip at round 0 that no promise reported (the
+            // Slots this owner gave a value or a skip at an earlier ballot that no promise reported (the
             // quorum may not include whoever learned them): only no-ops may go there, never a batch.
             let last = lastSlot(inSublog: sublog, below: ownSlotsUsedBelow)
             accepted = accepted && propose(SlotRun(first: leadership.nextSlot, last: last, value: .noop), in: &leadership, into: &ready)
@@ -856,7 +880,7 @@ public struct PaxosReplica: Sendable {
 
     private mutating func dropLeadership(of sublog: Int) {
         guard let leadership = leaderships.removeValue(forKey: sublog) else { return }
-        if leadership.ballot == Ballot(round: 0, replica: id) { ownSlotsUsedBelow = max(ownSlotsUsedBelow, leadership.nextSlot) }
+        if raisesOwnFloor(sublog: sublog, at: leadership.ballot) { ownSlotsUsedBelow = max(ownSlotsUsedBelow, leadership.nextSlot) }
         // Client batches in flight may or may not be decided by the next leader. They go back to
         // the front of the queue, in slot order, to be proposed again once this replica leads
         // (or, single-leader, to be forwarded): if both copies are decided, the session table

@@ -57,7 +57,7 @@ public struct SimulationOptions: Hashable, Sendable {
     public var paxosConfig: PaxosConfig {
         var config = PaxosConfig.preset(replicaCount: replicaCount, mode: mode, batchCommandsMax: batchCommandsMax,
                                         pipelineDepthMax: pipelineDepthMax, clock: .simulated)
-        config.skipAheadRoundTripPercent = skipAheadRoundTripPercent
+        config.skipAheadPercent = skipAheadPercent
         return config
     }
 
@@ -65,7 +65,7 @@ public struct SimulationOptions: Hashable, Sendable {
     /// default, or far beyond it. The simulator's light load rarely makes the default reach two
     /// slots ahead; the larger settings make most seeds race skips ahead against revocations,
     /// restarts and state transfer.
-    public var skipAheadRoundTripPercent: Int {
+    public var skipAheadPercent: Int {
         var random = SplitMix64(seed: seed ^ 0x5C19_A4EA_D000_0000)
         return [0, 100, 400, 1_000][Int(random.next() % 4)]
     }

@@ -108,7 +108,7 @@ public struct Simulator {
         groups = []
         for index in spec.groups.indices {
             var config = spec.paxosConfig(of: index, simulated: true)
-            config.skipAheadRoundTripPercent = options.skipAheadRoundTripPercent
+            config.skipAheadPercent = options.skipAheadPercent
             if options.composition == nil { config = options.paxosConfig }
             let origin: UInt32? = router.extensionOrigin == index ? UInt32(index) : nil
             groups.append(SimulatedGroup(index: index, config: config, execution: options.execution, extensionOrigin: origin,

@@ -170,7 +170,7 @@ public struct ClusterSpec: Hashable, Sendable {
             lines.append("    pipeline_depth_max: \(settings.pipelineDepthMax)")
             lines.append("    batch_hold_inflight_min: \(settings.batchHoldInflightMin)")
             lines.append("    batch_hold_us: \(settings.batchHoldMicroseconds)")
-            lines.append("    skip_ahead_percent: \(settings.skipAheadRoundTripPercent)")
+            lines.append("    skip_ahead_percent: \(settings.skipAheadPercent)")
             lines.append("    scheduler: \(settings.scheduler.rawValue)")
             lines.append("    workers: \(settings.workers)")
             lines.append("    cost_us: \(settings.costMicroseconds)")

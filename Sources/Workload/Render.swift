@@ -34,7 +34,7 @@ extension WorkloadSpec {
         lines.append("  batch_delay_us: \(group.batchDelayMicroseconds)")
         lines.append("  batch_hold_inflight_min: \(group.batchHoldInflightMin)")
         lines.append("  batch_hold_us: \(group.batchHoldMicroseconds)")
-        lines.append("  skip_ahead_percent: \(group.skipAheadRoundTripPercent)")
+        lines.append("  skip_ahead_percent: \(group.skipAheadPercent)")
         lines.append("  scheduler: \(group.scheduler.rawValue)")
         lines.append("  workers: \(group.workers)")
         lines.append("  cost_us: \(number(group.costMicroseconds))")

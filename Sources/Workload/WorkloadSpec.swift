@@ -44,9 +44,9 @@ public struct GroupSpec: Hashable, Sendable {
     /// The longest adaptive batching holds a request, in microseconds (0 turns it off).
     public var batchHoldMicroseconds: UInt64 = 1_000
     /// Multi-leader: how far ahead an owner skips its unused slots, in percent of the slots the
-    /// busiest other owner opens in one round trip (see `PaxosConfig.skipAheadRoundTripPercent`);
+    /// group opens during a one-way delay to its nearest peer (see `PaxosConfig.skipAheadPercent`);
     /// 0 turns skipping ahead off.
-    public var skipAheadRoundTripPercent = 100
+    public var skipAheadPercent = 100
     /// How each replica executes decided commands: `sequential`, `early` or `graph`.
     public var scheduler = SchedulerKind.sequential
     /// Execution workers per replica (for `early` and `graph`).
@@ -87,7 +87,7 @@ extension GroupSpec {
         pipelineDepthMax = fields.int("pipeline_depth_max", default: pipelineDepthMax, range: 1...4_096, unit: "batches")
         batchHoldInflightMin = fields.int("batch_hold_inflight_min", default: batchHoldInflightMin, range: 1...4_096, unit: "batches")
         batchHoldMicroseconds = UInt64(fields.int("batch_hold_us", default: Int(batchHoldMicroseconds), range: 0...100_000, unit: "µs"))
-        skipAheadRoundTripPercent = fields.int("skip_ahead_percent", default: skipAheadRoundTripPercent, range: 0...1_000, unit: "% of a round trip")
+        skipAheadPercent = fields.int("skip_ahead_percent", default: skipAheadPercent, range: 0...1_000, unit: "% of a one-way delay's slots")
         scheduler = fields.choice("scheduler", default: scheduler)
         workers = fields.int("workers", default: workers, range: 1...64, unit: "workers")
         costMicroseconds = fields.double("cost_us", default: costMicroseconds, range: 0...1_000_000, unit: "µs")

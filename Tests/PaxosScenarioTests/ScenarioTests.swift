@@ -33,7 +33,7 @@ struct ScenarioTests {
     @Test("An owner's skip racing a revocation of its sublog: the revoker puts the same no-op in the skipped slot")
     func skipRacesRevocation() throws { try ScenarioFile("skip-races-revocation.txt").check() }
 
-    @Test("An owner restarting after it skipped never puts a client batch in a slot it skipped")
+    @Test("An owner restarting after it skipped never puts a client batch in a slot it skipped, and skips without a round at its new ballot")
     func ownerRestartAfterSkip() throws { try ScenarioFile("owner-restart-after-skip.txt").check() }
 
     @Test("Every scenario file in testdata is run by a test")

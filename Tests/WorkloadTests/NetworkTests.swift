@@ -97,7 +97,7 @@ import Testing
                   - {peer: 7101, client: 7201}
             """
         let cluster = try ClusterSpec.parse(text, file: "c.yaml")
-        #expect(cluster.groups[0].settings.skipAheadRoundTripPercent == 40)
+        #expect(cluster.groups[0].settings.skipAheadPercent == 40)
         #expect(cluster.groups[0].settings.batchHoldMicroseconds == 250)
         #expect(try ClusterSpec.parse(cluster.yaml, file: "again.yaml").groups[0].settings == cluster.groups[0].settings)
     }
