@@ -82,8 +82,11 @@ import Services
 /// other, of slots the owner never proposed in, persisted before it is revealed (the argument
 /// above holds for any slot the owner skips, not only those below a slot it heard of), and its
 /// later batches go above the skipped slots, as after any skip. What it costs is slot numbers
-/// (at most a quarter of the delivery window per skip) and a decided message per tick while the
-/// estimate moves.
+/// (at most a sixteenth of the delivery window per skip) and a decided message per tick while the
+/// estimate moves. Round trips are the minimum of the last few heartbeat echoes (queueing is not a
+/// delay a skip can hide), and nothing is skipped ahead while the nearest one-way delay is under
+/// two ticks: there the skips that answer accepts are as early, and skips moving a tick at a time
+/// would overshoot.
 ///
 /// Deviations from Mencius, and why. (1) A revoker's skips in a sublog it took over travel as
 /// accepts of no-op runs decided by a quorum: only the owner can vouch that it proposed nothing
@@ -148,9 +151,14 @@ public struct PaxosReplica: Sendable {
 
     // MARK: Skipping ahead (multi-leader; see the header)
 
-    /// Round trip to each peer in µs, smoothed, timed by heartbeat echoes on this replica's clock;
-    /// nil until an echo came back.
-    private var roundTripMicroseconds: [UInt64?]
+    /// The last few round trips to each peer in µs, timed by heartbeat echoes on this replica's
+    /// clock (empty until an echo came back). Their minimum is the link's delay; the rest is
+    /// queueing, which a skip ahead cannot hide.
+    private var roundTripSamples: [[UInt64]]
+    private static let roundTripSamplesMax = 8
+    /// The gap between ticks in µs, smoothed: skips ahead move a tick at a time.
+    private var tickIntervalMicroseconds: UInt64?
+    private var lastTickAt: Instant?
     /// Client batches proposed in each sublog (this replica's own, and peers' seen in their
     /// accepts), and the counts at the last rate sample.
     private var batchesSeen: [UInt64]
@@ -197,7 +205,7 @@ public struct PaxosReplica: Sendable {
         promised = initial
         knownBallot = initial
         lastHeard = Array(repeating: now, count: config.replicaCount)
-        roundTripMicroseconds = Array(repeating: nil, count: config.replicaCount)
+        roundTripSamples = Array(repeating: [], count: config.replicaCount)
         batchesSeen = Array(repeating: 0, count: config.sublogCount)
         batchesAtSample = batchesSeen
         batchesPerSecond = Array(repeating: 0, count: config.sublogCount)
@@ -329,6 +337,11 @@ public struct PaxosReplica: Sendable {
     /// Time passing: heartbeats, retransmissions, catch-up, failure detection, batch deadlines.
     public mutating func tick(now: Instant) -> Ready {
         self.now = max(self.now, now)
+        if let last = lastTickAt {
+            let gap = self.now.microseconds(since: last)
+            tickIntervalMicroseconds = tickIntervalMicroseconds.map { ($0 * 7 + gap) / 8 } ?? gap
+        }
+        lastTickAt = self.now
         var ready = Ready()
         if self.now.microseconds(since: lastHeartbeatAt) >= config.heartbeatIntervalMicroseconds {
             lastHeartbeatAt = self.now
@@ -660,8 +673,8 @@ public struct PaxosReplica: Sendable {
         let nowMicroseconds = now.nanoseconds / 1_000
         // An echo from the future or older than a suspicion is not this replica's (or is useless).
         guard sentAt <= nowMicroseconds, nowMicroseconds - sentAt < config.suspectTimeoutMicroseconds else { return }
-        let sample = nowMicroseconds - sentAt
-        roundTripMicroseconds[peer.rawValue] = roundTripMicroseconds[peer.rawValue].map { ($0 * 3 + sample) / 4 } ?? sample
+        if roundTripSamples[peer.rawValue].count == Self.roundTripSamplesMax { roundTripSamples[peer.rawValue].removeFirst() }
+        roundTripSamples[peer.rawValue].append(nowMicroseconds - sentAt)
     }
 
     /// Multi-leader, on each tick: where this owner's skips should reach so that they arrive before
@@ -688,10 +701,13 @@ public struct PaxosReplica: Sendable {
         // skips and the others follow a batch above their own slots (rule 2), so two owners that
         // each led by more than half their round trip would push slot numbers up faster than the
         // batches do, and a remote owner's estimate would fall behind again.
-        let roundTrip = replicas.filter { $0 != id && !isSuspected($0) }.compactMap { roundTripMicroseconds[$0.rawValue] }.min()
-        guard let roundTrip, slotsPerSecond > 0 else { return }
+        let roundTrip = replicas.filter { $0 != id && !isSuspected($0) }.compactMap { roundTripSamples[$0.rawValue].min() }.min()
+        guard let roundTrip, let tickInterval = tickIntervalMicroseconds, slotsPerSecond > 0 else { return }
+        // Skips ahead move a tick at a time; a one-way delay shorter than two ticks (in process, on
+        // a LAN) is hidden better by the skips that answer accepts, at once and inside the reply.
+        guard roundTrip / 2 >= 2 * tickInterval else { return }
         let slots = slotsPerSecond * Double(roundTrip) / 2 / 1_000_000 * Double(config.skipAheadPercent) / 100
-        let lookahead = min(UInt64(slots), config.deliveryWindowSlotsMax / 4)
+        let lookahead = min(UInt64(slots), config.deliveryWindowSlotsMax / 16)
         // Less than one of its own slots ahead is what reacting to the accepts gives anyway (in
         // process, or on a LAN, where round trips are short): no message for it.
         guard lookahead >= stride else { return }

@@ -241,7 +241,8 @@ struct Group {
     /// Replica 0 of three, idle, hears replica 1 propose one batch every millisecond for `duration`
     /// and times a 20 ms round trip to both peers. Returns every skip run it sent and the highest
     /// slot known to hold a batch.
-    static func idleOwnerWatchingABusyPeer(percent: Int, duration milliseconds: Int = 60) -> (skips: [SlotRun], batchHorizon: UInt64) {
+    static func idleOwnerWatchingABusyPeer(percent: Int, duration milliseconds: Int = 60,
+                                           roundTripMilliseconds: Int = 20) -> (skips: [SlotRun], batchHorizon: UInt64) {
         var config = PaxosConfig(replicaCount: 3)
         config.skipAheadPercent = percent
         var replica = PaxosReplica(config: config, id: ReplicaID(0), now: .zero)
@@ -261,9 +262,9 @@ struct Group {
                                     from: ReplicaID(1), now: now))
             slot += 3
             collect(replica.tick(now: now))
-            // Heartbeats leave every 10 ms; each comes back from both peers 20 ms later.
-            if millisecond % 10 == 0, millisecond >= 20 {
-                let sentAt = UInt64(millisecond - 20) * 1_000
+            // Heartbeats leave every 10 ms; each comes back from both peers a round trip later.
+            if millisecond % 10 == 0, millisecond >= 10 + roundTripMilliseconds {
+                let sentAt = UInt64(millisecond - roundTripMilliseconds) * 1_000
                 for peer in [ReplicaID(1), ReplicaID(2)] {
                     collect(replica.receive(.heartbeatEcho(sentAtMicroseconds: sentAt), from: peer, now: now))
                 }
@@ -287,6 +288,13 @@ struct Group {
 
     @Test func withSkippingAheadOffAnOwnerSkipsOnlyBelowBatchesItHeardOf() {
         let (skips, batchHorizon) = Self.idleOwnerWatchingABusyPeer(percent: 0)
+        #expect(!skips.isEmpty)
+        #expect(skips.allSatisfy { $0.last < batchHorizon })
+    }
+
+    @Test func aOneWayDelayShorterThanTwoTicksIsLeftToTheSkipsThatAnswerAccepts() {
+        // Ticks every millisecond, a 2 ms round trip: one way is 1 ms, under two ticks.
+        let (skips, batchHorizon) = Self.idleOwnerWatchingABusyPeer(percent: 100, roundTripMilliseconds: 2)
         #expect(!skips.isEmpty)
         #expect(skips.allSatisfy { $0.last < batchHorizon })
     }
