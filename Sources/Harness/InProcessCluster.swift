@@ -19,7 +19,7 @@ public final class InProcessCluster: @unchecked Sendable {
     // `hosts` is written once in `init` and only read afterwards; every host's state is confined
     // to its own event loop. That is what makes the unchecked `Sendable` sound.
     private(set) var hosts: [ReplicaHost] = []
-    private let blocked = NIOLockedValueBox(Set<LinkPair>())
+    private let blocked = NIOLockedValueBox(Set<Link>())
     /// Set once the run is over: from then on nothing crosses between event loops, so no loop
     /// schedules work on one that is shutting down.
     private let halted = NIOLockedValueBox(false)
@@ -101,17 +101,7 @@ public final class InProcessCluster: @unchecked Sendable {
 
     /// Replicas on different sides can no longer talk.
     public func partition(_ sides: [[Int]]) {
-        var cut = Set<LinkPair>()
-        for (index, side) in sides.enumerated() {
-            for other in sides[(index + 1)...] {
-                for a in side {
-                    for b in other {
-                        cut.insert(LinkPair(a, b))
-                        cut.insert(LinkPair(b, a))
-                    }
-                }
-            }
-        }
+        let cut = Link.cut(bySides: sides, replicas: hosts.count)
         blocked.withLockedValue { $0 = cut }
     }
 
@@ -119,7 +109,7 @@ public final class InProcessCluster: @unchecked Sendable {
 
     func route(_ outgoing: Outgoing, from sender: Int) {
         let to = outgoing.to.rawValue
-        guard !isHalted, to >= 0, to < hosts.count, !blocked.withLockedValue({ $0.contains(LinkPair(sender, to)) }) else { return }
+        guard !isHalted, to >= 0, to < hosts.count, !blocked.withLockedValue({ $0.contains(Link(sender, to)) }) else { return }
         let host = hosts[to]
         host.loop.execute { host.receive(outgoing.message, from: sender) }
     }
@@ -155,15 +145,6 @@ public final class InProcessCluster: @unchecked Sendable {
     }
 
     func extensionsAppended(_ appended: [(origin: UInt32, index: UInt64, logIndex: UInt64)]) { appendedSink?(appended) }
-}
-
-struct LinkPair: Hashable, Sendable {
-    var from: Int
-    var to: Int
-    init(_ from: Int, _ to: Int) {
-        self.from = from
-        self.to = to
-    }
 }
 
 /// How a group's replicas keep their acceptor state and checkpoints.

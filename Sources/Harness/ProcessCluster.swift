@@ -264,16 +264,7 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
     /// named on no side still reaches everyone.
     public static func blockedPeers(sides: [[Int]], replicas: Int) -> [Set<Int>] {
         var blocked = Array(repeating: Set<Int>(), count: replicas)
-        for (index, side) in sides.enumerated() {
-            for other in sides[(index + 1)...] {
-                for a in side {
-                    for b in other where a != b && blocked.indices.contains(a) && blocked.indices.contains(b) {
-                        blocked[a].insert(b)
-                        blocked[b].insert(a)
-                    }
-                }
-            }
-        }
+        for link in Link.cut(bySides: sides, replicas: replicas) { blocked[link.from].insert(link.to) }
         return blocked
     }
 

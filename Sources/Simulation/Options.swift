@@ -79,6 +79,14 @@ public struct SimulationOptions: Hashable, Sendable {
         return [0, 4, 16, 64][Int(random.next() % 4)]
     }
 
+    /// Whether links are wide-area (4 ms more one way), drawn from the seed (its own stream), in a
+    /// quarter of the seeds: one-way delays of two ticks or more are where owners skip ahead
+    /// (`PaxosConfig.skipAheadPercent`), which local links never reach.
+    public var wideAreaLinks: Bool {
+        var random = SplitMix64(seed: seed ^ 0x3A7E_0DE1_A900_0000)
+        return random.next() % 4 == 0
+    }
+
     /// The `csmr sim` command that replays this run.
     public var replayCommand: String {
         var command = "csmr sim --seed \(seed) --protocol \(mode == .multiLeader ? "multi" : "single") --replicas \(replicaCount)"

@@ -73,6 +73,8 @@ public struct Simulator {
     private var targetedCrashes = 0
 
     private static let tickMicroseconds: UInt64 = 2_000
+    /// Added to every one-way delay in seeds with wide-area links: two ticks.
+    private static let wideAreaDelayMicroseconds: UInt64 = 4_000
     /// A run handles far fewer events (about 10⁴ to 10⁵); beyond this, replicas are in a message
     /// storm that would keep the run going for hours: a failure of its own.
     private static let eventsMax = 4_000_000
@@ -90,6 +92,10 @@ public struct Simulator {
         router = Router(spec: spec)
         var random = SplitMix64(seed: options.seed)
         profile = FaultProfile(random: &random, faults: options.faults)
+        if options.wideAreaLinks {
+            profile.delayMicrosecondsMin += Self.wideAreaDelayMicroseconds
+            profile.delayMicrosecondsMax += Self.wideAreaDelayMicroseconds
+        }
         let replicaCounts = spec.groups.map(\.replicas)
         clients = []
         for index in 0..<options.clientCount {
@@ -105,6 +111,8 @@ public struct Simulator {
         clientTickAt = Array(repeating: nil, count: options.clientCount)
         self.random = random
         faultLog.append(profile.description)
+        faultLog.append("links \(profile.delayMicrosecondsMin)...\(profile.delayMicrosecondsMax) µs one way\(options.wideAreaLinks ? " (wide area)" : ""); "
+                        + "skip ahead \(options.skipAheadPercent) %")
         groups = []
         for index in spec.groups.indices {
             var config = spec.paxosConfig(of: index, simulated: true)
@@ -303,10 +311,10 @@ public struct Simulator {
             faultLog.append("\(now) partition \(side.sorted().map { name(group, $0) }) from the rest of their group")
         case let .cutLink(group, from, to):
             guard !healed else { return }
-            groups[group].oneWayCuts.insert(Pair(from, to))
+            groups[group].oneWayCuts.insert(Link(from, to))
             faultLog.append("\(now) cut the link \(name(group, from)) -> \(name(group, to)) (one way)")
         case let .restoreLink(group, from, to):
-            if groups[group].oneWayCuts.remove(Pair(from, to)) != nil { faultLog.append("\(now) restore the link \(name(group, from)) -> \(name(group, to))") }
+            if groups[group].oneWayCuts.remove(Link(from, to)) != nil { faultLog.append("\(now) restore the link \(name(group, from)) -> \(name(group, to))") }
         case let .healPartition(group):
             if !groups[group].blocked.isEmpty { faultLog.append("\(now) heal partition\(groups.count > 1 ? " in group \(spec.groups[group].name)" : "")") }
             groups[group].blocked = []
@@ -527,10 +535,10 @@ struct SimulatedGroup {
     var executionFreeAt: [Instant]
     /// What each crashed replica's disk held at the crash.
     private var survived: [RecoveredState?]
-    var blocked: Set<Pair> = []
+    var blocked: Set<Link> = []
     /// Links that lose every message in one direction only (the other still works): a replica
     /// suspected by one peer while it still reaches the others, so two leaders compete.
-    var oneWayCuts: Set<Pair> = []
+    var oneWayCuts: Set<Link> = []
     var crashed = 0
     var checker: ExecutionChecker
     /// What each acceptor promised and acknowledged, against what its disk kept.
@@ -566,7 +574,7 @@ struct SimulatedGroup {
 
     var replicaCount: Int { config.replicaCount }
 
-    func isCut(_ from: Int, _ to: Int) -> Bool { blocked.contains(Pair(from, to)) || oneWayCuts.contains(Pair(from, to)) }
+    func isCut(_ from: Int, _ to: Int) -> Bool { blocked.contains(Link(from, to)) || oneWayCuts.contains(Link(from, to)) }
 
     var hasSafetyViolation: Bool {
         !checker.violations.isEmpty || !acceptors.violations.isEmpty || nodes.contains { !($0?.core.invariantViolations.isEmpty ?? true) }
@@ -614,22 +622,7 @@ struct SimulatedGroup {
     }
 
     mutating func partition(_ side: Set<Int>) {
-        blocked = []
-        for inside in side {
-            for outside in 0..<replicaCount where !side.contains(outside) {
-                blocked.insert(Pair(inside, outside))
-                blocked.insert(Pair(outside, inside))
-            }
-        }
-    }
-}
-
-struct Pair: Hashable {
-    var from: Int
-    var to: Int
-    init(_ from: Int, _ to: Int) {
-        self.from = from
-        self.to = to
+        blocked = Link.cut(bySides: [side.sorted(), (0..<replicaCount).filter { !side.contains($0) }], replicas: replicaCount)
     }
 }
 

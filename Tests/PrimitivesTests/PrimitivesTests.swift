@@ -79,3 +79,19 @@ import Testing
         #expect(Digest(of: Array("foobar".utf8)).value == 0x8594_4171_f739_67e8)
     }
 }
+
+@Suite struct LinkTests {
+    @Test func aPartitionCutsBothWaysBetweenSidesAndNothingWithinOne() {
+        let cut = Link.cut(bySides: [[0, 1], [2], [3]], replicas: 5)
+        #expect(cut.contains(Link(0, 2)) && cut.contains(Link(2, 0)) && cut.contains(Link(2, 3)) && cut.contains(Link(3, 1)))
+        #expect(!cut.contains(Link(0, 1)) && !cut.contains(Link(1, 0)))
+        // Replica 4 is on no side: it keeps every link.
+        #expect(!cut.contains { $0.from == 4 || $0.to == 4 })
+        #expect(cut.count == 2 * (2 * 1 + 2 * 1 + 1 * 1))
+    }
+
+    @Test func indicesOutsideTheGroupAndAReplicaOnTwoSidesCutNothingOfTheirOwn() {
+        #expect(Link.cut(bySides: [[0, 9], [1, -1]], replicas: 3) == [Link(0, 1), Link(1, 0)])
+        #expect(!Link.cut(bySides: [[0], [0, 1]], replicas: 2).contains(Link(0, 0)))
+    }
+}
