@@ -26,7 +26,8 @@ struct Sim: ParsableCommand {
     @Option(help: "The first seed of a multi-seed run.")
     var firstSeed: UInt64 = 1
 
-    @Option(name: .customLong("protocol"), help: "multi (multi-leader, Mencius-style) or single (single-leader Multi-Paxos).")
+    @Option(name: .customLong("protocol"),
+            help: "multi-leader (Mencius-style) or single-leader (Multi-Paxos), the names workloads and compositions use; multi and single for short.")
     var leadership = "multi"
 
     @Option(help: "Replicas in the group (odd: 3, 5, 7).")
@@ -56,9 +57,12 @@ struct Sim: ParsableCommand {
     @Flag(help: "Run without crashes, partitions, loss or duplication.")
     var noFaults = false
 
+    /// The leadership mode `--protocol` names: the workload and composition names, or their short forms.
+    var mode: LeadershipMode? { LeadershipMode(rawValue: leadership) ?? LeadershipMode(rawValue: leadership + "-leader") }
+
     func validate() throws {
-        guard ["multi", "single"].contains(leadership) else {
-            throw ValidationError("--protocol must be multi or single, got \(leadership)")
+        guard mode != nil else {
+            throw ValidationError("--protocol must be \(LeadershipMode.allCases.map(\.rawValue).joined(separator: " or ")) (or multi, single), got \(leadership)")
         }
         guard replicas >= 1, replicas % 2 == 1, replicas <= 15 else { throw ValidationError("--replicas must be odd, 1 ... 15, got \(replicas)") }
         guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1, got \(seeds)") }
@@ -73,7 +77,7 @@ struct Sim: ParsableCommand {
     }
 
     func options(seed: UInt64, spec: CompositionSpec?) -> SimulationOptions {
-        var options = SimulationOptions(seed: seed, mode: leadership == "multi" ? .multiLeader : .singleLeader, replicaCount: replicas,
+        var options = SimulationOptions(seed: seed, mode: mode!, replicaCount: replicas,
                                         clientCount: clients, operationsPerClient: operations, faults: !noFaults,
                                         batchCommandsMax: batch, pipelineDepthMax: pipeline,
                                         execution: ExecutionConfig(scheduler: SchedulerKind(rawValue: scheduler)!, workers: workers))
@@ -122,7 +126,7 @@ struct Sim: ParsableCommand {
             }
         }
         let seconds = Date().timeIntervalSince(start)
-        let shape = spec.map { "composition \($0.name) (\($0.strategy), \($0.groups.count) groups)" } ?? "\(leadership)-leader, \(replicas) replicas"
+        let shape = spec.map { "composition \($0.name) (\($0.strategy), \($0.groups.count) groups)" } ?? "\(mode!.rawValue), \(replicas) replicas"
         print("\(seeds) seeds from \(firstSeed), \(shape): \(seeds - failures) passed, \(failures) failed; \(operations) client operations checked; skips ahead in \(seedsSkippingAhead) seeds; \(String(format: "%.1f", seconds)) s")
         if failures > 0 { throw ExitCode.failure }
     }
