@@ -52,7 +52,13 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "EtcdTargetTests", dependencies: ["EtcdTarget", .product(name: "CSMRHarness", package: "csmr")]),
+        .testTarget(name: "EtcdTargetTests", dependencies: [
+            "EtcdTarget",
+            .product(name: "CSMRHarness", package: "csmr"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )

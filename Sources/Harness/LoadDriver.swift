@@ -471,12 +471,14 @@ final class LoadDriver: @unchecked Sendable {
         guard let kind = outstanding.kind else { return }
         let stages = sessions[index].replyStages
         let reply = ClientReply(client: request.client, sequence: request.sequence, reply: reply)
-        if let historyIndex = outstanding.historyIndex {
+        // A command whose outcome the target cannot tell stays pending in the history: it may
+        // take effect at any point after its invocation, or never.
+        if let historyIndex = outstanding.historyIndex, reply.reply != .failure(.outcomeUnknown) {
             history[historyIndex].completion = HistoryOperation.Completion(nanoseconds: now, reply: reply.reply)
         }
         let latency = (now &- outstanding.intendedNanoseconds) / 1_000
         switch reply.reply {
-        case .failure(.sessionExpired), .failure(.staleSequence):
+        case .failure(.sessionExpired), .failure(.staleSequence), .failure(.outcomeUnknown):
             if isMeasured(outstanding.intendedNanoseconds) { recorder.recordError(kind, location: sessions[index].location) }
         default:
             recorder.record(kind, latencyMicroseconds: latency, second: second(of: now), measured: isMeasured(outstanding.intendedNanoseconds),

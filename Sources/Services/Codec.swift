@@ -164,6 +164,8 @@ extension ServiceError {
             writer.write(UInt8(5)); writer.write(sequence); writer.write(latest)
         case .notPermitted:
             writer.write(UInt8(6))
+        case .outcomeUnknown:
+            writer.write(UInt8(7))
         }
     }
 
@@ -180,6 +182,7 @@ extension ServiceError {
         case 4: return .sessionExpired
         case 5: return .staleSequence(sequence: try reader.readUInt64(), latest: try reader.readUInt64())
         case 6: return .notPermitted
+        case 7: return .outcomeUnknown
         case let tag: throw .unknownTag(offset: at, tag: tag, type: "service error")
         }
     }

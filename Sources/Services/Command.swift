@@ -242,6 +242,11 @@ public enum ServiceError: Error, Hashable, Sendable, CustomStringConvertible {
     /// `openSession` without a nonce on a client port. Nothing was executed; resending it will
     /// not help.
     case notPermitted
+    /// The target lost the request after sending it (its connection closed under it), so it may
+    /// or may not have executed. Only targets without csmr sessions answer it (etcd, where a
+    /// second copy of a put would apply twice); csmr's replicas never do. The load driver counts
+    /// it as an error and a recorded history keeps the command pending.
+    case outcomeUnknown
 
     public var description: String {
         switch self {
@@ -252,6 +257,7 @@ public enum ServiceError: Error, Hashable, Sendable, CustomStringConvertible {
         case .sessionExpired: "session expired: open a new session"
         case let .staleSequence(sequence, latest): "request \(sequence) is older than the session's latest \(latest)"
         case .notPermitted: "not permitted here"
+        case .outcomeUnknown: "the connection failed after the request was sent; it may or may not have executed"
         }
     }
 }

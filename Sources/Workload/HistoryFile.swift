@@ -119,6 +119,7 @@ public enum HistoryFile {
         case .sessionExpired: "sessionExpired"
         case let .staleSequence(sequence, latest): "staleSequence \(sequence) \(latest)"
         case .notPermitted: "notPermitted"
+        case .outcomeUnknown: "outcomeUnknown"
         }
     }
 
@@ -133,6 +134,7 @@ public enum HistoryFile {
         case ("sessionExpired", 0): return .sessionExpired
         case ("staleSequence", 2): return .staleSequence(sequence: numbers[0], latest: numbers[1])
         case ("notPermitted", 0): return .notPermitted
+        case ("outcomeUnknown", 0): return .outcomeUnknown
         default: return nil
         }
     }

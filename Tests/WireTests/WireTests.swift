@@ -15,7 +15,7 @@ let sampleMessages: [Message] = {
         .entries(first: 3, ["a", "b", ""]), .entries(first: 0, []),
         .failure(.outOfRange(first: 1, last: 9, available: 2..<4)), .failure(.emptyRange(first: 2, last: 1)),
         .failure(.rangeTooLong(requested: 9, limit: 4)), .failure(.sessionExpired),
-        .failure(.staleSequence(sequence: 1, latest: 3)), .failure(.notPermitted), .session(ClientID(42)),
+        .failure(.staleSequence(sequence: 1, latest: 3)), .failure(.notPermitted), .failure(.outcomeUnknown), .session(ClientID(42)),
     ]
     var messages = commands.enumerated().map { index, command in
         Message.request(Request(client: ClientID(UInt64(index)), sequence: UInt64(index + 1), command: command))
