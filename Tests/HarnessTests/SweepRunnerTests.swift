@@ -19,12 +19,14 @@ extension AccountingTests {
               p99_bound_us: 1000000
               step_s: 3
               steady_window_s: 2
-              steady_tolerance_percent: 5
-              steady_wait_max_s: 3
+              steady_tolerance_percent: 10
+              steady_wait_max_s: 4
             """, file: "planted.yaml")
         let sweep = try #require(base.sweep)
         // The target warms up over its first second (a quarter of its capacity at first), so
-        // every step above a quarter of it has a start to discard.
+        // every step above a quarter of it has a start to discard. The steadiness tolerance (10 %)
+        // is far below that ramp and above what a loaded 2-core machine's timers add per second
+        // (5 % left a step unsettled under a load average of 8 to 13).
         let outcome = try SweepRunner.runSynthetic(base, sweep: sweep, capacityOperationsPerSecond: capacity, rampSeconds: 1)
         let summary = outcome.steps.map { "\(Int($0.targetOperationsPerSecond)): achieved \(Int($0.achievedOperationsPerSecond)) p99 \($0.p99) steady \($0.steadyAfterSeconds)" }
         let knee = try #require(outcome.knee, "no knee: \(summary)")
