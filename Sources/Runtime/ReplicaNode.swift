@@ -546,7 +546,7 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
     private mutating func answer(_ requests: [Request], _ result: ExecutionResult, delivered: Instant, ready: Instant, into output: inout NodeOutput) {
         for (position, request) in requests.enumerated() {
             let reply = result.replies[position]
-            if owed.remove(OwedReply(request)) != nil {
+            if owed.remove(OwedReply(request)) {
                 var answer = ClientReply(client: request.client, sequence: request.sequence, reply: reply)
                 if !sampled.isEmpty { answer.stages = sampled.executed(request, delivered: delivered, ready: ready) }
                 output.sealed.replies.append(answer)
@@ -578,57 +578,6 @@ private struct Transfer: Sendable {
     var nextChunk: UInt32 = 0
     var header: (slot: UInt64, count: UInt32, totalBytes: UInt64, digest: UInt64)?
     var bytes: [UInt8] = []
-}
-
-/// The replies a node owes, bounded: oldest first out when full. Insertion order is kept in a
-/// queue with lazy deletion (a removed entry leaves a stale ticket, skipped when it comes up), so
-/// every operation is O(1) amortized.
-struct OwedReplies: Sendable {
-    var countMax = 65_536
-    private(set) var forgotten: UInt64 = 0
-    private var tickets: [OwedReply: UInt64] = [:]
-    private var order: [(reply: OwedReply, ticket: UInt64)] = []
-    private var head = 0
-    private var nextTicket: UInt64 = 0
-
-    var count: Int { tickets.count }
-
-    mutating func insert(_ reply: OwedReply) {
-        guard tickets[reply] == nil else { return }
-        while tickets.count >= countMax, head < order.count {
-            let oldest = order[head]
-            head += 1
-            if tickets[oldest.reply] == oldest.ticket {
-                tickets[oldest.reply] = nil
-                forgotten += 1
-            }
-        }
-        nextTicket += 1
-        tickets[reply] = nextTicket
-        order.append((reply, nextTicket))
-        if head > 1_024, head * 2 > order.count {
-            order.removeFirst(head)
-            head = 0
-        }
-        if order.count - head > 2 * countMax + 1_024 {
-            // Mostly stale tickets (answered requests): keep the live ones, in order.
-            order = order[head...].filter { tickets[$0.reply] == $0.ticket }
-            head = 0
-        }
-    }
-
-    @discardableResult
-    mutating func remove(_ reply: OwedReply) -> UInt64? { tickets.removeValue(forKey: reply) }
-}
-
-/// A request by its client and sequence (what a reply answers).
-struct OwedReply: Hashable, Sendable {
-    var client: ClientID
-    var sequence: UInt64
-    init(_ request: Request) {
-        client = request.client
-        sequence = request.sequence
-    }
 }
 
 extension PaxosMessage {
