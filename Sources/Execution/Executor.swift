@@ -40,24 +40,22 @@ public enum Executor: Sendable {
 
     /// Executes `requests` in order.
     public mutating func execute(_ requests: [Request]) -> ExecutionResult {
-        switch self {
-        case var .sequential(machine):
-            // Take the machine out, so that it is uniquely referenced while it changes (the
-            // enum's copy would make every write copy its tables).
-            self = .sequential(StateMachine(limits: machine.limits))
-            var result = ExecutionResult()
-            result.replies.reserveCapacity(requests.count)
-            result.executed.reserveCapacity(requests.count)
-            for request in requests {
-                let (reply, ran) = machine.applyReportingExecution(request)
-                result.replies.append(reply)
-                result.executed.append(ran)
-            }
-            self = .sequential(machine)
-            return result
-        case let .parallel(executor):
-            return executor.execute(requests)
+        if case let .parallel(executor) = self { return executor.execute(requests) }
+        // Move the machine out (`consume`), so that it is uniquely referenced while it changes
+        // (the enum's copy would make every write copy its tables), and back in after. Moving
+        // costs nothing; copying it out and parking an empty machine in its place cost every
+        // batch a dozen reference-count operations (about 2 % of a quickstart run).
+        guard case var .sequential(machine) = consume self else { preconditionFailure("an executor is sequential or parallel") }
+        var result = ExecutionResult()
+        result.replies.reserveCapacity(requests.count)
+        result.executed.reserveCapacity(requests.count)
+        for request in requests {
+            let (reply, ran) = machine.applyReportingExecution(request)
+            result.replies.append(reply)
+            result.executed.append(ran)
         }
+        self = .sequential(machine)
+        return result
     }
 
     /// The session table's answer for a request, without executing anything. A parallel

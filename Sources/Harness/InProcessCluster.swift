@@ -267,6 +267,8 @@ final class ReplicaHost: @unchecked Sendable {
                                            execution: execution, extensionOrigin: extensionOrigin,
                                            checkpointIntervalSlots: cluster.durability.checkpointIntervalSlots)
             node!.encodesCheckpointsInline = false
+            // The loop serves clients: slots a checkpoint covers are forgotten a little per input.
+            node!.compactionStepSlots = 1_024
             node!.executesInline = false
             node!.stageClock = { Self.now() }
             incarnation += 1

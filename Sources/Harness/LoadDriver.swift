@@ -443,7 +443,10 @@ final class LoadDriver: @unchecked Sendable {
             return
         }
         guard let index = sessionByClient[GroupClient(group: group, client: reply.client)] ?? sessionByNonce[reply.client] else { return }
-        let wasOpen = sessions[index].core.sessionsOpen
+        // Only a session's opening can complete a client's sessions, and reading the core's state
+        // through the array copies the whole core: read it for those replies only.
+        let opensSession = if case .session = reply.reply { true } else { false }
+        let wasOpen = opensSession ? sessions[index].core.sessionsOpen : true
         // The core passes on the reply, not its stage times: keep them for `completed`.
         sessions[index].replyStages = reply.stages
         let directives = sessions[index].core.receive(reply, group: group, nowNanoseconds: Self.now())

@@ -244,6 +244,8 @@ public final class ReplicaServer: @unchecked Sendable {
                                        extensionOrigin: extensionTarget == nil ? nil : UInt32(group),
                                        checkpointIntervalSlots: settings.checkpointIntervalSlots)
         node!.encodesCheckpointsInline = false
+        // The loop serves clients: slots a checkpoint covers are forgotten a little per input.
+        node!.compactionStepSlots = 1_024
         node!.executesInline = false
         node!.stageClock = { Self.now() }
     }

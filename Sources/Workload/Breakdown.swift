@@ -28,6 +28,17 @@ public struct BreakdownRecorder: Sendable {
         var histograms: [Histogram<UInt64>] = Stage.allCases.map { _ in BreakdownRecorder.makeHistogram() } + [BreakdownRecorder.makeHistogram()]
         var sums: [Double] = Array(repeating: 0, count: Stage.allCases.count + 1)
         var count: UInt64 = 0
+
+        mutating func record(_ stages: [Stage: UInt64], endToEndNanoseconds: UInt64) {
+            for (index, stage) in Stage.allCases.enumerated() {
+                let value = stages[stage] ?? 0
+                _ = histograms[index].record(max(1, value))
+                sums[index] += Double(value)
+            }
+            _ = histograms[Stage.allCases.count].record(max(1, endToEndNanoseconds))
+            sums[Stage.allCases.count] += Double(endToEndNanoseconds)
+            count += 1
+        }
     }
 
     private var accumulators: [OperationKind: Accumulator] = [:]
@@ -52,16 +63,9 @@ public struct BreakdownRecorder: Sendable {
     }
 
     public mutating func record(_ kind: OperationKind, stages: [Stage: UInt64], endToEndNanoseconds: UInt64) {
-        var accumulator = accumulators[kind] ?? Accumulator()
-        for (index, stage) in Stage.allCases.enumerated() {
-            let value = stages[stage] ?? 0
-            _ = accumulator.histograms[index].record(max(1, value))
-            accumulator.sums[index] += Double(value)
-        }
-        _ = accumulator.histograms[Stage.allCases.count].record(max(1, endToEndNanoseconds))
-        accumulator.sums[Stage.allCases.count] += Double(endToEndNanoseconds)
-        accumulator.count += 1
-        accumulators[kind] = accumulator
+        // In place: a copy taken out of the table and written back would copy every histogram's
+        // counts on each record (about 30 µs on the load generator's loop per sampled request).
+        accumulators[kind, default: Accumulator()].record(stages, endToEndNanoseconds: endToEndNanoseconds)
     }
 
     public var isEmpty: Bool { accumulators.isEmpty }

@@ -45,4 +45,28 @@ import Testing
         #expect(storage.recordCount == records.count)
         #expect(storage.records == records)
     }
+
+    @Test func aCheckpointDropsItsRecordsAtOnceAndFreesThemAChunkPerCall() {
+        var storage = MemoryStorage()
+        let chunk = MemoryStorage.chunkRecordsMax
+        let records = (0..<(5 * chunk + 100)).map { PersistRecord.promised(sublog: 0, ballot: Ballot(round: UInt64($0), replica: ReplicaID(1))) }
+        storage.persist(records)
+        let position = UInt64(3 * chunk + 10)
+        storage.saveCheckpoint(Checkpoint(slot: 7, position: position, bytes: [7]))
+        // What a restart finds, and what is counted, leaves out every record the checkpoint covers.
+        #expect(storage.recordCount == records.count - Int(position))
+        #expect(storage.records == Array(records[Int(position)...]))
+        #expect(storage.recovered.checkpoint?.slot == 7)
+        // The memory goes a chunk per call: one now, two with the next persists, and the chunk
+        // that holds kept records stays.
+        #expect(storage.recordsHeld == records.count - chunk)
+        let more = (0..<3).map { PersistRecord.promised(sublog: 1, ballot: Ballot(round: UInt64($0), replica: ReplicaID(2))) }
+        for record in more { storage.persist([record]) }
+        #expect(storage.recordsHeld == records.count + more.count - 3 * chunk)
+        #expect(storage.records == Array(records[Int(position)...]) + more)
+        // An older checkpoint brings nothing back.
+        storage.saveCheckpoint(Checkpoint(slot: 5, position: 4, bytes: [5]))
+        #expect(storage.recordCount == records.count + more.count - Int(position))
+        #expect(storage.records == Array(records[Int(position)...]) + more)
+    }
 }

@@ -83,6 +83,12 @@ import Testing
         #expect(abs(Double(counts[.lockAcquire]!) / 100_000 - 0.1) < 0.01)
     }
 
+    @Test func operationKindsSortInDeclarationOrderAndHashApart() {
+        #expect(OperationKind.allCases.reversed().sorted() == OperationKind.allCases)
+        #expect(Set(OperationKind.allCases).count == OperationKind.allCases.count)
+        #expect(Set(OperationKind.allCases.map(\.hashValue)).count == OperationKind.allCases.count)
+    }
+
     @Test func valuesHaveTheConfiguredSizes() {
         let values = ValueGenerator(spec: ValueSpec(sizeBytesMin: 10, sizeBytesMax: 20))
         var random = SplitMix64(seed: 1)
