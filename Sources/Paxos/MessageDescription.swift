@@ -85,6 +85,8 @@ extension PaxosMessage: CustomStringConvertible {
             "decided [\(runs.map(\.compactDescription).joined(separator: ", "))]"
         case let .heartbeat(deliveredBelow, horizon, batchHorizon, _):
             "heartbeat delivered<\(deliveredBelow) horizon \(horizon) batches<\(batchHorizon)"
+        case let .undecided(slots):
+            "undecided [\(slots.map(\.compactDescription).joined(separator: ", "))]"
         case .heartbeatEcho:
             "heartbeat echo"
         case let .catchUp(fromSlot):

@@ -40,6 +40,11 @@ public enum PaxosMessage: Hashable, Sendable {
     case heartbeatEcho(sentAtMicroseconds: UInt64)
     /// Asks for decided slots from `fromSlot` on.
     case catchUp(fromSlot: UInt64)
+    /// Answers a catch-up with the slots the sender accepted but does not know decided, each at
+    /// the highest ballot it accepted there. A quorum of acceptors reporting one ballot for a slot
+    /// proves its value chosen: that is how a group that restarted as a whole, having persisted
+    /// acceptances but no decisions, learns what it decided (see `PaxosReplica.onUndecided`).
+    case undecided([ReportedSlot])
     /// Single-leader mode: a client request for the leader to propose.
     case forward(Request)
     /// Answers a catch-up from below the sender's compaction point: those slots are only in its
@@ -80,7 +85,7 @@ extension PaxosMessage {
         switch self {
         case let .prepare(_, ballot, _), let .promise(_, ballot, _, _, _), let .accept(ballot, _), let .accepted(ballot, _, _): ballot
         case let .rejected(_, promised): promised
-        case .decided, .heartbeat, .heartbeatEcho, .catchUp, .forward, .compacted, .checkpointRequest, .checkpointChunk: nil
+        case .decided, .heartbeat, .heartbeatEcho, .catchUp, .undecided, .forward, .compacted, .checkpointRequest, .checkpointChunk: nil
         }
     }
 }

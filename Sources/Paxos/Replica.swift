@@ -169,6 +169,10 @@ public struct PaxosReplica: Sendable {
     /// This replica, leading its own sublog, skips its unused slots below this one.
     private var skipAheadBelow: UInt64 = 0
 
+    /// Acceptances peers reported for slots this replica has not learned (answers to its
+    /// catch-ups), per slot at the highest ballot reported: a quorum at one ballot decides the slot.
+    private var reportedAcceptances: [UInt64: (ballot: Ballot, value: SlotValue, acceptors: Set<ReplicaID>)] = [:]
+
     // MARK: Within one input
 
     /// The acknowledgement owed to the proposer of an accept this input took, sent at the end of
@@ -302,6 +306,8 @@ public struct PaxosReplica: Sendable {
             noteRoundTrip(to: sender, sentAtMicroseconds: sentAt)
         case let .catchUp(fromSlot):
             onCatchUp(fromSlot: fromSlot, from: sender, into: &ready)
+        case let .undecided(reported):
+            onUndecided(reported, from: sender)
         case let .compacted(below):
             // The peer forgot the slots this replica misses: fetch its checkpoint (the driver
             // does; the core only learns the result through `installCheckpoint`).
@@ -523,13 +529,50 @@ public struct PaxosReplica: Sendable {
             return
         }
         var runs: [SlotRun] = []
+        var undecided: [ReportedSlot] = []
         var slot = fromSlot
         let end = min(horizon, fromSlot &+ UInt64(config.catchUpSlotsMax))
         while slot < end {
-            if let record = slots[slot], record.decided { runs.append(SlotRun(slot: slot, value: record.value)) }
+            if let record = slots[slot] {
+                if record.decided {
+                    runs.append(SlotRun(slot: slot, value: record.value))
+                } else {
+                    undecided.append(ReportedSlot(slot: slot, ballot: record.ballot, value: record.value))
+                }
+            }
             slot += 1
         }
         if !runs.isEmpty { ready.send(.decided(runs), to: sender) }
+        if !undecided.isEmpty { ready.send(.undecided(undecided), to: sender) }
+    }
+
+    /// A peer's acceptances of slots neither of them knows decided. Where a quorum of acceptors
+    /// (this one included) accepted one value at one ballot, that value was chosen: Paxos's own
+    /// definition, whenever the acceptances happened. Without this, a group that crashed as a
+    /// whole kept acceptances but no decisions, and with more than a delivery window of them
+    /// (slots since the last checkpoint) no replica would run phase 1 (`electLeaders` waits for
+    /// catch-up first), so nothing would ever be delivered again (`csmr sim` multi-leader seed 9573).
+    private mutating func onUndecided(_ reported: [ReportedSlot], from sender: ReplicaID) {
+        for report in reported {
+            guard let ballot = report.ballot, report.slot >= deliveredBelow, report.slot < slotBound else { continue }
+            if let record = slots[report.slot], record.decided { continue }
+            var entry = reportedAcceptances[report.slot] ?? (ballot, report.value, [])
+            if ballot > entry.ballot { entry = (ballot, report.value, []) }
+            // A lower ballot says nothing about a quorum at the highest; one value per ballot.
+            guard ballot == entry.ballot, report.value == entry.value else { continue }
+            entry.acceptors.insert(sender)
+            if let own = slots[report.slot], own.ballot == ballot, own.value == report.value { entry.acceptors.insert(id) }
+            if entry.acceptors.count >= config.quorum {
+                reportedAcceptances[report.slot] = nil
+                learn(SlotRun(slot: report.slot, value: report.value))
+            } else if reportedAcceptances.count < 4 * config.catchUpSlotsMax || reportedAcceptances[report.slot] != nil {
+                reportedAcceptances[report.slot] = entry
+            }
+        }
+        // Entries for slots delivered meanwhile are of no further use.
+        if reportedAcceptances.count >= 4 * config.catchUpSlotsMax {
+            reportedAcceptances = reportedAcceptances.filter { $0.key >= deliveredBelow }
+        }
     }
 
     // MARK: Learner
@@ -990,8 +1033,13 @@ public struct PaxosReplica: Sendable {
     /// Starts phase 1 where a sublog has no live leader: an owner regains its own sublog, and the
     /// lowest-numbered unsuspected replica revokes a suspected leader's.
     private mutating func electLeaders(into ready: inout Ready) {
-        // Too far behind to lead: catch up first (its phase 1 report would not fit a message).
-        guard horizon <= deliveredBelow + config.deliveryWindowSlotsMax else { return }
+        // Too far behind to lead: catch up first (its phase 1 report would not fit a message: a
+        // promise reports at most two windows of slots, and none from beyond four). Two windows,
+        // not one: after a whole group restarted, its acceptances may reach a window past a slot
+        // nobody can decide without phase 1 (re-proposed at different ballots, so no quorum at one
+        // ballot shows in `onUndecided`), and then no replica may wait for catch-up first
+        // (`csmr sim` multi-leader seed 8518).
+        guard horizon <= deliveredBelow + 2 * config.deliveryWindowSlotsMax else { return }
         let lowestUnsuspected = replicas.first { !isSuspected($0) } ?? id
         for sublog in 0..<config.sublogCount where leaderships[sublog] == nil {
             // Back off after a failed attempt; lower-numbered replicas retry sooner, so rivals

@@ -606,7 +606,7 @@ extension PaxosMessage {
     public var revealsNothingVolatile: Bool {
         switch self {
         case .prepare, .heartbeat, .heartbeatEcho, .catchUp, .forward, .checkpointRequest: true
-        case .accept, .promise, .accepted, .rejected, .decided, .compacted, .checkpointChunk: false
+        case .accept, .promise, .accepted, .rejected, .decided, .undecided, .compacted, .checkpointChunk: false
         }
     }
 }

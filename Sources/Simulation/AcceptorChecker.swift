@@ -43,7 +43,7 @@ struct AcceptorChecker {
             if acknowledged[replica][first].map({ ballot > $0 }) ?? true {
                 acknowledged[replica][first] = ballot
             }
-        case .prepare, .accept, .rejected, .decided, .heartbeat, .heartbeatEcho, .catchUp, .compacted, .forward, .checkpointRequest, .checkpointChunk:
+        case .prepare, .accept, .rejected, .decided, .heartbeat, .heartbeatEcho, .catchUp, .undecided, .compacted, .forward, .checkpointRequest, .checkpointChunk:
             break
         }
     }

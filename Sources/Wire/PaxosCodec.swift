@@ -212,6 +212,11 @@ extension PaxosMessage {
         case let .heartbeatEcho(sentAt):
             writer.write(UInt8(13))
             writer.write(sentAt)
+        case let .undecided(slots):
+            writer.write(UInt8(14))
+            precondition(slots.count <= Int(UInt32.max), "\(slots.count) slots cannot be encoded")
+            writer.write(UInt32(slots.count))
+            for slot in slots { slot.encode(into: &writer) }
         }
     }
 
@@ -281,6 +286,12 @@ extension PaxosMessage {
             let bytes = Array(try reader.readBlob(maxBytes: limits.checkpointChunkBytesMax))
             return .checkpointChunk(CheckpointChunk(slot: slot, index: index, count: count, totalBytes: totalBytes, digest: digest, bytes: bytes))
         case 13: return .heartbeatEcho(sentAtMicroseconds: try reader.readUInt64())
+        case 14:
+            let count = try reader.readCount(max: limits.runsMax, minElementBytes: ReportedSlot.bytesMin)
+            var slots: [ReportedSlot] = []
+            slots.reserveCapacity(count)
+            for _ in 0..<count { slots.append(try ReportedSlot.decode(from: &reader, limits: limits)) }
+            return .undecided(slots)
         case let tag: throw .unknownTag(offset: at, tag: tag, type: "paxos message")
         }
     }

@@ -306,6 +306,64 @@ struct Group {
     }
 }
 
+/// A group restarting as a whole keeps its acceptances but no decisions.
+@Suite struct WholeGroupRestartTests {
+    @Test func aGroupWithMoreThanAWindowOfUndecidedAcceptancesLearnsThemFromEachOther() {
+        var config = PaxosConfig(replicaCount: 3)
+        config.deliveryWindowSlotsMax = 64
+        // Slots 0 ..< 200, each accepted by all three at its owner's round 0: chosen, but nobody
+        // recorded that. 200 slots are beyond one window, so no replica may run phase 1 (its
+        // report would not fit); only catching up can bring them closer.
+        let slotsUsed: UInt64 = 200
+        var records: [PersistRecord] = []
+        for slot in 0..<slotsUsed {
+            let value: SlotValue = slot % 7 == 1 ? .batch([CoreTests.put(slot, 1)]) : .noop
+            records.append(.accepted(ballot: Ballot(round: 0, replica: ReplicaID(Int(slot % 3))), run: SlotRun(slot: slot, value: value)))
+        }
+        var replicas = (0..<3).map { PaxosReplica(config: config, id: ReplicaID($0), now: .zero, restoring: records) }
+        var delivered: [[Delivery]] = [[], [], []]
+        var queue: [(from: ReplicaID, outgoing: Outgoing)] = []
+        var storages = Array(repeating: MemoryStorage(), count: 3)
+        for step in 1...200 where replicas.contains(where: { $0.deliveredBelow < slotsUsed }) {
+            let now = Instant(nanoseconds: UInt64(step) * 30_000_000)
+            for index in 0..<3 {
+                let ready = replicas[index].tick(now: now)
+                delivered[index] += ready.deliveries
+                queue += ready.messages(persistingTo: &storages[index]).map { (ReplicaID(index), $0) }
+            }
+            while !queue.isEmpty {
+                let (from, outgoing) = queue.removeFirst()
+                let index = outgoing.to.rawValue
+                let ready = replicas[index].receive(outgoing.message, from: from, now: now)
+                delivered[index] += ready.deliveries
+                queue += ready.messages(persistingTo: &storages[index]).map { (ReplicaID(index), $0) }
+            }
+        }
+        for index in 0..<3 {
+            #expect(replicas[index].deliveredBelow >= slotsUsed, "r\(index) delivered below \(replicas[index].deliveredBelow)")
+            #expect(Array(delivered[index].prefix(Int(slotsUsed))) == Array(delivered[0].prefix(Int(slotsUsed))))
+        }
+        // What was chosen is what is delivered: every batch, in its slot.
+        let batchSlots: [UInt64] = delivered[0].prefix(Int(slotsUsed)).filter { $0.value.requestCount > 0 }.map(\.slot)
+        let chosenBatchSlots: [UInt64] = (0..<slotsUsed).filter { $0 % 7 == 1 }
+        #expect(batchSlots == chosenBatchSlots)
+    }
+
+    @Test func acceptancesAtDifferentBallotsDecideNothing() {
+        var config = PaxosConfig(replicaCount: 3)
+        config.deliveryWindowSlotsMax = 64
+        let mine = SlotRun(slot: 0, value: .noop)
+        var replica = PaxosReplica(config: config, id: ReplicaID(0), now: .zero,
+                                   restoring: [.accepted(ballot: Ballot(round: 0, replica: ReplicaID(0)), run: mine)])
+        let theirs = ReportedSlot(slot: 0, ballot: Ballot(round: 1, replica: ReplicaID(2)), value: .batch([CoreTests.put(1, 1)]))
+        let ready = replica.receive(.undecided([theirs]), from: ReplicaID(1), now: .zero)
+        #expect(ready.deliveries.isEmpty && replica.deliveredBelow == 0)
+        // A second acceptor at that higher ballot makes a quorum there.
+        let decided = replica.receive(.undecided([theirs]), from: ReplicaID(2), now: .zero)
+        #expect(decided.deliveries == [Delivery(slot: 0, value: theirs.value)])
+    }
+}
+
 /// Numbers from peers that would overflow arithmetic or loop for ever are dropped, not trusted.
 @Suite struct HostilePeerTests {
     static let config = PaxosConfig(replicaCount: 3)

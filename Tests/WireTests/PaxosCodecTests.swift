@@ -68,9 +68,9 @@ struct PaxosValueGenerator {
         below(2) == 0 ? .promised(sublog: sublog(), ballot: ballot()) : .accepted(ballot: ballot(), run: run())
     }
 
-    /// Case `index % 13` of `PaxosMessage`, so a loop over indices covers every case.
+    /// Case `index % 14` of `PaxosMessage`, so a loop over indices covers every case.
     mutating func message(case index: Int) -> PaxosMessage {
-        switch index % 13 {
+        switch index % 14 {
         case 0: .prepare(sublog: sublog(), ballot: ballot(), fromSlot: number())
         case 1: .promise(sublog: sublog(), ballot: ballot(), fromSlot: number(), slots: (0..<below(4)).map { _ in reported() },
                          complete: below(2) == 0)
@@ -86,6 +86,7 @@ struct PaxosValueGenerator {
             .checkpointChunk(CheckpointChunk(slot: number(), index: 0, count: UInt32(1 + below(5)), totalBytes: number(), digest: number(),
                                              bytes: (0..<below(300)).map { _ in UInt8(below(256)) }))
         case 11: .heartbeatEcho(sentAtMicroseconds: number())
+        case 12: .undecided((0..<below(4)).map { _ in reported() })
         default: .forward(request())
         }
     }
