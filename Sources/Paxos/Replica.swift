@@ -656,6 +656,13 @@ public struct PaxosReplica: Sendable {
         // In sublog order, without sorting keys (this runs after every input).
         for sublog in 0..<config.sublogCount {
             guard var leadership = leaderships[sublog], case .leading = leadership.phase else { continue }
+            if leadership.proposalLimit != nil {
+                // A leadership of the slots its phase 1 could cover only (see `onPromise`): it
+                // proposes nothing more, and once those are decided, phase 1 runs again from
+                // further on.
+                if leadership.inflight.isEmpty { dropLeadership(of: sublog) }
+                continue
+            }
             let windowEnd = deliveredBelow + config.deliveryWindowSlotsMax
             var refused = false
             if sublog == clientSublog {
@@ -866,12 +873,24 @@ public struct PaxosReplica: Sendable {
                                     from sender: ReplicaID, into ready: inout Ready) {
         guard var leadership = leaderships[sublog], leadership.ballot == ballot,
               case .preparing(let from, var promises, let sentAt) = leadership.phase, from == fromSlot else { return }
-        guard complete, reported.allSatisfy({ $0.slot < slotBound }) else {
+        var reported = reported
+        if !complete || reported.contains(where: { $0.slot >= slotBound }) {
             // The acceptor holds more than one report carries, or reports slots beyond this
-            // replica's window: this replica is too far behind to lead. Give up; it retries once
-            // catch-up has brought it closer.
-            dropLeadership(of: sublog)
-            return
+            // replica's window. The report still covers every slot of the sublog up to its last one
+            // (slots are reported in order): this leadership decides those only, and is given up
+            // once they are decided, so that phase 1 runs again from further on. That is how a group
+            // that restarted as a whole with more than two windows of acceptances and no decisions
+            // gets going again. A report that covers nothing leaves this replica too far behind to
+            // lead: it retries once catch-up has brought it closer.
+            // Never past the delivery window either, which bounds every proposal.
+            let cut = min(complete ? slotBound : (reported.last.map { $0.slot + 1 } ?? fromSlot), slotBound,
+                          deliveredBelow + config.deliveryWindowSlotsMax)
+            reported.removeAll { $0.slot >= cut }
+            guard cut > fromSlot else {
+                dropLeadership(of: sublog)
+                return
+            }
+            leadership.proposalLimit = min(leadership.proposalLimit ?? cut, cut)
         }
         promises[sender] = reported
         guard promises.count >= config.quorum else {
@@ -882,7 +901,8 @@ public struct PaxosReplica: Sendable {
         // Phase 1 is won. For each slot, a decided value wins; otherwise the value accepted at the
         // highest ballot; slots nobody reported get no-ops.
         var chosen: [UInt64: (ballot: Ballot?, value: SlotValue)] = [:]
-        for report in promises.values.joined() where validSlot(report.slot, inSublog: sublog) && report.slot >= from {
+        let covered = leadership.proposalLimit ?? UInt64.max
+        for report in promises.values.joined() where validSlot(report.slot, inSublog: sublog) && report.slot >= from && report.slot < covered {
             if let current = chosen[report.slot] {
                 guard let currentBallot = current.ballot else { continue }
                 if report.ballot == nil || report.ballot! > currentBallot { chosen[report.slot] = (report.ballot, report.value) }
@@ -914,7 +934,17 @@ public struct PaxosReplica: Sendable {
             }
             leadership.nextSlot = highest + stride
         }
-        if Self.owner(ofSublog: sublog, mode: config.mode) == id, leadership.nextSlot < ownSlotsUsedBelow {
+        if let limit = leadership.proposalLimit {
+            // Only the slots the reports covered: the ones nobody reported get no-ops (nothing was
+            // chosen there: the quorum covered them), and nothing goes at or above the limit.
+            if leadership.nextSlot < limit {
+                let last = lastSlot(inSublog: sublog, below: limit)
+                if last >= leadership.nextSlot {
+                    accepted = accepted && propose(SlotRun(first: leadership.nextSlot, last: last, value: .noop), in: &leadership, into: &ready)
+                    leadership.nextSlot = last + stride
+                }
+            }
+        } else if Self.owner(ofSublog: sublog, mode: config.mode) == id, leadership.nextSlot < ownSlotsUsedBelow {
             // Slots this owner gave a value or a skip at an earlier ballot that no promise reported (the
             // quorum may not include whoever learned them): only no-ops may go there, never a batch.
             let last = lastSlot(inSublog: sublog, below: ownSlotsUsedBelow)
@@ -1039,7 +1069,11 @@ public struct PaxosReplica: Sendable {
         // nobody can decide without phase 1 (re-proposed at different ballots, so no quorum at one
         // ballot shows in `onUndecided`), and then no replica may wait for catch-up first
         // (`csmr sim` multi-leader seed 8518).
-        guard horizon <= deliveredBelow + 2 * config.deliveryWindowSlotsMax else { return }
+        // Unless nothing has been delivered for a long while: then catch-up is not helping (a group
+        // that restarted as a whole knows no decisions), and phase 1 over what the reports can
+        // cover is the way on (`onPromise`).
+        let stuck = now.microseconds(since: lastDeliveryAt) >= 4 * config.retransmitTimeoutMicroseconds
+        guard horizon <= deliveredBelow + 2 * config.deliveryWindowSlotsMax || stuck else { return }
         let lowestUnsuspected = replicas.first { !isSuspected($0) } ?? id
         for sublog in 0..<config.sublogCount where leaderships[sublog] == nil {
             // Back off after a failed attempt; lower-numbered replicas retry sooner, so rivals
@@ -1237,4 +1271,7 @@ struct Leadership: Sendable {
     var nextSlot: UInt64
     var inflight: [UInt64: Proposal] = [:]
     var batchesInFlight = 0
+    /// Set when some promise's report was cut (see `PaxosReplica.onPromise`): this leadership
+    /// proposes only below it.
+    var proposalLimit: UInt64?
 }

@@ -349,6 +349,53 @@ struct Group {
         #expect(batchSlots == chosenBatchSlots)
     }
 
+    @Test func skipsOnlyTheirOwnerRecordedPastTwoWindowsAreDecidedByPhaseOneInSteps() {
+        var config = PaxosConfig(replicaCount: 3)
+        config.deliveryWindowSlotsMax = 64
+        // Slots 0 ..< 400: every seventh a batch all three accepted; the rest skips, which only
+        // their owner recorded (the others learned them decided and kept nothing). No quorum at one
+        // ballot shows for a skip, and 400 slots are past what one phase 1 can report (two
+        // windows): phase 1 must run over what the reports cover, again and again.
+        let slotsUsed: UInt64 = 400
+        var records: [[PersistRecord]] = [[], [], []]
+        for slot in 0..<slotsUsed {
+            let owner = Int(slot % 3)
+            let ballot = Ballot(round: 0, replica: ReplicaID(owner))
+            if slot % 7 == 1 {
+                for replica in 0..<3 { records[replica].append(.accepted(ballot: ballot, run: SlotRun(slot: slot, value: .batch([CoreTests.put(slot, 1)])))) }
+            } else {
+                records[owner].append(.accepted(ballot: ballot, run: SlotRun(slot: slot, value: .noop)))
+            }
+        }
+        var replicas = (0..<3).map { PaxosReplica(config: config, id: ReplicaID($0), now: .zero, restoring: records[$0]) }
+        var delivered: [[Delivery]] = [[], [], []]
+        var queue: [(from: ReplicaID, outgoing: Outgoing)] = []
+        var storages = Array(repeating: MemoryStorage(), count: 3)
+        for step in 1...400 where replicas.contains(where: { $0.deliveredBelow < slotsUsed }) {
+            let now = Instant(nanoseconds: UInt64(step) * 30_000_000)
+            for index in 0..<3 {
+                let ready = replicas[index].tick(now: now)
+                delivered[index] += ready.deliveries
+                queue += ready.messages(persistingTo: &storages[index]).map { (ReplicaID(index), $0) }
+            }
+            while !queue.isEmpty {
+                let (from, outgoing) = queue.removeFirst()
+                let index = outgoing.to.rawValue
+                let ready = replicas[index].receive(outgoing.message, from: from, now: now)
+                delivered[index] += ready.deliveries
+                queue += ready.messages(persistingTo: &storages[index]).map { (ReplicaID(index), $0) }
+            }
+        }
+        for index in 0..<3 {
+            #expect(replicas[index].deliveredBelow >= slotsUsed, "r\(index) delivered below \(replicas[index].deliveredBelow)")
+            #expect(Array(delivered[index].prefix(Int(slotsUsed))) == Array(delivered[0].prefix(Int(slotsUsed))))
+            #expect(replicas[index].invariantViolations.isEmpty)
+        }
+        let batchSlots: [UInt64] = delivered[0].prefix(Int(slotsUsed)).filter { $0.value.requestCount > 0 }.map(\.slot)
+        let chosenBatchSlots: [UInt64] = (0..<slotsUsed).filter { $0 % 7 == 1 }
+        #expect(batchSlots == chosenBatchSlots)
+    }
+
     @Test func acceptancesAtDifferentBallotsDecideNothing() {
         var config = PaxosConfig(replicaCount: 3)
         config.deliveryWindowSlotsMax = 64
@@ -384,7 +431,7 @@ struct Group {
         #expect(replica.presumedLeader(ofSublog: 2) == ReplicaID(1))
     }
 
-    @Test func aPromiseReportingAFarSlotMakesTheLeaderGiveUpInsteadOfLooping() {
+    @Test func aPromiseReportingAFarSlotLeavesTheLeaderWithinItsWindowInsteadOfLooping() {
         var replica = PaxosReplica(config: Self.config, id: ReplicaID(0), now: .zero)
         // Replica 2 goes silent: replica 0 revokes its sublog after the suspect timeout.
         var now = Instant.zero
@@ -403,9 +450,16 @@ struct Group {
             return
         }
         let far = ReportedSlot(slot: 3_000_000_000_002, ballot: Ballot(round: 0, replica: ReplicaID(2)), value: .noop)
-        _ = replica.receive(.promise(sublog: sublog, ballot: ballot, fromSlot: fromSlot, slots: [far], complete: true), from: ReplicaID(1), now: now)
-        _ = replica.receive(.promise(sublog: sublog, ballot: ballot, fromSlot: fromSlot, slots: [], complete: true), from: ReplicaID(0), now: now)
-        #expect(replica.leading[2] == nil)
-        #expect(replica.horizon < 1_000_000)
+        var sent: [PaxosMessage] = []
+        sent += replica.receive(.promise(sublog: sublog, ballot: ballot, fromSlot: fromSlot, slots: [far], complete: true), from: ReplicaID(1), now: now)
+            .pendingMessages.map(\.message)
+        sent += replica.receive(.promise(sublog: sublog, ballot: ballot, fromSlot: fromSlot, slots: [], complete: true), from: ReplicaID(0), now: now)
+            .pendingMessages.map(\.message)
+        // The far slot is beyond what the leader may act on: it decides the slots of its window
+        // only (no-ops: nobody reported anything there), and nothing near the far slot.
+        #expect(replica.horizon <= Self.config.deliveryWindowSlotsMax)
+        for message in sent {
+            if case let .accept(_, run) = message { #expect(run.last < Self.config.deliveryWindowSlotsMax && run.value == .noop) }
+        }
     }
 }
