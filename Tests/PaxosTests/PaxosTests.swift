@@ -308,6 +308,30 @@ struct Group {
 
 /// A group restarting as a whole keeps its acceptances but no decisions.
 @Suite struct WholeGroupRestartTests {
+    /// Ticks the group every 30 ms and delivers every message in FIFO order until each replica has
+    /// delivered `slots` slots or `steps` ticks passed; returns what each replica delivered.
+    static func run(_ replicas: inout [PaxosReplica], until slots: UInt64, steps: Int) -> [[Delivery]] {
+        var delivered: [[Delivery]] = Array(repeating: [], count: replicas.count)
+        var queue: [(from: ReplicaID, outgoing: Outgoing)] = []
+        var storages = Array(repeating: MemoryStorage(), count: replicas.count)
+        for step in 1...steps where replicas.contains(where: { $0.deliveredBelow < slots }) {
+            let now = Instant(nanoseconds: UInt64(step) * 30_000_000)
+            for index in replicas.indices {
+                let ready = replicas[index].tick(now: now)
+                delivered[index] += ready.deliveries
+                queue += ready.messages(persistingTo: &storages[index]).map { (ReplicaID(index), $0) }
+            }
+            while !queue.isEmpty {
+                let (from, outgoing) = queue.removeFirst()
+                let index = outgoing.to.rawValue
+                let ready = replicas[index].receive(outgoing.message, from: from, now: now)
+                delivered[index] += ready.deliveries
+                queue += ready.messages(persistingTo: &storages[index]).map { (ReplicaID(index), $0) }
+            }
+        }
+        return delivered
+    }
+
     @Test func aGroupWithMoreThanAWindowOfUndecidedAcceptancesLearnsThemFromEachOther() {
         var config = PaxosConfig(replicaCount: 3)
         config.deliveryWindowSlotsMax = 64
@@ -321,24 +345,7 @@ struct Group {
             records.append(.accepted(ballot: Ballot(round: 0, replica: ReplicaID(Int(slot % 3))), run: SlotRun(slot: slot, value: value)))
         }
         var replicas = (0..<3).map { PaxosReplica(config: config, id: ReplicaID($0), now: .zero, restoring: records) }
-        var delivered: [[Delivery]] = [[], [], []]
-        var queue: [(from: ReplicaID, outgoing: Outgoing)] = []
-        var storages = Array(repeating: MemoryStorage(), count: 3)
-        for step in 1...200 where replicas.contains(where: { $0.deliveredBelow < slotsUsed }) {
-            let now = Instant(nanoseconds: UInt64(step) * 30_000_000)
-            for index in 0..<3 {
-                let ready = replicas[index].tick(now: now)
-                delivered[index] += ready.deliveries
-                queue += ready.messages(persistingTo: &storages[index]).map { (ReplicaID(index), $0) }
-            }
-            while !queue.isEmpty {
-                let (from, outgoing) = queue.removeFirst()
-                let index = outgoing.to.rawValue
-                let ready = replicas[index].receive(outgoing.message, from: from, now: now)
-                delivered[index] += ready.deliveries
-                queue += ready.messages(persistingTo: &storages[index]).map { (ReplicaID(index), $0) }
-            }
-        }
+        let delivered = Self.run(&replicas, until: slotsUsed, steps: 200)
         for index in 0..<3 {
             #expect(replicas[index].deliveredBelow >= slotsUsed, "r\(index) delivered below \(replicas[index].deliveredBelow)")
             #expect(Array(delivered[index].prefix(Int(slotsUsed))) == Array(delivered[0].prefix(Int(slotsUsed))))
@@ -368,24 +375,7 @@ struct Group {
             }
         }
         var replicas = (0..<3).map { PaxosReplica(config: config, id: ReplicaID($0), now: .zero, restoring: records[$0]) }
-        var delivered: [[Delivery]] = [[], [], []]
-        var queue: [(from: ReplicaID, outgoing: Outgoing)] = []
-        var storages = Array(repeating: MemoryStorage(), count: 3)
-        for step in 1...400 where replicas.contains(where: { $0.deliveredBelow < slotsUsed }) {
-            let now = Instant(nanoseconds: UInt64(step) * 30_000_000)
-            for index in 0..<3 {
-                let ready = replicas[index].tick(now: now)
-                delivered[index] += ready.deliveries
-                queue += ready.messages(persistingTo: &storages[index]).map { (ReplicaID(index), $0) }
-            }
-            while !queue.isEmpty {
-                let (from, outgoing) = queue.removeFirst()
-                let index = outgoing.to.rawValue
-                let ready = replicas[index].receive(outgoing.message, from: from, now: now)
-                delivered[index] += ready.deliveries
-                queue += ready.messages(persistingTo: &storages[index]).map { (ReplicaID(index), $0) }
-            }
-        }
+        let delivered = Self.run(&replicas, until: slotsUsed, steps: 400)
         for index in 0..<3 {
             #expect(replicas[index].deliveredBelow >= slotsUsed, "r\(index) delivered below \(replicas[index].deliveredBelow)")
             #expect(Array(delivered[index].prefix(Int(slotsUsed))) == Array(delivered[0].prefix(Int(slotsUsed))))
