@@ -1178,16 +1178,6 @@ public struct PaxosReplica: Sendable {
     }
 }
 
-/// A request's identity for duplicate detection at the proposer.
-struct RequestKey: Hashable, Sendable {
-    var client: ClientID
-    var sequence: UInt64
-    init(_ request: Request) {
-        client = request.client
-        sequence = request.sequence
-    }
-}
-
 /// Slot records by slot number. Slots fill densely from 0 (skips are records too), so arrays
 /// indexed by slot beat a hash table: no hashing, no rehash. The records live in fixed-size chunks
 /// rather than one array: a single array doubles as it grows, and copying (and first touching) a

@@ -15,7 +15,7 @@ struct OwedReplies: Sendable {
     /// Replies forgotten at the bound so far.
     private(set) var forgotten: UInt64 = 0
     /// Where each owed reply's node is in `nodes`.
-    private var position: [OwedReply: Int] = [:]
+    private var position: [RequestKey: Int] = [:]
     /// Nodes of the list, and free ones (linked through `newer`).
     private var nodes: [Node] = []
     /// The oldest and newest owed reply's node, and the first free node (`none`: no such node).
@@ -26,7 +26,7 @@ struct OwedReplies: Sendable {
     private static let none = -1
 
     private struct Node: Sendable {
-        var reply: OwedReply
+        var reply: RequestKey
         var older: Int
         var newer: Int
     }
@@ -37,7 +37,7 @@ struct OwedReplies: Sendable {
     var nodesAllocated: Int { nodes.count }
 
     /// Owes `reply`, unless it is owed already (its place in the order then stays).
-    mutating func insert(_ reply: OwedReply) {
+    mutating func insert(_ reply: RequestKey) {
         guard position[reply] == nil else { return }
         while position.count >= countMax, oldest != Self.none {
             let victim = oldest
@@ -62,15 +62,15 @@ struct OwedReplies: Sendable {
 
     /// Whether `reply` was owed (it no longer is).
     @discardableResult
-    mutating func remove(_ reply: OwedReply) -> Bool {
+    mutating func remove(_ reply: RequestKey) -> Bool {
         guard let index = position.removeValue(forKey: reply) else { return false }
         unlink(index)
         return true
     }
 
     /// The owed replies, oldest first (for tests).
-    var inOrder: [OwedReply] {
-        var replies: [OwedReply] = []
+    var inOrder: [RequestKey] {
+        var replies: [RequestKey] = []
         var index = oldest
         while index != Self.none {
             replies.append(nodes[index].reply)
@@ -87,20 +87,5 @@ struct OwedReplies: Sendable {
         nodes[index].older = Self.none
         nodes[index].newer = firstFree
         firstFree = index
-    }
-}
-
-/// A request by its client and sequence (what a reply answers).
-struct OwedReply: Hashable, Sendable {
-    var client: ClientID
-    var sequence: UInt64
-    init(_ request: Request) {
-        client = request.client
-        sequence = request.sequence
-    }
-
-    init(client: ClientID, sequence: UInt64) {
-        self.client = client
-        self.sequence = sequence
     }
 }

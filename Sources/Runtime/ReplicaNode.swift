@@ -312,7 +312,7 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
             finish(&output, now: now)
             return output
         }
-        owed.insert(OwedReply(request))
+        owed.insert(RequestKey(request))
         if isSampled { sampled.received(request, at: now) }
         run(core.propose(request, now: now), now: now, into: &output)
         finish(&output, now: now)
@@ -487,7 +487,7 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
             if !ready.deliveries.isEmpty, work.deliveredAt == nil { work.deliveredAt = now }
             work.deliveries += ready.deliveries
             for request in ready.dropped {
-                owed.remove(OwedReply(request))
+                owed.remove(RequestKey(request))
                 sampled.forget(request)
                 output.dropped.append(request)
             }
@@ -561,7 +561,7 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
     private mutating func answer(_ requests: [Request], _ result: ExecutionResult, delivered: Instant, ready: Instant, into output: inout NodeOutput) {
         for (position, request) in requests.enumerated() {
             let reply = result.replies[position]
-            if owed.remove(OwedReply(request)) {
+            if owed.remove(RequestKey(request)) {
                 var answer = ClientReply(client: request.client, sequence: request.sequence, reply: reply)
                 if !sampled.isEmpty { answer.stages = sampled.executed(request, delivered: delivered, ready: ready) }
                 output.sealed.replies.append(answer)

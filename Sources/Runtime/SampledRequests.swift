@@ -11,7 +11,7 @@ import Services
 struct SampledRequests: Sendable {
     static let requestsMax = 4_096
 
-    private typealias Key = OwedReply
+    private typealias Key = RequestKey
 
     private struct Stamps: Sendable {
         var received: Instant

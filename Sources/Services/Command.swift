@@ -150,6 +150,22 @@ public struct Request: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(client)#\(sequence) \(command)" }
 }
 
+/// A request's identity, its client and sequence number: what the proposer de-duplicates on and
+/// what a reply answers.
+public struct RequestKey: Hashable, Sendable {
+    public var client: ClientID
+    public var sequence: UInt64
+
+    public init(client: ClientID, sequence: UInt64) {
+        self.client = client
+        self.sequence = sequence
+    }
+
+    public init(_ request: Request) {
+        self.init(client: request.client, sequence: request.sequence)
+    }
+}
+
 /// A reply on its way to a client, labelled with the request it answers.
 public struct ClientReply: Hashable, Sendable {
     public var client: ClientID

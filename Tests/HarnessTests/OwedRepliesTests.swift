@@ -33,7 +33,7 @@ import Testing
 
 /// The bounded list itself, against a plain array that does the same in O(n).
 @Suite struct OwedRepliesListTests {
-    private func reply(_ client: UInt64, _ sequence: UInt64) -> OwedReply { OwedReply(client: ClientID(client), sequence: sequence) }
+    private func reply(_ client: UInt64, _ sequence: UInt64) -> RequestKey { RequestKey(client: ClientID(client), sequence: sequence) }
 
     @Test func repliesStayInArrivalOrderWhateverIsRemovedFromTheMiddle() {
         var owed = OwedReplies()
@@ -82,7 +82,7 @@ import Testing
         for round in 0..<20 {
             var owed = OwedReplies()
             owed.countMax = 1 + Int(random.next() % 40)
-            var reference: [OwedReply] = []
+            var reference: [RequestKey] = []
             var forgotten: UInt64 = 0
             for _ in 0..<2_000 {
                 let candidate = reply(random.next() % 4, random.next() % 60)
