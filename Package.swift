@@ -28,13 +28,16 @@ let package = Package(
     ],
     targets: [
         .target(name: "Primitives"),
-        .target(name: "Services", dependencies: ["Primitives"]),
+        // Persistent tables (`TreeDictionary`): a checkpoint's copy of the state shares them, and a
+        // write after it copies one node, not the whole table, on the replica's hot path.
+        .target(name: "Services", dependencies: ["Primitives", .product(name: "HashTreeCollections", package: "swift-collections")]),
         .target(name: "Wire", dependencies: ["Primitives", "Services", "Paxos"]),
         .target(name: "Linearizability", dependencies: ["Primitives", "Services"]),
         .target(name: "Paxos", dependencies: ["Primitives", "Services"]),
         .target(
             name: "Execution",
-            dependencies: ["Primitives", "Services", .product(name: "DequeModule", package: "swift-collections")]
+            dependencies: ["Primitives", "Services", .product(name: "DequeModule", package: "swift-collections"),
+                           .product(name: "HashTreeCollections", package: "swift-collections")]
         ),
         // The only module that touches files: the write-ahead log, checkpoints and recovery.
         .target(name: "Storage", dependencies: ["Primitives", "Services", "Paxos", "Wire"]),
@@ -56,7 +59,7 @@ let package = Package(
             name: "Harness",
             dependencies: [
                 "Primitives", "Services", "Paxos", "Runtime", "Workload", "Linearizability", "Execution", "Composition", "Storage",
-                "Transport", "Wire",
+                "Transport", "Wire", "CProcessShims",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -92,7 +95,8 @@ let package = Package(
         // jemalloc's control interface (`mallctl`). Only the executable links it, so the
         // allocator it reports is the one that really serves the process.
         .systemLibrary(name: "CJemalloc"),
-        // A process started by a harness exits with it (Linux's parent-death signal).
+        // A process started by a harness exits with it (Linux's parent-death signal); background
+        // threads at the lowest priority.
         .target(name: "CProcessShims"),
         .executableTarget(
             name: "csmr",

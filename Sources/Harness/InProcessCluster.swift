@@ -408,12 +408,13 @@ final class ReplicaHost: @unchecked Sendable {
     private func carryOut(_ output: NodeOutput) {
         if let pending = output.pendingCheckpoint {
             let current = incarnation
-            // Encoded off the loop, which keeps serving; handed back to the same incarnation.
-            DispatchQueue.global().async { [self] in
-                let bytes = pending.encode()
+            // Encoded off the loop, which keeps serving, at low priority (`BackgroundQueue`);
+            // handed back to the same incarnation.
+            BackgroundQueue.checkpoints.async { [self] in
+                let encoded = pending.encode()
                 backOnLoop { [self] in
                     guard incarnation == current, node != nil else { return }
-                    node!.checkpointEncoded(pending, bytes: bytes)
+                    node!.checkpointEncoded(encoded)
                 }
             }
         }

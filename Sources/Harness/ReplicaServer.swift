@@ -406,10 +406,10 @@ public final class ReplicaServer: @unchecked Sendable {
 
     private func carryOut(_ output: NodeOutput) {
         if let pending = output.pendingCheckpoint {
-            // Encoded off the loop, which keeps serving.
-            DispatchQueue.global().async { [self] in
-                let bytes = pending.encode()
-                loop.execute { [self] in node?.checkpointEncoded(pending, bytes: bytes) }
+            // Encoded off the loop, which keeps serving, at low priority (`BackgroundQueue`).
+            BackgroundQueue.checkpoints.async { [self] in
+                let encoded = pending.encode()
+                loop.execute { [self] in node?.checkpointEncoded(encoded) }
             }
         }
         for job in output.executions {

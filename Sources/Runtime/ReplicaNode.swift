@@ -80,10 +80,20 @@ public struct PendingCheckpoint: Sendable {
     let machine: StateMachine
     let acceptor: [PersistRecord]
 
-    /// The checkpoint's bytes; pure, so any thread may call it.
-    public func encode() -> [UInt8] {
-        CheckpointPayload(slot: slot, extensionStepCount: extensionStepCount, machine: machine.snapshot(canonical: false), acceptor: acceptor).encode()
+    /// The checkpoint's bytes; pure, so any thread may call it. The result holds no reference to
+    /// the state machine: the thread that encodes also drops the copy, whose release (the trie
+    /// nodes and log chunks written since) then stays off the replica's loop.
+    public func encode() -> EncodedCheckpoint {
+        EncodedCheckpoint(slot: slot, position: position, bytes: CheckpointPayload(
+            slot: slot, extensionStepCount: extensionStepCount, machine: machine.snapshot(canonical: false), acceptor: acceptor).encode())
     }
+}
+
+/// A checkpoint's bytes, for `ReplicaNode.checkpointEncoded`.
+public struct EncodedCheckpoint: Sendable {
+    public let slot: UInt64
+    public let position: UInt64
+    public let bytes: [UInt8]
 }
 
 /// A finished state transfer: the checkpoint's slot, its size, and how long it took.
@@ -389,7 +399,7 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
                                         machine: machine, acceptor: claim.acceptor)
         output.checkpoints.append(claim.slot)
         if encodesCheckpointsInline || claim.encodeInline {
-            checkpointEncoded(pending, bytes: pending.encode())
+            checkpointEncoded(pending.encode())
         } else {
             output.pendingCheckpoint = pending
         }
@@ -398,10 +408,10 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
     /// A checkpoint taken by an earlier input, encoded (by the driver, off the replica's loop):
     /// it is stored, and the core forgets the slots it covers. One older than the newest stored
     /// (a state transfer overtook it) is dropped.
-    public mutating func checkpointEncoded(_ pending: PendingCheckpoint, bytes: [UInt8]) {
-        if let newest = storage.newestCheckpoint, newest.slot >= pending.slot { return }
-        storage.saveCheckpoint(Checkpoint(slot: pending.slot, position: pending.position, bytes: bytes))
-        compactionTarget = pending.slot
+    public mutating func checkpointEncoded(_ encoded: EncodedCheckpoint) {
+        if let newest = storage.newestCheckpoint, newest.slot >= encoded.slot { return }
+        storage.saveCheckpoint(Checkpoint(slot: encoded.slot, position: encoded.position, bytes: encoded.bytes))
+        compactionTarget = encoded.slot
         compactStep()
     }
 

@@ -1,3 +1,4 @@
+import HashTreeCollections
 import Primitives
 
 /// The replicated client-session table: it makes execution at-most-once.
@@ -28,7 +29,8 @@ public struct SessionTable: Hashable, Sendable, CanonicallyEncoded {
         case reject(ServiceError)
     }
 
-    public private(set) var entries: [ClientID: Entry] = [:]
+    /// Persistent, as `KeyValueStore`'s table: checkpoints copy it in O(1).
+    public private(set) var entries: TreeDictionary<ClientID, Entry> = [:]
     /// Logical time: the number of requests recorded so far.
     public private(set) var clock: UInt64 = 0
     /// The id the next opened session gets.

@@ -63,7 +63,7 @@ enum AcknowledgedWriteChecker {
                     } else if index >= log.endIndex {
                         report("acknowledged write lost: r\(replica) of group \(group) ends its log at \(log.endIndex), before the \(acknowledged)")
                     } else {
-                        let held = log.entries[log.entries.startIndex + Int(index - log.firstIndex)]
+                        let held = log.entry(at: index)!
                         if held != entry { report("acknowledged write lost: r\(replica) of group \(group) holds \(held) at \(index), not the \(acknowledged)") }
                     }
                 }

@@ -152,7 +152,7 @@ private func fastOptions(sessions: Int = 4) -> CSMRClientOptions {
                 try await tasks.waitForAll()
             }
             #expect(clock.now - start < .seconds(5))
-            #expect(group.machine.withLockedValue { $0.log.entries.count } == 30)
+            #expect(group.machine.withLockedValue { $0.log.count } == 30)
         }
     }
 
@@ -220,7 +220,7 @@ private func fastOptions(sessions: Int = 4) -> CSMRClientOptions {
         _ = try await client.log.append("e")
         await client.close()
         #expect(kvGroup.machine.withLockedValue { $0.kv.get("k") } == "v")
-        #expect(kvGroup.machine.withLockedValue { $0.log.entries.count } == 0)
+        #expect(kvGroup.machine.withLockedValue { $0.log.count } == 0)
         #expect(logGroup.machine.withLockedValue { Array($0.log.entries) } == ["e"])
         try await kvGroup.stopAll()
         try await logGroup.stopAll()

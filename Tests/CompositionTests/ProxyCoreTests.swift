@@ -268,14 +268,14 @@ private func open(_ core: inout ProxyCore, as session: UInt64, group: Int = 0, n
         // Exactly once: the log holds each append once, in completion order of the indices.
         let appends = expected.filter { if case .logAppend = $0.value { true } else { false } }
         let logGroup = groupCount - 1
-        let logLength = machines[logGroup].log.entries.count
+        let logLength = machines[logGroup].log.count
         #expect(logLength == appends.count)
         for (operation, command) in appends {
             guard case let .logAppend(entry) = command, case let .index(index)? = completed[operation] else {
                 Issue.record("\(operation) has no index")
                 continue
             }
-            #expect(machines[logGroup].log.entries[Int(index)] == entry)
+            #expect(machines[logGroup].log.entry(at: index) == entry)
         }
     }
 }

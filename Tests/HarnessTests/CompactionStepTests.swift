@@ -34,14 +34,14 @@ import Testing
     @Test func withoutAStepTheCoreForgetsEveryCoveredSlotWhenTheCheckpointIsStored() throws {
         var (node, pending) = try nodeWithPendingCheckpoint(stepSlots: 0)
         #expect(pending.slot >= 100)
-        node.checkpointEncoded(pending, bytes: pending.encode())
+        node.checkpointEncoded(pending.encode())
         #expect(node.storage.newestCheckpoint?.slot == pending.slot)
         #expect(node.core.compactedBelow == pending.slot)
     }
 
     @Test func withAStepTheCoreForgetsAtMostThatManySlotsPerInputUntilItReachesTheCheckpoint() throws {
         var (node, pending) = try nodeWithPendingCheckpoint(stepSlots: 16)
-        node.checkpointEncoded(pending, bytes: pending.encode())
+        node.checkpointEncoded(pending.encode())
         // The checkpoint is stored at once (the disk's records before it may go); only the
         // core's memory is let go of gradually.
         #expect(node.storage.newestCheckpoint?.slot == pending.slot)

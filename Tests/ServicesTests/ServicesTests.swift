@@ -39,6 +39,18 @@ private struct Driver {
         #expect(driver.call(alice, .kvGet(key: "k")) == .value("2"))
     }
 
+    @Test func aCopyKeepsItsEntriesWhileTheOriginalIsWritten() {
+        var store = KeyValueStore()
+        for index in 0..<5_000 { store.put("k\(index)", "v\(index)") }
+        let copy = store
+        for index in stride(from: 0, to: 5_000, by: 7) { store.put("k\(index)", "w\(index)") }
+        store.put("new", "x")
+        #expect(copy.entries.count == 5_000)
+        #expect((0..<5_000).allSatisfy { copy.get("k\($0)") == "v\($0)" })
+        #expect(store.get("k7") == "w7" && store.get("k8") == "v8" && store.get("new") == "x")
+        #expect(copy.get("new") == nil)
+    }
+
     @Test func emptyKeysAndValuesAreOrdinary() {
         var driver = Driver()
         _ = driver.call(alice, .kvPut(key: "", value: ""))
@@ -160,6 +172,55 @@ private struct Driver {
         }
         #expect(log.retained == 1996..<2000)
         #expect(log.retrieve(first: 1998, last: 1999, limit: 10) == .success(["e1998", "e1999"]))
+    }
+
+    /// The log keeps its entries in chunks; an array with a dropped prefix is the model. Random
+    /// appends, truncations (inside chunks, on their edges, to the end) and retrievals that span
+    /// chunks, with a snapshot round trip and a copy kept aside along the way.
+    @Test(arguments: [1, 2, 3, 4]) func randomOperationsMatchAnArrayModel(seed: UInt64) throws {
+        var random = SplitMix64(seed: seed)
+        var log = ReplicatedLog()
+        var model: [String] = []
+        var first: UInt64 = 0
+        var copies: [(ReplicatedLog, [String], UInt64)] = []
+        for step in 0..<6_000 {
+            switch random.next() % 10 {
+            case 0..<6:
+                for _ in 0..<Int(random.next() % 400) {
+                    let entry = "s\(seed)-\(step)-\(model.count)"
+                    #expect(log.append(entry) == first + UInt64(model.count))
+                    model.append(entry)
+                }
+            case 6:
+                let below = first + random.next() % (UInt64(model.count) + 2)
+                let accepted = log.truncate(below: below)
+                #expect(accepted == (below <= first + UInt64(model.count)))
+                if accepted, below > first {
+                    model.removeFirst(Int(below - first))
+                    first = below
+                }
+            case 7:
+                copies.append((log, model, first))
+            default:
+                guard !model.isEmpty else { continue }
+                let from = random.next() % UInt64(model.count)
+                let last = min(UInt64(model.count) - 1, from + random.next() % 3_000)
+                let expected = Array(model[Int(from)...Int(last)])
+                #expect(log.retrieve(first: first + from, last: first + last, limit: 4_096) == .success(expected))
+                #expect(log.entry(at: first + from) == model[Int(from)])
+            }
+            #expect(log.retained == first..<(first + UInt64(model.count)))
+        }
+        #expect(Array(log.entries) == model)
+        var writer = ByteWriter()
+        log.encode(into: &writer)
+        var reader = ByteReader(writer.bytes)
+        #expect(try ReplicatedLog.decode(from: &reader, limits: .standard) == log)
+        // Copies share chunks with the log that went on: none of its writes show in them.
+        for (copy, model, first) in copies {
+            #expect(copy.retained == first..<(first + UInt64(model.count)))
+            #expect(Array(copy.entries) == model)
+        }
     }
 }
 
