@@ -178,16 +178,20 @@ public struct SecondSummary: Hashable, Sendable {
     public var count: UInt64
     public var p50: UInt64
     public var p99: UInt64
+    /// The second's maximum: a stall shows in the second it happened.
+    public var max: UInt64
 
-    public init(count: UInt64, p50: UInt64, p99: UInt64) {
+    public init(count: UInt64, p50: UInt64, p99: UInt64, max: UInt64 = 0) {
         self.count = count
         self.p50 = p50
         self.p99 = p99
+        self.max = max
     }
 
     init(_ histogram: Histogram<UInt64>) {
         count = histogram.totalCount
         p50 = count == 0 ? 0 : histogram.valueAtPercentile(50)
         p99 = count == 0 ? 0 : histogram.valueAtPercentile(99)
+        max = count == 0 ? 0 : histogram.max
     }
 }

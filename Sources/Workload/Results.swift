@@ -116,7 +116,7 @@ public struct RunSummary: Sendable {
 
     public var summaryCSV: String { ([SummaryRow.header] + rows.map(\.csv)).joined(separator: "\n") + "\n" }
 
-    public static let timeseriesHeader = "second,op,count,offered,p50_us,p99_us,events"
+    public static let timeseriesHeader = "second,op,count,offered,p50_us,p99_us,max_us,events"
 
     /// Per second of the run (warm-up and drain included; `second` counts from the start of the
     /// load) and per operation kind: `count` replies arrived in that second, `offered` requests
@@ -132,11 +132,11 @@ public struct RunSummary: Sendable {
             let intended = recorder.intendedPerSecond[second] ?? [:]
             for kind in OperationKind.allCases where kinds[kind] != nil || intended[kind] != nil {
                 let summary = kinds[kind] ?? none
-                lines.append("\(second),\(kind.rawValue),\(summary.count),\(intended[kind] ?? 0),\(summary.p50),\(summary.p99),\(Self.quoted(events))")
+                lines.append("\(second),\(kind.rawValue),\(summary.count),\(intended[kind] ?? 0),\(summary.p50),\(summary.p99),\(summary.max),\(Self.quoted(events))")
                 events = ""
             }
             let all = perSecond[second]?.all ?? none
-            lines.append("\(second),all,\(all.count),\(intended.values.reduce(0, +)),\(all.p50),\(all.p99),\(Self.quoted(events))")
+            lines.append("\(second),all,\(all.count),\(intended.values.reduce(0, +)),\(all.p50),\(all.p99),\(all.max),\(Self.quoted(events))")
         }
         return lines.joined(separator: "\n") + "\n"
     }

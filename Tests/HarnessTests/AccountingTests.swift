@@ -73,7 +73,7 @@ import Workload
         #expect(rows["all"]?.unfinished == 1)
         #expect(rows["all"]?.errors == 0)
         let timeseries = summary.timeseriesCSV.split(separator: "\n")
-        #expect(timeseries[0] == "second,op,count,offered,p50_us,p99_us,events")
+        #expect(timeseries[0] == "second,op,count,offered,p50_us,p99_us,max_us,events")
         #expect(timeseries.contains("0,kv.get,0,1,0,0,"))
     }
 }

@@ -29,7 +29,7 @@ private func workload(_ text: String) throws -> WorkloadSpec { try WorkloadSpec.
         let ops = Set(summary.dropFirst().map { String($0.split(separator: ",")[0]) })
         #expect(ops.isSuperset(of: ["kv.get", "kv.put", "lock.acquire", "log.append", "all"]))
         let timeseries = try String(contentsOf: folder.appendingPathComponent("timeseries.csv"), encoding: .utf8).split(separator: "\n")
-        #expect(timeseries[0] == "second,op,count,offered,p50_us,p99_us,events")
+        #expect(timeseries[0] == "second,op,count,offered,p50_us,p99_us,max_us,events")
         let hgrm = try String(contentsOf: folder.appendingPathComponent("all.hgrm"), encoding: .utf8)
         #expect(hgrm.contains("Percentile") && hgrm.contains("#[Mean"))
         #expect(FileManager.default.fileExists(atPath: folder.appendingPathComponent("kv.put.hgrm").path))
