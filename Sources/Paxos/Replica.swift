@@ -58,7 +58,9 @@ import Services
 /// accepts (so its acceptance is persisted before a peer can see the proposal); an acceptor of a
 /// group of three that accepts a proposal from the proposer itself therefore knows that a quorum
 /// (the proposer and itself) accepted it at that ballot, and learns it at once. The leader sends
-/// the decision only to the replicas that have not acknowledged. A slot that waits for another
+/// no decision: the acceptor that has not acknowledged learns the value when the accept reaches
+/// it, and one whose accept was lost or refused catches up (heartbeats carry the batch horizon).
+/// Learning is not safety: a replica that never learns a slot only waits. A slot that waits for another
 /// leader's batch is thus delivered one hop after that batch's accept instead of three. Should the
 /// leader's own acceptor refuse its proposal (the leadership is stale), nothing is sent and the
 /// leadership is given up. Larger groups learn from the leader's decision as before.
@@ -862,11 +864,14 @@ public struct PaxosReplica: Sendable {
         if case .batch = proposal.run.value { leadership.batchesInFlight -= 1 }
         leaderships[sublog] = leadership
         learn(proposal.run)
-        // In a group of three, a replica that acknowledged learned the value when it accepted it
-        // (see `onAccept`); only the others need the decision.
-        for peer in replicas where peer != id && (config.quorum != 2 || !proposal.acks.contains(peer)) {
-            ready.send(.decided([proposal.run]), to: peer)
-        }
+        // In a group of three every acceptor learns the value when it accepts it (see `onAccept`),
+        // the one that has not answered yet too: its accept is on the way, on the same FIFO link
+        // a decision would take. Only if that accept is lost or refused does it need the decision,
+        // and then it catches up (`catchUpIfStuck`: heartbeats tell it how far the batches go).
+        // Sending it anyway cost a quarter of multi-leader's messages. Larger groups learn from
+        // the decision.
+        guard config.quorum != 2 else { return }
+        for peer in replicas where peer != id { ready.send(.decided([proposal.run]), to: peer) }
     }
 
     private mutating func onPromise(sublog: Int, ballot: Ballot, fromSlot: UInt64, reported: [ReportedSlot], complete: Bool,
