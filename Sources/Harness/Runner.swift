@@ -26,7 +26,7 @@ public enum WorkloadRunner {
                                         pipelineDepthMax: group.pipelineDepthMax, clock: .realTime)
         config.batchBytesMax = group.batchBytesMax
         config.batchDelayMicrosecondsMax = group.batchDelayMicroseconds
-        config.batchHoldInflightMin = group.batchHoldInflightMin
+        config.batchHoldInflightMin = group.resolvedBatchHoldInflightMin
         config.batchHoldMicrosecondsMax = group.batchHoldMicroseconds
         config.skipAheadPercent = group.skipAheadPercent
         try config.validate()

@@ -43,8 +43,8 @@ public struct PaxosConfig: Hashable, Sendable {
     /// that is not full waits for more requests (at most `batchHoldMicrosecondsMax`) instead of
     /// leaving at once; a decision frees the pipeline and lets it go. A loaded leader thus cuts
     /// fuller batches, paying fewer messages per request, while a lightly loaded one, with less in
-    /// flight, still sends at once. Recommended 2; `pipelineDepthMax` or more turns holding off (a
-    /// full pipeline waits anyway); at least 1.
+    /// flight, still sends at once. `pipelineDepthMax` or more turns holding off (a full pipeline
+    /// waits anyway); at least 1. The default depends on the mode (`defaultBatchHoldInflightMin`).
     public var batchHoldInflightMin: Int = 2
     /// The longest adaptive batching holds a request back. Recommended 1,000 µs in process (a few
     /// round trips); 0 turns holding off; below `suspectTimeoutMicroseconds`.
@@ -74,7 +74,16 @@ public struct PaxosConfig: Hashable, Sendable {
     public init(replicaCount: Int, mode: LeadershipMode = .multiLeader) {
         self.replicaCount = replicaCount
         self.mode = mode
+        batchHoldInflightMin = Self.defaultBatchHoldInflightMin(mode: mode)
     }
+
+    /// 1 for multi-leader, 2 for single-leader. A multi-leader leader batches only the requests of
+    /// its own clients, a third of a group of three's, so its batches were a third as full as the
+    /// single leader's, and a batch costs messages, records and wake-ups in every replica; holding
+    /// while one batch is in flight makes them about half as full instead (measured in
+    /// BENCHMARKS.md: fewer messages per request, higher throughput over TCP and in process, and a
+    /// lower open-loop p50). The single leader, which batches every client, fills its batches at 2.
+    public static func defaultBatchHoldInflightMin(mode: LeadershipMode) -> Int { mode == .multiLeader ? 1 : 2 }
 
     public var quorum: Int { replicaCount / 2 + 1 }
 

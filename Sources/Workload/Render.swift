@@ -32,7 +32,12 @@ extension WorkloadSpec {
             lines.append("  pipeline_depth_max: \(group.pipelineDepthMax)")
         }
         lines.append("  batch_delay_us: \(group.batchDelayMicroseconds)")
-        lines.append("  batch_hold_inflight_min: \(group.batchHoldInflightMin)")
+        if let hold = group.batchHoldInflightMin {
+            lines.append("  batch_hold_inflight_min: \(hold)")
+        } else {
+            // Left to the protocol (so a re-read follows a changed protocol); the value it gives:
+            lines.append("  # batch_hold_inflight_min: \(group.resolvedBatchHoldInflightMin) (the protocol's default)")
+        }
         lines.append("  batch_hold_us: \(group.batchHoldMicroseconds)")
         lines.append("  skip_ahead_percent: \(group.skipAheadPercent)")
         lines.append("  scheduler: \(group.scheduler.rawValue)")
