@@ -95,4 +95,24 @@ import Testing
         let sizes = (0..<1_000).map { _ in values.next(&random).utf8.count }
         #expect(sizes.min() == 10 && sizes.max() == 20)
     }
+
+    /// A unique value is its writer (hex) and sequence as a tag, padded with filler to a drawn size,
+    /// and never shorter than the tag.
+    @Test func uniqueValuesCarryTheirTagAndTheDrawnSize() {
+        let values = ValueGenerator(spec: ValueSpec(sizeBytesMin: 8, sizeBytesMax: 24))
+        var random = SplitMix64(seed: 3)
+        var seen = Set<String>()
+        for sequence in UInt64(0)..<2_000 {
+            let client = sequence % 7 == 0 ? UInt64.max : sequence * 977
+            let tag = "c\(String(client, radix: 16))s\(sequence)."
+            var sizes = random
+            let size = ValueGenerator(spec: values.spec).next(&sizes).utf8.count
+            let value = values.unique(client: client, sequence: sequence, &random)
+            #expect(value.hasPrefix(tag))
+            #expect(value.utf8.count == max(size, tag.utf8.count))
+            #expect(value.dropFirst(tag.count).allSatisfy { $0 == "v" })
+            seen.insert(value)
+        }
+        #expect(seen.count == 2_000)
+    }
 }
