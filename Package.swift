@@ -28,16 +28,13 @@ let package = Package(
     ],
     targets: [
         .target(name: "Primitives"),
-        // Persistent tables (`TreeDictionary`): a checkpoint's copy of the state shares them, and a
-        // write after it copies one node, not the whole table, on the replica's hot path.
-        .target(name: "Services", dependencies: ["Primitives", .product(name: "HashTreeCollections", package: "swift-collections")]),
+        .target(name: "Services", dependencies: ["Primitives"]),
         .target(name: "Wire", dependencies: ["Primitives", "Services", "Paxos"]),
         .target(name: "Linearizability", dependencies: ["Primitives", "Services"]),
         .target(name: "Paxos", dependencies: ["Primitives", "Services"]),
         .target(
             name: "Execution",
-            dependencies: ["Primitives", "Services", .product(name: "DequeModule", package: "swift-collections"),
-                           .product(name: "HashTreeCollections", package: "swift-collections")]
+            dependencies: ["Primitives", "Services", .product(name: "DequeModule", package: "swift-collections")]
         ),
         // The only module that touches files: the write-ahead log, checkpoints and recovery.
         .target(name: "Storage", dependencies: ["Primitives", "Services", "Paxos", "Wire"]),

@@ -1,6 +1,5 @@
 import DequeModule
 import Foundation
-import HashTreeCollections
 import Primitives
 import Services
 
@@ -98,8 +97,8 @@ public final class ParallelExecutor: @unchecked Sendable {
 
     /// The whole state as one `StateMachine` (for digests, snapshots and comparison).
     public var stateMachine: StateMachine {
-        // Partitions hold disjoint keys. The first partition's persistent table is shared, the
-        // others' entries are added to it.
+        // Partitions hold disjoint keys. The first partition's table is shared (copied shard by
+        // shard only when written), the others' entries are added to it.
         var kv = partitions.first?.kv.entries ?? [:]
         var holders = partitions.first?.locks.holders ?? [:]
         for partition in partitions.dropFirst() {
@@ -113,8 +112,8 @@ public final class ParallelExecutor: @unchecked Sendable {
     /// Replaces the whole state with `machine`'s (a checkpoint restored at start-up or received
     /// by state transfer), each key and lock in the partition its class maps to.
     public func restore(_ machine: StateMachine) {
-        var kv = Array(repeating: TreeDictionary<String, String>(), count: partitions.count)
-        var holders = Array(repeating: TreeDictionary<String, ClientID>(), count: partitions.count)
+        var kv = Array(repeating: ShardedTable<String, String>(), count: partitions.count)
+        var holders = Array(repeating: ShardedTable<String, ClientID>(), count: partitions.count)
         for (key, value) in machine.kv.entries { kv[ExecutionPlan.partition(ofKey: key, partitions: partitions.count)][key] = value }
         for (name, holder) in machine.locks.holders { holders[ExecutionPlan.partition(ofKey: name, partitions: partitions.count)][name] = holder }
         for (index, partition) in partitions.enumerated() {

@@ -1,4 +1,3 @@
-import HashTreeCollections
 import Primitives
 
 /// The replicated client-session table: it makes execution at-most-once.
@@ -29,8 +28,8 @@ public struct SessionTable: Hashable, Sendable, CanonicallyEncoded {
         case reject(ServiceError)
     }
 
-    /// Persistent, as `KeyValueStore`'s table: checkpoints copy it in O(1).
-    public private(set) var entries: TreeDictionary<ClientID, Entry> = [:]
+    /// Sharded, as `KeyValueStore`'s table: a checkpoint's copy shares it.
+    public private(set) var entries: ShardedTable<ClientID, Entry> = [:]
     /// Logical time: the number of requests recorded so far.
     public private(set) var clock: UInt64 = 0
     /// The id the next opened session gets.

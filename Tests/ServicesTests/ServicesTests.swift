@@ -353,3 +353,33 @@ private struct Driver {
         #expect(restored == machine)
     }
 }
+
+@Suite struct ShardedTableTests {
+    /// Random puts and removals against a `Dictionary`: same lookups, count, contents and
+    /// equality, and a copy taken along the way keeps its own contents.
+    @Test(arguments: [1, 2, 3]) func randomOperationsMatchADictionary(seed: UInt64) {
+        var random = SplitMix64(seed: seed)
+        var table = ShardedTable<String, Int>()
+        var model: [String: Int] = [:]
+        var copy: (ShardedTable<String, Int>, [String: Int])?
+        for step in 0..<20_000 {
+            let key = "k\(random.next() % 3_000)"
+            if random.next() % 4 == 0 {
+                #expect(table.removeValue(forKey: key) == model.removeValue(forKey: key))
+            } else {
+                #expect(table.updateValue(step, forKey: key) == model.updateValue(step, forKey: key))
+            }
+            if step == 10_000 { copy = (table, model) }
+            #expect(table[key] == model[key])
+        }
+        #expect(table.count == model.count)
+        #expect(Dictionary(uniqueKeysWithValues: table.map { ($0.key, $0.value) }) == model)
+        #expect(Set(table.keys) == Set(model.keys))
+        #expect(table == ShardedTable(model))
+        #expect(table.hashValue == ShardedTable(model).hashValue)
+        let (oldTable, oldModel) = copy!
+        #expect(oldTable.count == oldModel.count)
+        #expect(Dictionary(uniqueKeysWithValues: oldTable.map { ($0.key, $0.value) }) == oldModel)
+        #expect(oldTable != table)
+    }
+}
