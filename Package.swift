@@ -43,7 +43,8 @@ let package = Package(
         // files; apart from Workload so the composition (and the client library and proxy that
         // use it) do not pull in the harness's histograms.
         .target(name: "SpecFiles", dependencies: [.product(name: "Yams", package: "Yams")]),
-        .target(name: "Composition", dependencies: ["Primitives", "Services", "Paxos", "SpecFiles", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Composition", dependencies: ["Primitives", "Services", "Paxos", "SpecFiles", "Linearizability",
+                                                    .product(name: "Yams", package: "Yams")]),
         .target(
             name: "Workload",
             dependencies: [
@@ -112,7 +113,7 @@ let package = Package(
         .testTarget(name: "StorageTests", dependencies: ["Storage", "Wire", "Paxos", "Services", "Primitives"]),
         .testTarget(name: "LinearizabilityTests", dependencies: ["Linearizability", "Services"]),
         .testTarget(name: "CLITests", dependencies: ["csmr", "CSMRClient", "Harness", "Linearizability", "Workload", "Services", "Primitives"]),
-        .testTarget(name: "PaxosScenarioTests", dependencies: ["Paxos", "Runtime", "Services", "Primitives"], exclude: ["testdata"]),
+        .testTarget(name: "PaxosScenarioTests", dependencies: ["Paxos", "Runtime", "Services", "Primitives", "Simulation"], exclude: ["testdata"]),
         .testTarget(name: "PaxosTests", dependencies: ["Paxos", "Primitives", "Services"]),
         .testTarget(name: "SimulationTests", dependencies: ["Simulation", "Paxos", "Primitives", "Execution", "Composition", "Workload"]),
         .testTarget(name: "CompositionTests", dependencies: ["Composition", "Workload", "Services", "Primitives"]),

@@ -1,3 +1,4 @@
+import Linearizability
 import Primitives
 import Services
 
@@ -188,4 +189,21 @@ public struct ExtensionForwarder: Sendable {
 
     /// The pseudo-client id extension requests carry (they bypass sessions).
     public static func client(origin: UInt32) -> ClientID { .extensionClient(origin: origin) }
+}
+
+extension ExtensionForwarder {
+    /// The steps a log appended, as the plain appends they became, for the log's linearizability
+    /// check: invoked when first sent (or when appended, if that is known earlier), complete when
+    /// a replica appended them, at the index they got. `appended` and `firstSent` are keyed by step
+    /// index; steps this forwarder no longer holds are left out. The simulator and the load
+    /// driver both build their histories with it.
+    public func appendHistory(appended: [UInt64: (logIndex: UInt64, nanoseconds: UInt64)],
+                              firstSent: [UInt64: UInt64]) -> [HistoryOperation] {
+        appended.keys.sorted().compactMap { index in
+            guard index >= firstHeld, index - firstHeld < UInt64(steps.count), let step = appended[index] else { return nil }
+            return HistoryOperation(client: Self.client(origin: origin), command: .logAppend(entry: steps[Int(index - firstHeld)]),
+                                    invokeNanoseconds: min(firstSent[index] ?? step.nanoseconds, step.nanoseconds),
+                                    completion: .init(nanoseconds: step.nanoseconds, reply: .index(step.logIndex)))
+        }
+    }
 }

@@ -294,13 +294,7 @@ final class LoadDriver: @unchecked Sendable {
 
     /// The extension steps as the plain appends they became, for `history.jsonl`.
     private func extensionHistory() -> [HistoryOperation] {
-        guard let forwarder else { return [] }
-        return extensionAppended.keys.sorted().compactMap { index in
-            guard index >= 1, index <= UInt64(forwarder.steps.count), let appended = extensionAppended[index] else { return nil }
-            let invoked = min(extensionFirstSent[index] ?? appended.nanoseconds, appended.nanoseconds)
-            return HistoryOperation(client: ExtensionForwarder.client(origin: forwarder.origin), command: .logAppend(entry: forwarder.steps[Int(index - 1)]),
-                                    invokeNanoseconds: invoked, completion: .init(nanoseconds: appended.nanoseconds, reply: .index(appended.logIndex)))
-        }
+        forwarder?.appendHistory(appended: extensionAppended, firstSent: extensionFirstSent) ?? []
     }
 
     // MARK: Phases

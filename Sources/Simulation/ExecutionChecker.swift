@@ -3,24 +3,24 @@ import Primitives
 
 /// Watches what replicas deliver, from outside them: agreement (one value per slot across all
 /// replicas and incarnations), delivery in slot order without gaps, and equal state digests at
-/// equal slots.
-struct ExecutionChecker {
+/// equal slots. The simulator and the scenario tests both check with it.
+public struct ExecutionChecker: Sendable {
     private var decided: [UInt64: SlotValue] = [:]
     private var decidedBy: [UInt64: Int] = [:]
     private var nextExpected: [UInt64]
     private var digests: [UInt64: (digest: Digest, replica: Int)] = [:]
-    private(set) var violations: [String] = []
+    public private(set) var violations: [String] = []
     /// One past the highest slot any replica delivered (or installed a checkpoint below).
-    private(set) var deliveredBelowMax: UInt64 = 0
+    public private(set) var deliveredBelowMax: UInt64 = 0
     private static let violationsMax = 20
 
-    init(replicaCount: Int) {
+    public init(replicaCount: Int) {
         nextExpected = Array(repeating: 0, count: replicaCount)
     }
 
-    var slotsDecided: UInt64 { UInt64(decided.count) }
+    public var slotsDecided: UInt64 { UInt64(decided.count) }
 
-    mutating func delivered(_ delivery: Delivery, by replica: Int) {
+    public mutating func delivered(_ delivery: Delivery, by replica: Int) {
         if delivery.slot != nextExpected[replica] {
             report("gap: r\(replica) delivered slot \(delivery.slot) when slot \(nextExpected[replica]) was next")
         }
@@ -36,7 +36,7 @@ struct ExecutionChecker {
         }
     }
 
-    mutating func digest(_ digest: Digest, atSlot slot: UInt64, by replica: Int) {
+    public mutating func digest(_ digest: Digest, atSlot slot: UInt64, by replica: Int) {
         if let earlier = digests[slot] {
             if earlier.digest != digest {
                 report("digest: after slot \(slot) r\(earlier.replica) had state \(earlier.digest) but r\(replica) had \(digest)")
@@ -47,10 +47,10 @@ struct ExecutionChecker {
     }
 
     /// A restarted replica rebuilds its state from its checkpoint's slot (0 without one).
-    mutating func restarted(replica: Int, fromSlot slot: UInt64) { nextExpected[replica] = slot }
+    public mutating func restarted(replica: Int, fromSlot slot: UInt64) { nextExpected[replica] = slot }
 
     /// A replica installed a peer's checkpoint: it delivers from `slot` on, and never goes back.
-    mutating func installed(slot: UInt64, by replica: Int) {
+    public mutating func installed(slot: UInt64, by replica: Int) {
         if slot < nextExpected[replica] {
             report("state transfer: r\(replica) installed a checkpoint at slot \(slot) after delivering up to slot \(nextExpected[replica])")
         }

@@ -227,16 +227,11 @@ public struct Simulator {
     /// Extension steps as the plain appends they became, for the log's linearizability check:
     /// invoked when first sent, complete when a replica appended them, at the index they got.
     private func extensionHistory() -> [HistoryOperation] {
-        var operations: [HistoryOperation] = []
-        for (key, appended) in extensionAppended.sorted(by: { ($0.key.origin, $0.key.index) < ($1.key.origin, $1.key.index) }) {
-            guard let forwarder = forwarders[key.origin], key.index >= 1, key.index <= UInt64(forwarder.steps.count) else { continue }
-            let invoked = extensionFirstSent[key] ?? appended.nanoseconds
-            operations.append(HistoryOperation(client: ExtensionForwarder.client(origin: UInt32(key.origin)),
-                                               command: .logAppend(entry: forwarder.steps[Int(key.index - 1)]),
-                                               invokeNanoseconds: min(invoked, appended.nanoseconds),
-                                               completion: .init(nanoseconds: appended.nanoseconds, reply: .index(appended.logIndex))))
+        forwarders.sorted { $0.key < $1.key }.flatMap { origin, forwarder in
+            forwarder.appendHistory(
+                appended: Dictionary(uniqueKeysWithValues: extensionAppended.filter { $0.key.origin == origin }.map { ($0.key.index, $0.value) }),
+                firstSent: Dictionary(uniqueKeysWithValues: extensionFirstSent.filter { $0.key.origin == origin }.map { ($0.key.index, $0.value) }))
         }
-        return operations
     }
 
     // MARK: Events

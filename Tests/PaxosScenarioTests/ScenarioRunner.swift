@@ -2,6 +2,7 @@ import Paxos
 import Primitives
 import Runtime
 import Services
+import Simulation
 
 // A deterministic, scripted harness for one Paxos group, in the spirit of table-driven
 // interaction tests: a scenario file is a list of commands, each followed by the trace it
@@ -133,9 +134,9 @@ struct ScenarioRunner {
     private var line = 0
 
     // Safety checks, independent of the expected text.
-    private var agreed: [UInt64: SlotValue] = [:]
-    private var digestAt: [UInt64: Digest] = [:]
-    private var nextDelivery: [UInt64] = []
+    /// Agreement, gap-free delivery and equal digests: the simulator's checker.
+    private var checker = ExecutionChecker(replicaCount: 0)
+    private var checkerViolationsSeen = 0
     private var violationsSeen: [Int] = []
     /// Safety problems found so far (should stay empty).
     private(set) var problems: [String] = []
@@ -209,7 +210,7 @@ struct ScenarioRunner {
         self.config = config
         nodes = (0..<replicas).map { makeNode($0, restoring: nil) }
         disks = Array(repeating: nil, count: replicas)
-        nextDelivery = Array(repeating: 0, count: replicas)
+        checker = ExecutionChecker(replicaCount: replicas)
         violationsSeen = Array(repeating: 0, count: replicas)
     }
 
@@ -356,7 +357,7 @@ struct ScenarioRunner {
         nodes[replica] = makeNode(replica, restoring: disk)
         disks[replica] = nil
         // A new process re-executes from slot 0 on an empty state machine.
-        nextDelivery[replica] = 0
+        checker.restarted(replica: replica, fromSlot: 0)
         violationsSeen[replica] = 0
         return ["\(ReplicaID(replica)) restarts from \(disk.records.count) records:"]
             + disk.records.map { ScenarioScript.indent + Self.describe($0) }
@@ -472,25 +473,10 @@ struct ScenarioRunner {
     // MARK: Safety checks
 
     private mutating func checkDeliveries(_ output: NodeOutput, at replica: Int) {
-        for delivery in output.deliveries {
-            if delivery.slot != nextDelivery[replica] {
-                problems.append("line \(line): \(ReplicaID(replica)) delivered slot \(delivery.slot), expected \(nextDelivery[replica])")
-            }
-            nextDelivery[replica] = delivery.slot + 1
-            if let earlier = agreed[delivery.slot], earlier != delivery.value {
-                problems.append("line \(line): \(ReplicaID(replica)) delivered slot \(delivery.slot) as \(delivery.value.compactDescription), "
-                    + "another replica as \(earlier.compactDescription)")
-            } else {
-                agreed[delivery.slot] = delivery.value
-            }
-        }
-        for (slot, digest) in output.digests {
-            if let earlier = digestAt[slot], earlier != digest {
-                problems.append("line \(line): \(ReplicaID(replica)) has digest \(digest) after slot \(slot), another replica \(earlier)")
-            } else {
-                digestAt[slot] = digest
-            }
-        }
+        for delivery in output.deliveries { checker.delivered(delivery, by: replica) }
+        for (slot, digest) in output.digests { checker.digest(digest, atSlot: slot, by: replica) }
+        for violation in checker.violations.dropFirst(checkerViolationsSeen) { problems.append("line \(line): \(violation)") }
+        checkerViolationsSeen = checker.violations.count
     }
 
     private mutating func checkInvariants() -> [String] {
