@@ -26,7 +26,8 @@ public enum WorkloadRunner {
                                         pipelineDepthMax: group.pipelineDepthMax, clock: .realTime)
         config.batchBytesMax = group.batchBytesMax
         config.batchDelayMicrosecondsMax = group.batchDelayMicroseconds
-        config.batchHoldInflightMin = group.resolvedBatchHoldInflightMin
+        // Unset: the preset's, which depends on the mode.
+        if let hold = group.batchHoldInflightMin { config.batchHoldInflightMin = hold }
         config.batchHoldMicrosecondsMax = group.batchHoldMicroseconds
         config.skipAheadPercent = group.skipAheadPercent
         try config.validate()

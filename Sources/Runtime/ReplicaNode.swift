@@ -81,8 +81,8 @@ public struct PendingCheckpoint: Sendable {
     let acceptor: [PersistRecord]
 
     /// The checkpoint's bytes; pure, so any thread may call it. The result holds no reference to
-    /// the state machine: the thread that encodes also drops the copy, whose release (the trie
-    /// nodes and log chunks written since) then stays off the replica's loop.
+    /// the state machine: the thread that encodes also drops the copy, whose release (the table
+    /// shards and log chunks written since) then stays off the replica's loop.
     public func encode() -> EncodedCheckpoint {
         EncodedCheckpoint(slot: slot, position: position, bytes: CheckpointPayload(
             slot: slot, extensionStepCount: extensionStepCount, machine: machine.snapshot(canonical: false), acceptor: acceptor).encode())

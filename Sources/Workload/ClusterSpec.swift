@@ -168,7 +168,7 @@ public struct ClusterSpec: Hashable, Sendable {
             lines.append("    batch_bytes_max: \(settings.batchBytesMax)")
             lines.append("    batch_delay_us: \(settings.batchDelayMicroseconds)")
             lines.append("    pipeline_depth_max: \(settings.pipelineDepthMax)")
-            lines.append("    batch_hold_inflight_min: \(settings.resolvedBatchHoldInflightMin)")
+            if let hold = settings.batchHoldInflightMin { lines.append("    batch_hold_inflight_min: \(hold)") }
             lines.append("    batch_hold_us: \(settings.batchHoldMicroseconds)")
             lines.append("    skip_ahead_percent: \(settings.skipAheadPercent)")
             lines.append("    scheduler: \(settings.scheduler.rawValue)")

@@ -32,12 +32,8 @@ extension WorkloadSpec {
             lines.append("  pipeline_depth_max: \(group.pipelineDepthMax)")
         }
         lines.append("  batch_delay_us: \(group.batchDelayMicroseconds)")
-        if let hold = group.batchHoldInflightMin {
-            lines.append("  batch_hold_inflight_min: \(hold)")
-        } else {
-            // Left to the protocol (so a re-read follows a changed protocol); the value it gives:
-            lines.append("  # batch_hold_inflight_min: \(group.resolvedBatchHoldInflightMin) (the protocol's default)")
-        }
+        // Unset, it is left to the protocol (so a re-read follows a changed protocol).
+        if let hold = group.batchHoldInflightMin { lines.append("  batch_hold_inflight_min: \(hold)") }
         lines.append("  batch_hold_us: \(group.batchHoldMicroseconds)")
         lines.append("  skip_ahead_percent: \(group.skipAheadPercent)")
         lines.append("  scheduler: \(group.scheduler.rawValue)")

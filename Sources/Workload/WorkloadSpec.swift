@@ -55,7 +55,8 @@ public struct GroupSpec: Hashable, Sendable {
     public var pipelineDepthMax = 16
     /// Adaptive batching (see `PaxosConfig.batchHoldInflightMin`): a leader with at least this many
     /// batches in flight holds a batch that is not full; the pipeline depth or more turns it off.
-    /// Nil: the protocol's default (`resolvedBatchHoldInflightMin`).
+    /// Nil: the protocol's default (`PaxosConfig.defaultBatchHoldInflightMin`: 1 multi-leader, 2
+    /// single-leader), so a changed protocol brings its own.
     public var batchHoldInflightMin: Int?
     /// The longest adaptive batching holds a request, in microseconds (0 turns it off).
     public var batchHoldMicroseconds: UInt64 = 1_000
@@ -88,12 +89,6 @@ public struct GroupSpec: Hashable, Sendable {
 }
 
 extension GroupSpec {
-    /// `batchHoldInflightMin`, or the protocol's default: 1 for multi-leader, 2 otherwise (as
-    /// `PaxosConfig.defaultBatchHoldInflightMin`, which says why).
-    public var resolvedBatchHoldInflightMin: Int { batchHoldInflightMin ?? (replication == .multiLeader ? 1 : 2) }
-}
-
-extension GroupSpec {
     /// The fields a workload's `group` and a cluster file's groups share.
     public static let settingFields = ["protocol", "batch_commands_max", "batch_bytes_max", "batch_delay_us", "pipeline_depth_max",
                                        "batch_hold_inflight_min", "batch_hold_us", "skip_ahead_percent", "scheduler", "workers", "cost_us", "durability",
@@ -108,7 +103,7 @@ extension GroupSpec {
         batchDelayMicroseconds = UInt64(fields.int("batch_delay_us", default: Int(batchDelayMicroseconds), range: 0...100_000, unit: "µs"))
         pipelineDepthMax = fields.int("pipeline_depth_max", default: pipelineDepthMax, range: 1...4_096, unit: "batches")
         if fields.has("batch_hold_inflight_min") {
-            batchHoldInflightMin = fields.int("batch_hold_inflight_min", default: resolvedBatchHoldInflightMin, range: 1...4_096, unit: "batches")
+            batchHoldInflightMin = fields.int("batch_hold_inflight_min", default: 1, range: 1...4_096, unit: "batches")
         }
         batchHoldMicroseconds = UInt64(fields.int("batch_hold_us", default: Int(batchHoldMicroseconds), range: 0...100_000, unit: "µs"))
         skipAheadPercent = fields.int("skip_ahead_percent", default: skipAheadPercent, range: 0...1_000, unit: "% of a one-way delay's slots")
