@@ -1,9 +1,10 @@
 // swift-tools-version: 6.1
 // csmr's etcd target: the harness's load generator driving an etcd v3 cluster over gRPC.
 //
-// A package of its own so gRPC (and the TLS and certificate packages its transport brings) stays
-// out of the core build: `csmr run`/`compare` build it on demand when a workload says
-// `target: etcd` (see docs/architecture.md, "The etcd target").
+// A package of its own so HTTP/2 and protobuf stay out of the core build: `csmr run`/`compare`
+// build it on demand when a workload says `target: etcd` (see docs/architecture.md, "The etcd
+// target"). gRPC is spoken by `UnaryGRPCConnection` on swift-nio-http2 directly: grpc-swift-2's
+// client cost etcd about 45 % of its throughput on this 2-core machine (BENCHMARKS.md).
 import PackageDescription
 
 let package = Package(
@@ -14,20 +15,16 @@ let package = Package(
     ],
     dependencies: [
         .package(name: "csmr", path: "../.."),
-        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
-        .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
-        .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio-http2", from: "1.46.0"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
-        // Messages and the KV client generated from etcd's protos (trimmed; see Protos/README.md).
+        // Messages generated once from etcd's protos (trimmed to the KV service, in Protos/).
         .target(
             name: "EtcdAPI",
             dependencies: [
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
@@ -36,9 +33,9 @@ let package = Package(
             dependencies: [
                 "EtcdAPI",
                 .product(name: "CSMRHarness", package: "csmr"),
-                .product(name: "GRPCCore", package: "grpc-swift-2"),
-                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
-                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -58,6 +55,8 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+            .product(name: "NIOHPACK", package: "swift-nio-http2"),
         ]),
     ],
     swiftLanguageModes: [.v6]

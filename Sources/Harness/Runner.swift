@@ -259,15 +259,21 @@ public enum WorkloadRunner {
     /// Runs `spec` against a target made outside this package (Integrations/etcd's), with the
     /// same load generator and results as every other target. `makeTarget` gets the callbacks a
     /// target answers through: replies (from any thread) and events for the time series.
+    ///
+    /// `makeTarget` gets the load generator's event loop too: a target may do its I/O there, so a
+    /// request and its reply never cross threads (on a machine whose cores the system under test
+    /// shares, each crossing is a wake-up taken from it).
     public static func runExternal(_ spec: WorkloadSpec, recordHistory: Bool = false, progress: (@Sendable (String) -> Void)? = nil,
                                    makeTarget: (_ onReply: @escaping @Sendable (Int, ClientReply) -> Void,
-                                                _ onEvent: @escaping @Sendable (String) -> Void) throws -> any LoadTarget) throws -> RunOutcome {
+                                                _ onEvent: @escaping @Sendable (String) -> Void,
+                                                _ loop: any EventLoop) throws -> any LoadTarget) throws -> RunOutcome {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
         let driverBox = DriverBox()
+        let loop = group.next()
         let target = try makeTarget({ group, reply in driverBox.driver?.deliver(reply, group: group) },
-                                    { text in driverBox.driver?.event(text) })
-        return try drive(spec, target: target, loop: group.next(), driverBox: driverBox, events: [], recordHistory: recordHistory, progress: progress)
+                                    { text in driverBox.driver?.event(text) }, loop)
+        return try drive(spec, target: target, loop: loop, driverBox: driverBox, events: [], recordHistory: recordHistory, progress: progress)
     }
 
     private static func drive(_ spec: WorkloadSpec, target: any LoadTarget, loop: EventLoop, driverBox: DriverBox,

@@ -7,7 +7,10 @@
 #   swift build -c release --package-path Integrations/etcd --product csmr-etcd
 #   bash Integrations/etcd/go-bench/fairness.sh [rounds] [seconds]     # from the repository root
 #
-# CSMR_ETCD names the csmr-etcd binary (default: Integrations/etcd/.build/release/csmr-etcd).
+# CSMR_ETCD names the csmr-etcd binary (default: Integrations/etcd/.build/release/csmr-etcd);
+# CSMR_ETCD_BEFORE, if set, names a second one (say, an older build) run in each round too.
+# Each client's CPU seconds (user + system) are printed with its line: on a machine whose cores
+# the members share, a client's CPU is taken from etcd.
 # Members run from a temporary folder and are stopped by PID when the script ends.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -15,6 +18,7 @@ rounds=${1:-2}
 seconds=${2:-10}
 clients=${CLIENTS:-64}
 swift_bin=${CSMR_ETCD:-Integrations/etcd/.build/release/csmr-etcd}
+before_bin=${CSMR_ETCD_BEFORE:-}
 go_bin=Integrations/etcd/go-bench/go-bench
 [ -x "$swift_bin" ] || { echo "fairness: build csmr-etcd first ($swift_bin)" >&2; exit 2; }
 [ -x "$go_bin" ] || { echo "fairness: build go-bench first (Integrations/etcd/go-bench/build.sh)" >&2; exit 2; }
@@ -49,11 +53,16 @@ mix: {kv.get: 0.5, kv.put: 0.5}
 YAML
 sleep 5
 echo "fairness: etcd members ${pids[*]} on $endpoints; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+timed() { /usr/bin/time -f '%U %S' -o "$work/cpu" "$@"; }
+cpu_seconds() { awk '{printf "%.1f", $1 + $2}' "$work/cpu"; }
+swift_round() { # label binary round
+  timed "$2" run "$work/fair.yaml" --out "$work/$1-$3" --quiet >/dev/null 2>&1
+  echo "round $3 $1 (op,count,errors,unfinished,offered,achieved_ops_s,mean,p50,p90,p99,...): $(grep '^all,' "$work/$1-$3/summary.csv"); cpu_s $(cpu_seconds)"
+}
 for round in $(seq 1 "$rounds"); do
-  go_line=$("$go_bin" -endpoints "$endpoints" -clients "$clients" -clients-per-conn 16 -duration "${seconds}s" -warmup 2s -put 0.5 -keys 1000 -value-size 100 | tail -1)
-  echo "round $round go    (clients,conns,ops_s,errors,p50_us,p99_us,p999_us,max_us): $go_line"
-  "$swift_bin" run "$work/fair.yaml" --out "$work/swift-$round" --quiet >/dev/null
-  swift_line=$(grep '^all,' "$work/swift-$round/summary.csv")
-  echo "round $round swift (op,count,errors,unfinished,offered,achieved_ops_s,mean,p50,p90,p99,...): $swift_line"
+  timed "$go_bin" -endpoints "$endpoints" -clients "$clients" -clients-per-conn 16 -duration "${seconds}s" -warmup 2s -put 0.5 -keys 1000 -value-size 100 >"$work/go.out"
+  echo "round $round go    (clients,conns,ops_s,errors,p50_us,p99_us,p999_us,max_us): $(tail -1 "$work/go.out"); cpu_s $(cpu_seconds)"
+  swift_round swift "$swift_bin" "$round"
+  if [ -n "$before_bin" ]; then swift_round before "$before_bin" "$round"; fi
 done
 echo "fairness: load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

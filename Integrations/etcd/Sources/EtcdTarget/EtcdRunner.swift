@@ -25,11 +25,11 @@ public enum EtcdRunner {
         try cluster?.start()
         let endpoints = cluster?.clientEndpoints ?? spec.etcd.endpoints
         let channelCount = (spec.clients.count + spec.etcd.clientsPerConnection - 1) / spec.etcd.clientsPerConnection
-        progress?("etcd: \(cluster == nil ? "endpoints" : "local cluster of \(endpoints.count) member(s)") \(endpoints.joined(separator: ", ")); \(channelCount) gRPC channel(s) for \(spec.clients.count) client(s)")
+        progress?("etcd: \(cluster == nil ? "endpoints" : "local cluster of \(endpoints.count) member(s)") \(endpoints.joined(separator: ", ")); \(channelCount) gRPC connection(s) for \(spec.clients.count) client(s)")
         var made: EtcdTarget?
         defer { made?.close() }
-        return try WorkloadRunner.runExternal(spec, recordHistory: recordHistory, progress: progress) { onReply, onEvent in
-            let target = try EtcdTarget(endpoints: endpoints, channelCount: channelCount, onReply: onReply, onEvent: onEvent)
+        return try WorkloadRunner.runExternal(spec, recordHistory: recordHistory, progress: progress) { onReply, onEvent, loop in
+            let target = try EtcdTarget(endpoints: endpoints, channelCount: channelCount, loop: loop, onReply: onReply, onEvent: onEvent)
             made = target
             do {
                 try blocking { try await target.waitUntilServing(seconds: 30) }
