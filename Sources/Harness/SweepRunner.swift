@@ -16,6 +16,13 @@ public enum SweepRunner {
         public var p99BoundMicroseconds: UInt64
 
         public var csv: String { SweepStep.csv(steps, knee: knee, p99BoundMicroseconds: p99BoundMicroseconds) }
+
+        public init(steps: [SweepStep], knee: Int?, timeseries: [String], p99BoundMicroseconds: UInt64) {
+            self.steps = steps
+            self.knee = knee
+            self.timeseries = timeseries
+            self.p99BoundMicroseconds = p99BoundMicroseconds
+        }
     }
 
     /// - Parameter runStep: runs one step's workload (the in-process cluster, processes, or a

@@ -92,6 +92,15 @@ extension WorkloadSpec {
                 }
             }
         }
+        if let sweep {
+            lines.append("sweep:")
+            lines.append("  rates_ops_s: [\(sweep.ratesOperationsPerSecond.map(number).joined(separator: ", "))]")
+            lines.append("  p99_bound_us: \(sweep.p99BoundMicroseconds)")
+            lines.append("  step_s: \(sweep.stepSeconds)")
+            lines.append("  steady_window_s: \(sweep.steadyWindowSeconds)")
+            lines.append("  steady_tolerance_percent: \(number(sweep.steadyTolerancePercent))")
+            lines.append("  steady_wait_max_s: \(sweep.steadyWaitMaxSeconds)")
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 

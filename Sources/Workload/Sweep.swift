@@ -179,6 +179,27 @@ public struct SweepStep: Hashable, Sendable {
          isKnee ? "yes" : "no", "\(p99BoundMicroseconds)"].joined(separator: ",")
     }
 
+    /// The steps and the knee back from a `sweep.csv` without prefix columns (one written by
+    /// another process: csmr-etcd's sweep); nil if the text is not such a file.
+    public static func parse(csv: String) -> (steps: [SweepStep], knee: Int?)? {
+        let lines = csv.split(separator: "\n")
+        guard lines.first.map(String.init) == header else { return nil }
+        var steps: [SweepStep] = []
+        var knee: Int?
+        for line in lines.dropFirst() {
+            let fields = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            guard fields.count == 12, let target = Double(fields[0]), let offered = Double(fields[1]), let achieved = Double(fields[2]),
+                  let p50 = UInt64(fields[3]), let p99 = UInt64(fields[4]), let p999 = UInt64(fields[5]), let steadyAfter = Int(fields[6]),
+                  let measured = Int(fields[8]) else { return nil }
+            var step = SweepStep(targetOperationsPerSecond: target, offeredOperationsPerSecond: offered, achievedOperationsPerSecond: achieved,
+                                 p50: p50, p99: p99, p999: p999, steadyAfterSeconds: steadyAfter, settled: fields[7] == "yes", measuredSeconds: measured)
+            step.withinKnee = fields[9] == "yes"
+            if fields[10] == "yes" { knee = steps.count }
+            steps.append(step)
+        }
+        return (steps, knee)
+    }
+
     /// `sweep.csv`: a row per step, in increasing target rate; `prefix` columns (a comparison's
     /// variant) come first.
     public static func csv(_ steps: [SweepStep], knee: Int?, p99BoundMicroseconds: UInt64, prefixHeader: String = "", prefix: String = "") -> String {

@@ -45,7 +45,7 @@ struct Compare: ParsableCommand {
             if let sweep = workload.sweep {
                 // A sweep per variant: sweep.csv gets the variant's fields as leading columns, so
                 // the plot draws a curve per variant.
-                let outcome = try Sweep.sweep(workload, sweep: sweep, folder: variantFolder, progress: progress)
+                let outcome = try Sweep.sweep(workload, sweep: sweep, folder: variantFolder, progress: progress, etcdBinary: etcd)
                 try outcome.csv.write(to: variantFolder.appendingPathComponent("sweep.csv"), atomically: true, encoding: .utf8)
                 let header = (["variant"] + comparison.fields).joined(separator: ",") + ","
                 let prefix = (["\(index + 1)"] + variant.values.map(CompareSpec.csvField)).joined(separator: ",") + ","

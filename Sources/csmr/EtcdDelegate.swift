@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Harness
 import Workload
 
 /// `target: etcd` workloads run in `csmr-etcd` (Integrations/etcd), a package of its own so gRPC
@@ -59,17 +60,16 @@ enum EtcdDelegate {
         return nil
     }
 
-    /// Runs `spec` in `binary`, writing its results to `folder`; returns the rows of the
-    /// summary it wrote. The resolved workload goes to `folder/workload.yaml` first, so a
-    /// comparison's variant runs exactly as resolved here.
-    static func run(_ spec: WorkloadSpec, binary: String, folder: URL, history: Bool, quiet: Bool) throws -> [SummaryRow] {
+    /// Writes the resolved workload to `folder/workload.yaml` (so a comparison's variant runs
+    /// exactly as resolved here) and runs `binary subcommand` on it; fails unless it succeeds.
+    private static func runChild(_ spec: WorkloadSpec, binary: String, folder: URL, subcommand: String, flags: [String]) throws {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let workload = folder.appendingPathComponent("workload.yaml")
         try spec.yaml.write(to: workload, atomically: true, encoding: .utf8)
         let child = Process()
         child.executableURL = URL(fileURLWithPath: binary)
-        child.arguments = ["run", workload.path, "--out", folder.path] + (history ? ["--history"] : []) + (quiet ? ["--quiet"] : [])
-        // Its table goes to stderr: csmr prints its own from the rows it hands back.
+        child.arguments = [subcommand, workload.path, "--out", folder.path] + flags
+        // Its table goes to stderr: csmr prints its own from what it hands back.
         child.standardOutput = FileHandle.standardError
         try child.run()
         child.waitUntilExit()
@@ -77,6 +77,28 @@ enum EtcdDelegate {
             FileHandle.standardError.write(Data("csmr: csmr-etcd failed (status \(child.terminationStatus)); see above.\n".utf8))
             throw ExitCode(child.terminationStatus == 2 ? 2 : 1)
         }
+    }
+
+    /// Sweeps `spec` (which has its `sweep:`) in `binary`, each step's time series in
+    /// `folder/step-N`; returns the steps and the knee it wrote to `folder/sweep.csv`.
+    static func sweep(_ spec: WorkloadSpec, binary: String, folder: URL, quiet: Bool) throws -> SweepRunner.Outcome {
+        try runChild(spec, binary: binary, folder: folder, subcommand: "sweep", flags: quiet ? ["--quiet"] : [])
+        let written = try String(contentsOf: folder.appendingPathComponent("sweep.csv"), encoding: .utf8)
+        guard let (steps, knee) = SweepStep.parse(csv: written), !steps.isEmpty else {
+            FileHandle.standardError.write(Data("csmr: csmr-etcd wrote no sweep steps to \(folder.path)/sweep.csv\n".utf8))
+            throw ExitCode.failure
+        }
+        let timeseries = steps.indices.map { index in
+            (try? String(contentsOf: folder.appendingPathComponent("step-\(index + 1)/timeseries.csv"), encoding: .utf8)) ?? ""
+        }
+        return SweepRunner.Outcome(steps: steps, knee: knee, timeseries: timeseries, p99BoundMicroseconds: spec.sweep?.p99BoundMicroseconds ?? 0)
+    }
+
+    /// Runs `spec` in `binary`, writing its results to `folder`; returns the rows of the
+    /// summary it wrote. The resolved workload goes to `folder/workload.yaml` first, so a
+    /// comparison's variant runs exactly as resolved here.
+    static func run(_ spec: WorkloadSpec, binary: String, folder: URL, history: Bool, quiet: Bool) throws -> [SummaryRow] {
+        try runChild(spec, binary: binary, folder: folder, subcommand: "run", flags: (history ? ["--history"] : []) + (quiet ? ["--quiet"] : []))
         let summary = try String(contentsOf: folder.appendingPathComponent("summary.csv"), encoding: .utf8)
         let rows = summary.split(separator: "\n").dropFirst().compactMap(SummaryRow.init(csv:))
         guard !rows.isEmpty else {

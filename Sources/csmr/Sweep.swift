@@ -58,8 +58,15 @@ struct Sweep: ParsableCommand {
         print("results in \(folder.path)/sweep.csv")
     }
 
-    /// Runs every step of `sweep` on the workload's target, writing each step's time series.
-    static func sweep(_ spec: WorkloadSpec, sweep: SweepSpec, folder: URL, progress: (@Sendable (String) -> Void)?) throws -> SweepRunner.Outcome {
+    /// Runs every step of `sweep` on the workload's target, writing each step's time series. A
+    /// `target: etcd` sweep runs in csmr-etcd (`etcdBinary`, found or built when not given).
+    static func sweep(_ spec: WorkloadSpec, sweep: SweepSpec, folder: URL, progress: (@Sendable (String) -> Void)?,
+                      etcdBinary: String? = nil) throws -> SweepRunner.Outcome {
+        if spec.target == .etcd {
+            var swept = spec
+            swept.sweep = sweep
+            return try EtcdDelegate.sweep(swept, binary: try etcdBinary ?? EtcdDelegate.binary(), folder: folder, quiet: progress == nil)
+        }
         var stepIndex = 0
         let outcome = try SweepRunner.run(spec, sweep: sweep, progress: progress) { step in
             stepIndex += 1

@@ -97,4 +97,25 @@ import Workload
         let typo = #expect(throws: SpecErrors.self) { try WorkloadSpec.parse("sweep: {rates_ops_s: [1], p99_bound: 3}", file: "w.yaml") }
         #expect(typo?.description.contains("sweep.p99_bound: unknown field") == true)
     }
+
+    /// A sweep run in another process (csmr-etcd) hands back its workload as a file and its steps
+    /// as sweep.csv: both survive the trip; anything else is not taken for a sweep.csv.
+    @Test func theSweepBlockAndSweepCSVSurviveTheTripToAnotherProcess() throws {
+        let spec = try WorkloadSpec.parse("""
+            name: trip
+            mix: {kv.put: 1.0}
+            sweep: {rates_ops_s: [1000, 2500.5, 4000], p99_bound_us: 12000, step_s: 3, steady_window_s: 2, steady_tolerance_percent: 7.5, steady_wait_max_s: 4}
+            """, file: "trip.yaml")
+        let again = try WorkloadSpec.parse(spec.yaml, file: "again.yaml")
+        #expect(again.sweep == spec.sweep)
+        var steps = [SweepStep(targetOperationsPerSecond: 1_000, offeredOperationsPerSecond: 1_001.5, achievedOperationsPerSecond: 1_000, p50: 900,
+                               p99: 5_000, p999: 9_000, steadyAfterSeconds: 1, settled: true, measuredSeconds: 3),
+                     SweepStep(targetOperationsPerSecond: 4_000, offeredOperationsPerSecond: 3_990, achievedOperationsPerSecond: 2_000, p50: 90_000,
+                               p99: 500_000, p999: 900_000, steadyAfterSeconds: 4, settled: false, measuredSeconds: 3)]
+        let knee = Knee.mark(&steps, p99BoundMicroseconds: 12_000, achievedShareMin: 0.97)
+        let parsed = try #require(SweepStep.parse(csv: SweepStep.csv(steps, knee: knee, p99BoundMicroseconds: 12_000)))
+        #expect(parsed.steps == steps && parsed.knee == knee && knee == 0)
+        #expect(SweepStep.parse(csv: "op,count\nall,3\n") == nil)
+        #expect(SweepStep.parse(csv: SweepStep.header + "\n1000,x,1,1,1,1,0,yes,3,yes,yes,1\n") == nil)
+    }
 }

@@ -41,6 +41,22 @@ public enum EtcdRunner {
         }
     }
 
+    /// Sweeps `spec` as `csmr sweep` does: each step a run of its own (a fresh local cluster, or
+    /// the named endpoints), its time series in `folder/step-N/timeseries.csv`, the analysis and
+    /// the knee `SweepRunner`'s.
+    public static func sweep(_ spec: WorkloadSpec, sweep: SweepSpec, folder: URL,
+                             progress: (@Sendable (String) -> Void)? = nil) throws -> SweepRunner.Outcome {
+        var stepIndex = 0
+        return try SweepRunner.run(spec, sweep: sweep, progress: progress) { step in
+            stepIndex += 1
+            let stepFolder = folder.appendingPathComponent("step-\(stepIndex)")
+            let outcome = try run(step, folder: stepFolder, progress: progress)
+            try FileManager.default.createDirectory(at: stepFolder, withIntermediateDirectories: true)
+            try outcome.summary.timeseriesCSV.write(to: stepFolder.appendingPathComponent("timeseries.csv"), atomically: true, encoding: .utf8)
+            return outcome
+        }
+    }
+
     /// Runs `body` on the concurrency pool and waits for it on this (non-pool) thread.
     static func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
         let result = ResultBox<T>()

@@ -11,7 +11,7 @@ struct CSMREtcd: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "csmr-etcd",
         abstract: "Run a target: etcd workload against etcd v3 over gRPC, with csmr's load generator.",
-        subcommands: [RunEtcd.self]
+        subcommands: [RunEtcd.self, SweepEtcd.self]
     )
 }
 
@@ -35,27 +35,9 @@ struct RunEtcd: ParsableCommand {
     var quiet = false
 
     func run() throws {
-        let spec: WorkloadSpec
-        do {
-            spec = try WorkloadSpec.load(path: workload)
-        } catch {
-            FileHandle.standardError.write(Data("csmr-etcd: the workload file has errors; nothing ran.\n\(error)\n".utf8))
-            throw ExitCode(2)
-        }
+        let spec = try loadWorkload(workload)
         let folder = URL(fileURLWithPath: out)
-        let progress: (@Sendable (String) -> Void)? = quiet ? nil : { @Sendable (line: String) in
-            FileHandle.standardError.write(Data((line + "\n").utf8))
-        }
-        let outcome: RunOutcome
-        do {
-            outcome = try EtcdRunner.run(spec, folder: folder, recordHistory: history, progress: progress)
-        } catch let error as SpecErrors {
-            FileHandle.standardError.write(Data("csmr-etcd: the workload cannot run as written; nothing ran.\n\(error)\n".utf8))
-            throw ExitCode(2)
-        } catch {
-            FileHandle.standardError.write(Data("csmr-etcd: \(error)\n".utf8))
-            throw ExitCode.failure
-        }
+        let outcome = try reportingFailures { try EtcdRunner.run(spec, folder: folder, recordHistory: history, progress: progressLines(quiet)) }
         try outcome.summary.write(to: folder)
         // csmr run / compare replace this with their full run.yaml (commit, machine).
         try ("# Written by csmr-etcd. `workload:` is the resolved workload file.\nworkload:\n"
@@ -68,5 +50,62 @@ struct RunEtcd: ParsableCommand {
         if outcome.summary.unfinished > 0 {
             print("\(outcome.summary.unfinished) request(s) meant for the window had no reply after the \(spec.drainSeconds) s drain (column unfinished).")
         }
+    }
+}
+
+/// `csmr sweep` and sweeping comparisons hand a `target: etcd` workload with a `sweep:` block
+/// here: each step is a run of its own against a fresh local cluster (or the named endpoints),
+/// analysed as every sweep step is (`SweepRunner`).
+struct SweepEtcd: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sweep",
+        abstract: "Sweep a target: etcd workload's sweep: block; writes sweep.csv and step-N/timeseries.csv as csmr sweep does."
+    )
+
+    @Argument(help: "The workload file (YAML), with target: etcd and a sweep: block.")
+    var workload: String
+
+    @Option(help: "Output folder.")
+    var out: String
+
+    @Flag(help: "No progress lines on stderr.")
+    var quiet = false
+
+    func run() throws {
+        let spec = try loadWorkload(workload)
+        guard let sweep = spec.sweep else {
+            FileHandle.standardError.write(Data("csmr-etcd: \(workload) has no sweep: block; nothing ran.\n".utf8))
+            throw ExitCode(2)
+        }
+        let folder = URL(fileURLWithPath: out)
+        let progress = progressLines(quiet)
+        let outcome = try reportingFailures { try EtcdRunner.sweep(spec, sweep: sweep, folder: folder, progress: progress) }
+        try outcome.csv.write(to: folder.appendingPathComponent("sweep.csv"), atomically: true, encoding: .utf8)
+    }
+}
+
+func loadWorkload(_ path: String) throws -> WorkloadSpec {
+    do {
+        return try WorkloadSpec.load(path: path)
+    } catch {
+        FileHandle.standardError.write(Data("csmr-etcd: the workload file has errors; nothing ran.\n\(error)\n".utf8))
+        throw ExitCode(2)
+    }
+}
+
+func progressLines(_ quiet: Bool) -> (@Sendable (String) -> Void)? {
+    quiet ? nil : { @Sendable (line: String) in FileHandle.standardError.write(Data((line + "\n").utf8)) }
+}
+
+/// Runs `body`; a workload it cannot run exits 2, any other failure 1, each with its reason.
+func reportingFailures<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let error as SpecErrors {
+        FileHandle.standardError.write(Data("csmr-etcd: the workload cannot run as written; nothing ran.\n\(error)\n".utf8))
+        throw ExitCode(2)
+    } catch {
+        FileHandle.standardError.write(Data("csmr-etcd: \(error)\n".utf8))
+        throw ExitCode.failure
     }
 }

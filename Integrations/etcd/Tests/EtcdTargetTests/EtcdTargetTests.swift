@@ -93,6 +93,34 @@ struct EtcdTargetTests {
         try await target.stop().get()
     }
 
+    /// An open-loop sweep against a real etcd: a rate it keeps up with is within the knee, one
+    /// far beyond what a 3-member etcd on this machine does (about 5,000 ops/s) is not, and the
+    /// steps' files land where `csmr sweep` reads them.
+    @Test func aSweepFindsEtcdsKneeBetweenARateItServesAndOneItCannot() throws {
+        let folder = Self.folder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let spec = try WorkloadSpec.parse("""
+            name: etcd-sweep
+            target: etcd
+            group: {replicas: 3}
+            clients: {count: 64, loop: open}
+            keys: {count: 100}
+            values: {size_bytes: 16}
+            mix: {kv.get: 0.5, kv.put: 0.5}
+            sweep: {rates_ops_s: [200, 200000], p99_bound_us: 200000, step_s: 2, steady_window_s: 2, steady_wait_max_s: 2}
+            """, file: "etcd-sweep.yaml")
+        let outcome = try EtcdRunner.sweep(spec, sweep: try #require(spec.sweep), folder: folder)
+        #expect(outcome.steps.count == 2)
+        #expect(outcome.knee == 0, "\(outcome.steps)")
+        #expect(outcome.steps[1].achievedOperationsPerSecond < 0.5 * outcome.steps[1].offeredOperationsPerSecond)
+        for step in 1...2 {
+            #expect(FileManager.default.fileExists(atPath: folder.appendingPathComponent("step-\(step)/timeseries.csv").path))
+        }
+        let parsed = try #require(SweepStep.parse(csv: outcome.csv))
+        #expect(parsed.knee == outcome.knee && parsed.steps.map(\.p99) == outcome.steps.map(\.p99)
+            && parsed.steps.map(\.withinKnee) == outcome.steps.map(\.withinKnee))
+    }
+
     /// Nothing listens at the endpoint: a call waits for a connection within its timeout and
     /// fails `deadlineExceeded`, and the target reports that etcd is not serving; no hang.
     @Test func anEndpointWithoutAServerFailsCallsByTheirTimeout() async throws {
