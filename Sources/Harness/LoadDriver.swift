@@ -167,7 +167,10 @@ final class LoadDriver: @unchecked Sendable {
         promise = loop.makePromise(of: RunOutcome.self)
     }
 
-    static func now() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
+    /// The loop's clock, never the system's directly: a real loop's is the monotonic clock, an
+    /// `EmbeddedEventLoop`'s is virtual time, so a run against a synthetic target replays
+    /// exactly (`WorkloadRunner.runSynthetic`) and open-loop accounting is tested to the request.
+    private func now() -> UInt64 { loop.now.uptimeNanoseconds }
 
     /// How long every client may take to open its sessions before the run is given up.
     static let sessionOpenSeconds: Int64 = 30
@@ -177,7 +180,7 @@ final class LoadDriver: @unchecked Sendable {
     func run() -> EventLoopFuture<RunOutcome> {
         loop.execute { [self] in
             let groups = cluster.groupCount
-            let now = Self.now()
+            let now = now()
             for index in 0..<spec.clients.count {
                 // From the system's randomness, not the workload's seed: two harness processes
                 // running one workload must not share nonces (the proposer de-duplicates on
@@ -226,7 +229,7 @@ final class LoadDriver: @unchecked Sendable {
                 // breakdown: its first send, and its last (the retry that gets answered).
                 var sampled = false
                 if var outstanding = sessions[index].outstanding, request.command == outstanding.command {
-                    let now = Self.now()
+                    let now = now()
                     if outstanding.sentNanoseconds == nil { outstanding.sentNanoseconds = now }
                     outstanding.lastSendNanoseconds = now
                     sampled = outstanding.sampled
@@ -251,7 +254,7 @@ final class LoadDriver: @unchecked Sendable {
     /// event in the time series, and a progress line.
     func event(_ text: String) {
         loop.execute { [self] in
-            recorder.recordEvent(text, second: second(of: Self.now()))
+            recorder.recordEvent(text, second: second(of: now()))
             progress?(text)
         }
     }
@@ -271,7 +274,7 @@ final class LoadDriver: @unchecked Sendable {
     /// Appends reported by the log group's replicas (any loop).
     func extensionsAppended(_ appended: [(origin: UInt32, index: UInt64, logIndex: UInt64)]) {
         guard recordHistory else { return }
-        let now = Self.now()
+        let now = now()
         loop.execute { [self] in
             for step in appended where extensionAppended[step.index] == nil { extensionAppended[step.index] = (step.logIndex, now) }
         }
@@ -279,7 +282,7 @@ final class LoadDriver: @unchecked Sendable {
 
     private func forwardExtensionSteps() {
         guard var forwarder, let target = cluster.router.extensionTarget else { return }
-        let now = Self.now()
+        let now = now()
         let requests = forwarder.due(nowNanoseconds: now)
         self.forwarder = forwarder
         guard !requests.isEmpty else { return }
@@ -300,7 +303,7 @@ final class LoadDriver: @unchecked Sendable {
     // MARK: Phases
 
     private func beginLoad() {
-        startNanoseconds = Self.now()
+        startNanoseconds = now()
         measureStart = startNanoseconds + UInt64(spec.warmupSeconds * 1e9)
         measureEnd = measureStart + UInt64(spec.durationSeconds * 1e9)
         if spec.operations != nil { measureEnd = UInt64.max }
@@ -329,7 +332,7 @@ final class LoadDriver: @unchecked Sendable {
 
     private func apply(_ event: TimedEvent, group index: Int) {
         cluster.inject(event.action, group: index)
-        recorder.recordEvent(event.label, second: second(of: Self.now()))
+        recorder.recordEvent(event.label, second: second(of: now()))
     }
 
     private func second(of nanoseconds: UInt64) -> Int { Int((nanoseconds &- startNanoseconds) / 1_000_000_000) }
@@ -347,7 +350,7 @@ final class LoadDriver: @unchecked Sendable {
     }
 
     private func pumpArrivals() {
-        let now = Self.now()
+        let now = now()
         while nextArrival <= now {
             guard mayIssue(nextArrival) else {
                 stopIssuing()
@@ -387,7 +390,7 @@ final class LoadDriver: @unchecked Sendable {
     /// Hands a command to the client's core and records its invocation in the history (under the
     /// group session it was sent in, corrected on completion if the session changed meanwhile).
     private func submit(_ command: Command, kind: OperationKind?, session index: Int, intended: UInt64, isFinalRead: Bool = false) {
-        let now = Self.now()
+        let now = now()
         let submission = sessions[index].core.submit(command, nowNanoseconds: now)
         var historyIndex: Int?
         if recordHistory || isFinalRead {
@@ -443,7 +446,7 @@ final class LoadDriver: @unchecked Sendable {
         let wasOpen = opensSession ? sessions[index].core.sessionsOpen : true
         // The core passes on the reply, not its stage times: keep them for `completed`.
         sessions[index].replyStages = reply.stages
-        let directives = sessions[index].core.receive(reply, group: group, nowNanoseconds: Self.now())
+        let directives = sessions[index].core.receive(reply, group: group, nowNanoseconds: now())
         if case let .session(id) = reply.reply, sessions[index].core.session(ofGroup: group) == id {
             sessionByClient[GroupClient(group: group, client: id)] = index
             if !wasOpen, sessions[index].core.sessionsOpen, startNanoseconds == 0 {
@@ -458,7 +461,7 @@ final class LoadDriver: @unchecked Sendable {
     /// A client's command was answered.
     private func completed(_ operation: ProxyCore.OperationID, request: Request, reply: Reply, session index: Int) {
         guard let outstanding = sessions[index].outstanding, outstanding.operation == operation else { return }
-        let now = Self.now()
+        let now = now()
         sessions[index].outstanding = nil
         if let historyIndex = outstanding.historyIndex { history[historyIndex].client = request.client }
         if outstanding.isFinalRead {
@@ -528,7 +531,7 @@ final class LoadDriver: @unchecked Sendable {
     }
 
     private func retryOverdue() {
-        let now = Self.now()
+        let now = now()
         for index in sessions.indices where sessions[index].core.nextDeadlineNanoseconds.map({ $0 <= now }) ?? false {
             carryOut(sessions[index].core.tick(nowNanoseconds: now), session: index)
         }
@@ -544,7 +547,7 @@ final class LoadDriver: @unchecked Sendable {
         stoppedIssuing = true
         // Requests still out (and, open loop, arrivals still waiting for a session) get
         // `drain_s`; those without a reply by then are counted as unfinished.
-        drainDeadline = max(Self.now(), measureEnd == .max ? Self.now() : measureEnd) + UInt64(spec.drainSeconds * 1e9)
+        drainDeadline = max(now(), measureEnd == .max ? now() : measureEnd) + UInt64(spec.drainSeconds * 1e9)
         finishIfDrained()
     }
 
@@ -557,7 +560,7 @@ final class LoadDriver: @unchecked Sendable {
     /// does not, or it is over.
     private func finalReadPending() -> Bool {
         guard recordHistory, cluster.forwardsExtensionStepsItself else { return false }
-        let now = Self.now()
+        let now = now()
         if let read = finalRead { return !read.done && now < read.deadlineNanoseconds }
         // A session with nothing out reads; one that still waits keeps its request counted.
         guard let session = sessions.indices.first(where: { sessions[$0].outstanding == nil && sessions[$0].heldLock == nil }) else {
@@ -625,7 +628,7 @@ final class LoadDriver: @unchecked Sendable {
 
     private func sendFinalRead(_ command: Command) {
         guard let read = finalRead else { return }
-        submit(command, kind: nil, session: read.session, intended: Self.now(), isFinalRead: true)
+        submit(command, kind: nil, session: read.session, intended: now(), isFinalRead: true)
     }
 
     /// The extension steps the final read found, as the appends they were.
@@ -663,7 +666,7 @@ final class LoadDriver: @unchecked Sendable {
             recorder.recordIntended(waiting.kind, second: second(of: waiting.intended), measured: isMeasured(waiting.intended))
             if isMeasured(waiting.intended) { recorder.recordUnfinished(waiting.kind) }
         }
-        let end = min(measureEnd, finalRead?.runEndedNanoseconds ?? Self.now())
+        let end = min(measureEnd, finalRead?.runEndedNanoseconds ?? now())
         let measuredSeconds = Double(end &- measureStart) / 1e9
         var summary = RunSummary(spec: spec, recorder: recorder, measuredSeconds: measuredSeconds)
         summary.breakdown = breakdown
@@ -682,13 +685,13 @@ final class LoadDriver: @unchecked Sendable {
     /// Resident memory and the storage's counters, once a second (`resources.csv`).
     private func sampleResources() {
         let stats = cluster.storageStats
-        recorder.recordResources(ResourceSample(second: second(of: Self.now()), residentBytes: ResourceSample.residentBytes(),
+        recorder.recordResources(ResourceSample(second: second(of: now()), residentBytes: ResourceSample.residentBytes(),
                                                 syncs: stats?.syncs ?? 0, recordsSynced: stats?.recordsSynced ?? 0))
     }
 
     private func reportProgress() {
         guard let progress else { return }
-        let now = Self.now()
+        let now = now()
         let elapsed = Double(now &- startNanoseconds) / 1e9
         let rate = progressCount - progressLastCount
         progressLastCount = progressCount

@@ -1,5 +1,7 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
+import NIOEmbedded
 import NIOPosix
 import Composition
 import Execution
@@ -242,18 +244,46 @@ public enum WorkloadRunner {
     }
 
     /// Runs `spec` against a synthetic target that completes `capacityOperationsPerSecond`
-    /// requests a second (see `SyntheticTarget`), on the real clock.
+    /// requests a second (see `SyntheticTarget`), on virtual time: the load generator and the
+    /// target share one `EmbeddedEventLoop` whose clock moves only from one scheduled task to
+    /// the next, so the run takes what its CPU work takes, not its duration, and gives the same
+    /// counts and latencies on a loaded machine as on an idle one.
     /// - Parameter rampSeconds: the target warms up over this long (see `SyntheticTarget`).
     public static func runSynthetic(_ spec: WorkloadSpec, capacityOperationsPerSecond: Double, rampSeconds: Double = 0,
                                     progress: (@Sendable (String) -> Void)? = nil) throws -> RunOutcome {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        defer { try? group.syncShutdownGracefully() }
-        let loops = Array(group.makeIterator())
+        let loop = EmbeddedEventLoop()
         let driverBox = DriverBox()
-        let target = SyntheticTarget(capacityOperationsPerSecond: capacityOperationsPerSecond, loop: loops[0], rampSeconds: rampSeconds,
+        let target = SyntheticTarget(capacityOperationsPerSecond: capacityOperationsPerSecond, loop: loop, rampSeconds: rampSeconds,
                                      onReply: { group, reply in driverBox.driver?.deliver(reply, group: group) })
-        return try drive(spec, target: target, loop: loops[1], driverBox: driverBox, events: spec.events.map { (0, $0) },
-                         recordHistory: false, progress: progress)
+        let driver = LoadDriver(spec: spec, loop: loop, cluster: target, events: spec.events.map { (0, $0) }, placement: nil,
+                                recordHistory: false, progress: progress)
+        driverBox.driver = driver
+        target.start()
+        let result = NIOLockedValueBox<Result<RunOutcome, any Error>?>(nil)
+        driver.run().whenComplete { outcome in result.withLockedValue { $0 = outcome } }
+        // A run ends by its own timers (window, drain); the bound only stops a driver that never
+        // completes from spinning forever.
+        let virtualSecondsMax = Int64(spec.warmupSeconds + spec.durationSeconds + spec.drainSeconds) + LoadDriver.sessionOpenSeconds + 60
+        let endOfTime = loop.now + .seconds(virtualSecondsMax)
+        loop.run()
+        while result.withLockedValue({ $0 }) == nil, loop.now < endOfTime {
+            loop.advanceTime(by: .milliseconds(100))
+        }
+        _ = target.stop()
+        loop.run()
+        guard let outcome = result.withLockedValue({ $0 }) else {
+            throw SyntheticRunError.neverEnded(virtualSeconds: virtualSecondsMax)
+        }
+        return try outcome.get()
+    }
+
+    public enum SyntheticRunError: Error, CustomStringConvertible {
+        case neverEnded(virtualSeconds: Int64)
+        public var description: String {
+            switch self {
+            case let .neverEnded(seconds): "the synthetic run did not end within \(seconds) s of virtual time"
+            }
+        }
     }
 
     /// Runs `spec` against a target made outside this package (Integrations/etcd's), with the

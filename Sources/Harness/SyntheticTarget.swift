@@ -64,7 +64,7 @@ public final class SyntheticTarget: LoadTarget, @unchecked Sendable {
 
     public func start() {
         loop.execute { [self] in
-            lastRefillNanoseconds = NIODeadline.now().uptimeNanoseconds
+            lastRefillNanoseconds = loop.now.uptimeNanoseconds
             startNanoseconds = lastRefillNanoseconds
             timer = loop.scheduleRepeatedTask(initialDelay: .microseconds(tickMicroseconds), delay: .microseconds(tickMicroseconds)) { [self] _ in
                 serve()
@@ -92,7 +92,7 @@ public final class SyntheticTarget: LoadTarget, @unchecked Sendable {
 
     private func serve() {
         guard !stopped else { return }
-        let now = NIODeadline.now().uptimeNanoseconds
+        let now = loop.now.uptimeNanoseconds
         tokens += Double(now &- lastRefillNanoseconds) / 1e9 * capacity(elapsedSeconds: Double(now &- startNanoseconds) / 1e9)
         lastRefillNanoseconds = now
         // Late timers owe what they missed while there is work; idle time saves nothing.

@@ -133,7 +133,7 @@ public enum TargetKind: String, Hashable, Sendable, CaseIterable {
 public struct EtcdSpec: Hashable, Sendable {
     /// `host:port` client URLs of a running cluster; empty: the run starts its own.
     public var endpoints: [String] = []
-    /// Clients sharing one gRPC channel (one HTTP/2 connection): 64 clients at 16 make 4.
+    /// Clients sharing one gRPC connection (one HTTP/2 connection): 64 clients at 16 make 4.
     public var clientsPerConnection = 16
     /// The etcd binary a local cluster is started with.
     public var binary = "etcd"

@@ -39,10 +39,9 @@ struct Compare: ParsableCommand {
             }
             let variantFolder = folder.appendingPathComponent("variant-\(index + 1)")
             var workload = variant.workload
-            if workload.group.durability != .none, workload.group.dataDirectory == nil {
-                workload.group.dataDirectory = variantFolder.appendingPathComponent("data").path
-            }
             if let sweep = workload.sweep {
+                // Each step gets data of its own (step-N/data, by Sweep.sweep): a step runs a
+                // fresh cluster, which refuses a data directory that already holds files.
                 // A sweep per variant: sweep.csv gets the variant's fields as leading columns, so
                 // the plot draws a curve per variant.
                 let outcome = try Sweep.sweep(workload, sweep: sweep, folder: variantFolder, progress: progress, etcdBinary: etcd)
@@ -54,6 +53,9 @@ struct Compare: ParsableCommand {
                 try sweepCSV.write(to: folder.appendingPathComponent("sweep.csv"), atomically: true, encoding: .utf8)
                 print("variant \(index + 1) \(variant.label): knee " + (outcome.knee.map { String(format: "%.0f ops/s", outcome.steps[$0].offeredOperationsPerSecond) } ?? "none"))
                 continue
+            }
+            if workload.group.durability != .none, workload.group.dataDirectory == nil {
+                workload.group.dataDirectory = variantFolder.appendingPathComponent("data").path
             }
             let summaryRows: [SummaryRow]
             var storage: StorageSummary?

@@ -3,8 +3,8 @@ import Foundation
 import Harness
 import Workload
 
-/// `target: etcd` workloads run in `csmr-etcd` (Integrations/etcd), a package of its own so gRPC
-/// stays out of csmr's build. This finds or builds that binary and hands it one workload; its
+/// `target: etcd` workloads run in `csmr-etcd` (Integrations/etcd), a package of its own so HTTP/2
+/// and protobuf stay out of csmr's build. This finds or builds that binary and hands it one workload; its
 /// results come back as files in the run's folder, like every other run's.
 enum EtcdDelegate {
     /// The csmr-etcd binary: `$CSMR_ETCD` if set, else built (release) from Integrations/etcd,
@@ -26,8 +26,8 @@ enum EtcdDelegate {
         }
         let configuration = ProcessInfo.processInfo.environment["CSMR_ETCD_CONFIGURATION"] ?? "release"
         FileHandle.standardError.write(Data("""
-            csmr: building csmr-etcd (\(package), \(configuration)); gRPC makes the first build long \
-            (15-30 minutes on 2 cores), later ones take seconds. Its output follows.\n
+            csmr: building csmr-etcd (\(package), \(configuration)); the first build takes minutes, \
+            later ones seconds. Its output follows.\n
             """.utf8))
         let build = Process()
         build.executableURL = URL(fileURLWithPath: "/usr/bin/env")

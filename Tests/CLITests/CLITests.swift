@@ -102,6 +102,42 @@ enum CSMRBinary {
         #expect(check.output.contains("linearizable"))
     }
 
+    /// A comparison with closed-loop variants and a durable sweep: the sweep's steps each start a
+    /// fresh cluster, so each gets data of its own (one shared folder made the second step refuse
+    /// to start); compare.csv and sweep.csv both come out.
+    @Test func aComparisonMixesRunsAndADurableSweep() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("csmr-cli-compare-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try """
+            name: durable
+            duration_s: 0.5
+            warmup_s: 0.2
+            group: {durability: write, checkpoint_interval_slots: 0}
+            clients: {count: 4}
+            keys: {count: 10}
+            mix: {kv.get: 0.5, kv.put: 0.5}
+            """.write(to: folder.appendingPathComponent("durable.yaml"), atomically: true, encoding: .utf8)
+        try """
+            name: mixed
+            workload: durable.yaml
+            vary:
+              clients.count: [2, 4]
+            variants:
+              - {clients.count: 8, sweep: {rates_ops_s: [200, 400], step_s: 1, steady_window_s: 2, steady_wait_max_s: 0}}
+            """.write(to: folder.appendingPathComponent("mixed.yaml"), atomically: true, encoding: .utf8)
+        let out = folder.appendingPathComponent("out").path
+        let result = try CSMRBinary.run(["compare", folder.appendingPathComponent("mixed.yaml").path, "--out", out, "--quiet"])
+        #expect(result.status == 0, "stderr: \(result.error)")
+        let compare = try String(contentsOfFile: "\(out)/compare.csv", encoding: .utf8)
+        #expect(compare.split(separator: "\n").count > 2)
+        let sweep = try String(contentsOfFile: "\(out)/sweep.csv", encoding: .utf8)
+        #expect(sweep.split(separator: "\n").count == 3, "\(sweep)")
+        for step in 1...2 {
+            #expect(FileManager.default.fileExists(atPath: "\(out)/variant-3/step-\(step)/data"), "step \(step) has no data of its own")
+        }
+    }
+
     @Test func checkRejectsAHistoryWithAStaleRead() throws {
         let path = try Self.temporaryFile("history.jsonl", """
             {"client":1,"op":"kv.put","key":"a","value":"1","invoke_ns":0,"complete_ns":10,"result":{"stored":true}}

@@ -3,8 +3,6 @@ import Testing
 import Workload
 
 /// The sweep against a target whose capacity is planted: the knee must land within one step of it.
-/// In the accounting suite, which runs serialized: two synthetic targets pacing at once on two
-/// cores starve each other's timers.
 extension AccountingTests {
     @Test func theKneeOfATargetOfKnownCapacityIsFoundWithinOneStep() throws {
         let capacity = 2_000.0
@@ -24,9 +22,8 @@ extension AccountingTests {
             """, file: "planted.yaml")
         let sweep = try #require(base.sweep)
         // The target warms up over its first second (a quarter of its capacity at first), so
-        // every step above a quarter of it has a start to discard. The steadiness tolerance (10 %)
-        // is far below that ramp and above what a loaded 2-core machine's timers add per second
-        // (5 % left a step unsettled under a load average of 8 to 13).
+        // every step above a quarter of it has a start to discard; the steadiness tolerance (10 %)
+        // is far below that ramp.
         let outcome = try SweepRunner.runSynthetic(base, sweep: sweep, capacityOperationsPerSecond: capacity, rampSeconds: 1)
         let summary = outcome.steps.map { "\(Int($0.targetOperationsPerSecond)): achieved \(Int($0.achievedOperationsPerSecond)) p99 \($0.p99) steady \($0.steadyAfterSeconds)" }
         let knee = try #require(outcome.knee, "no knee: \(summary)")
