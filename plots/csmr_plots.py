@@ -164,6 +164,8 @@ def plot_comparison(folder, out):
     fields = header[1: header.index("op")] if "op" in header else []
     # Rows of one client location (client_location set) repeat a variant's totals for a subset.
     totals = [r for r in rows if r["op"] == "all" and not r.get("client_location")]
+    # A field only the comparison's sweeping variants set (sweep.csv has those) is empty here.
+    fields = [f for f in fields if any(r[f] for r in totals)]
 
     def label(row):
         return " ".join(f"{f.split('.')[-1]}={os.path.basename(row[f]).removesuffix('.yaml')}" for f in fields if row[f]) \

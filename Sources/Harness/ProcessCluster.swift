@@ -44,6 +44,8 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
     /// Where the load generator's clients are (nil: one place, no delays).
     public let placement: ClientPlacement?
     private var stopping = false
+    /// Each replica process's CPU budget (`group.cpu_cores_per_replica`); nil: uncapped.
+    public let cpuQuota: CPUQuota?
 
     /// Seconds a replica may take to print its ready line.
     public static let readySecondsMax = 30.0
@@ -53,9 +55,11 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
     ///   - folder: where the cluster file and each replica's log go.
     ///   - executable: the `csmr` binary to start.
     ///   - placement: the clients' locations and the groups' networks, when links are delayed.
+    ///   - cpuCoresPerReplica: caps each replica process at this many cores (`CPUQuota`); 0: uncapped.
     public init(cluster: ClusterSpec, composition: CompositionSpec, folder: String, executable: String?, attach: Bool = false,
-                viaProxy: Bool = false, placement: ClientPlacement? = nil, loop: EventLoop,
+                viaProxy: Bool = false, placement: ClientPlacement? = nil, cpuCoresPerReplica: Double = 0, loop: EventLoop,
                 onReply: @escaping @Sendable (Int, ClientReply) -> Void, onEvent: @escaping @Sendable (String) -> Void) throws {
+        cpuQuota = cpuCoresPerReplica > 0 ? try CPUQuota(cores: cpuCoresPerReplica) : nil
         self.cluster = cluster
         self.viaProxy = viaProxy
         forwardsExtensionStepsItself = composition.extendPutsIntoLog
@@ -204,6 +208,16 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
                 process.waitUntilExit()
             }
         }
+        if let cpuQuota {
+            for group in cluster.groups.indices {
+                for replica in cluster.groups[group].replicas.indices {
+                    if let throttled = cpuQuota.throttledMicroseconds(name: name(group, replica)) {
+                        onEvent(String(format: "%@ was throttled %.1f s in all by its %.2f-core budget", name(group, replica), Double(throttled) / 1e6, cpuQuota.cores))
+                    }
+                    cpuQuota.release(name: name(group, replica))
+                }
+            }
+        }
         return loop.makeSucceededFuture(())
     }
 
@@ -310,6 +324,15 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
         process.standardError = logHandle
         try process.run()
         lock.withLock { processes[group][replica] = process }
+        if let cpuQuota {
+            do {
+                try cpuQuota.apply(pid: process.processIdentifier, name: name(group, replica))
+            } catch {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+                throw error
+            }
+        }
         try Self.awaitReady(output, process: process, logPath: logPath, name: name(group, replica))
     }
 

@@ -202,7 +202,8 @@ public enum WorkloadRunner {
         let loop = group.next()
         let driverBox = DriverBox()
         let target = try ProcessCluster(cluster: cluster, composition: topology.composition, folder: runFolder, executable: binary,
-                                        attach: spec.cluster != nil, viaProxy: spec.viaProxy, placement: placement, loop: loop,
+                                        attach: spec.cluster != nil, viaProxy: spec.viaProxy, placement: placement,
+                                        cpuCoresPerReplica: spec.group.cpuCoresPerReplica, loop: loop,
                                         onReply: { group, reply in driverBox.driver?.deliver(reply, group: group) },
                                         onEvent: { text in driverBox.driver?.event(text) })
         do {

@@ -40,6 +40,7 @@ extension WorkloadSpec {
         lines.append("  workers: \(group.workers)")
         lines.append("  cost_us: \(number(group.costMicroseconds))")
         lines.append("  threads: \(group.threads)")
+        if group.cpuCoresPerReplica > 0 { lines.append("  cpu_cores_per_replica: \(group.cpuCoresPerReplica)") }
         lines.append("  durability: \(group.durability.rawValue)")
         lines.append("  checkpoint_interval_slots: \(group.checkpointIntervalSlots)")
         if let dataDirectory = group.dataDirectory { lines.append("  data_dir: \(Self.quoted(dataDirectory))") }

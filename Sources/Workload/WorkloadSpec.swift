@@ -74,6 +74,9 @@ public struct GroupSpec: Hashable, Sendable {
     /// 2-core machine, handing every message to another thread (a wake-up and a context switch)
     /// costs more than the work, and two loops made runs bimodal (see BENCHMARKS.md).
     public var threads = 1
+    /// `target: processes`: each replica process is capped at this many cores of CPU time (a
+    /// cgroup's cpu quota), emulating a machine per replica on one host; 0: uncapped.
+    public var cpuCoresPerReplica = 0.0
     /// Where acceptor state goes: `none` keeps it in memory, `write` hands it to the OS without
     /// syncing, `fsync` syncs it before anything that depends on it leaves (group commit).
     public var durability = DurabilityMode.none
@@ -366,6 +369,14 @@ extension WorkloadSpec {
             }
             group.readSettings(from: fields)
             group.threads = fields.int("threads", default: group.threads, range: 1...64)
+            group.cpuCoresPerReplica = fields.double("cpu_cores_per_replica", default: 0, range: 0...256, unit: "cores")
+            if fields.has("cpu_cores_per_replica"), target != .processes || root.has("cluster") {
+                fields.fail(fields.value("cpu_cores_per_replica"), field: fields.qualified("cpu_cores_per_replica"),
+                            "caps the replica processes a run starts: it needs target: processes and no cluster: file")
+            } else if fields.has("cpu_cores_per_replica"), group.cpuCoresPerReplica > 0, group.cpuCoresPerReplica < 0.05 {
+                fields.fail(fields.value("cpu_cores_per_replica"), field: fields.qualified("cpu_cores_per_replica"),
+                            "expected 0 (uncapped) or at least 0.05 cores, got \(group.cpuCoresPerReplica)")
+            }
             if fields.has("network"), target != .processes {
                 fields.fail(fields.value("network"), field: fields.qualified("network"),
                             "link delays are emulated by the TCP transports: they need target: processes")
@@ -373,7 +384,7 @@ extension WorkloadSpec {
             if fields.has("network"), viaProxy {
                 fields.fail(fields.value("network"), field: fields.qualified("network"), "clients reach a proxy without delay; use proxy: false")
             }
-            fields.rejectUnknown(expected: ["replicas"] + GroupSpec.settingFields + ["threads"])
+            fields.rejectUnknown(expected: ["replicas"] + GroupSpec.settingFields + ["threads", "cpu_cores_per_replica"])
         }
         if let fields = root.mapping("clients") {
             clients.count = fields.int("count", default: clients.count, range: 1...100_000)
