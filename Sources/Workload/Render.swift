@@ -93,6 +93,8 @@ extension WorkloadSpec {
                 }
             }
         }
+        lines.append("breakdown:")
+        lines.append("  sample_rate: \(breakdownSampleRate)")
         if let sweep {
             lines.append("sweep:")
             lines.append("  rates_ops_s: [\(sweep.ratesOperationsPerSecond.map(number).joined(separator: ", "))]")

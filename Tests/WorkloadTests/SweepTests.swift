@@ -104,10 +104,12 @@ import Workload
         let spec = try WorkloadSpec.parse("""
             name: trip
             mix: {kv.put: 1.0}
+            breakdown: {sample_rate: 0.25}
             sweep: {rates_ops_s: [1000, 2500.5, 4000], p99_bound_us: 12000, step_s: 3, steady_window_s: 2, steady_tolerance_percent: 7.5, steady_wait_max_s: 4}
             """, file: "trip.yaml")
         let again = try WorkloadSpec.parse(spec.yaml, file: "again.yaml")
         #expect(again.sweep == spec.sweep)
+        #expect(again.breakdownSampleRate == 0.25)
         var steps = [SweepStep(targetOperationsPerSecond: 1_000, offeredOperationsPerSecond: 1_001.5, achievedOperationsPerSecond: 1_000, p50: 900,
                                p99: 5_000, p999: 9_000, steadyAfterSeconds: 1, settled: true, measuredSeconds: 3),
                      SweepStep(targetOperationsPerSecond: 4_000, offeredOperationsPerSecond: 3_990, achievedOperationsPerSecond: 2_000, p50: 90_000,
