@@ -56,6 +56,9 @@ final class UnaryGRPCConnection: @unchecked Sendable {
     let port: Int
     private let authority: String
     private var handler: UnaryCallHandler?
+    /// Channels that take no more calls (a GOAWAY came, or their stream ids ran out) but still
+    /// answer the calls they carry; a call's timeout finds it there.
+    private var retired: [UnaryCallHandler] = []
     private var queued: [UnaryCallHandler.Call] = []
     private var connecting = false
     private var closed = false
@@ -117,7 +120,9 @@ final class UnaryGRPCConnection: @unchecked Sendable {
                 if let index = queued.firstIndex(where: { $0.id == id }) {
                     queued.remove(at: index).completion(.failure(.deadlineExceeded))
                 } else {
+                    // A no-op wherever the call is not (answered already, or on another channel).
                     handler?.cancel(callID: id)
+                    for old in retired { old.cancel(callID: id) }
                 }
             }
         }
@@ -130,8 +135,9 @@ final class UnaryGRPCConnection: @unchecked Sendable {
             // A GOAWAY came, or the stream ids ran out: the old channel answers what it has out
             // and closes by itself; new calls go to a new one.
             pingsSeenBefore += draining.serverPings
-            draining.stopAccepting()
+            retired.append(draining)
             handler = nil
+            draining.stopAccepting()
         }
         connect()
     }
@@ -177,6 +183,7 @@ final class UnaryGRPCConnection: @unchecked Sendable {
 
     private func closedChannel(_ closing: UnaryCallHandler, why: String) {
         loop.preconditionInEventLoop()
+        retired.removeAll { $0 === closing }
         guard closing === handler else { return }
         pingsSeenBefore += closing.serverPings
         handler = nil
