@@ -52,7 +52,7 @@ public struct CPUQuota: Sendable {
 
     /// The group's folder for `name` (unique per harness process and replica).
     public func folder(for name: String) -> String {
-        let leaf = "csmr-\(getpid())-\(name.map { $0.isLetter || $0.isNumber ? $0 : "-" }.map(String.init).joined())"
+        let leaf = "csmr-\(getpid())-" + String(name.map { $0.isLetter || $0.isNumber ? $0 : "-" })
         switch hierarchy {
         case let .v1(root), let .v2(root): return "\(root)/\(leaf)"
         }

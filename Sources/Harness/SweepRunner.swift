@@ -44,6 +44,21 @@ public enum SweepRunner {
         return Outcome(steps: steps, knee: knee, timeseries: timeseries, p99BoundMicroseconds: sweep.p99BoundMicroseconds)
     }
 
+    /// The same, each step in a folder of its own, `folder/step-N`, where its time series is
+    /// written (`timeseries.csv`); `runStep` gets the step's workload and that folder.
+    public static func run(_ base: WorkloadSpec, sweep: SweepSpec, folder: URL, progress: (@Sendable (String) -> Void)? = nil,
+                           runStep: (WorkloadSpec, URL) throws -> RunOutcome) throws -> Outcome {
+        var stepIndex = 0
+        return try run(base, sweep: sweep, progress: progress) { step in
+            stepIndex += 1
+            let stepFolder = folder.appendingPathComponent("step-\(stepIndex)")
+            let outcome = try runStep(step, stepFolder)
+            try FileManager.default.createDirectory(at: stepFolder, withIntermediateDirectories: true)
+            try outcome.summary.timeseriesCSV.write(to: stepFolder.appendingPathComponent("timeseries.csv"), atomically: true, encoding: .utf8)
+            return outcome
+        }
+    }
+
     /// The sweep against a synthetic target of known capacity (see `SyntheticTarget`).
     public static func runSynthetic(_ base: WorkloadSpec, sweep: SweepSpec, capacityOperationsPerSecond: Double, rampSeconds: Double = 0,
                                     progress: (@Sendable (String) -> Void)? = nil) throws -> Outcome {

@@ -40,10 +40,10 @@ struct Compare: ParsableCommand {
             let variantFolder = folder.appendingPathComponent("variant-\(index + 1)")
             var workload = variant.workload
             if let sweep = workload.sweep {
-                // Each step gets data of its own (step-N/data, by Sweep.sweep): a step runs a
-                // fresh cluster, which refuses a data directory that already holds files.
                 // A sweep per variant: sweep.csv gets the variant's fields as leading columns, so
-                // the plot draws a curve per variant.
+                // the plot draws a curve per variant. Each step keeps its data in step-N/data
+                // (Sweep.sweep): a step runs a fresh cluster, which refuses a data directory that
+                // already holds files.
                 let outcome = try Sweep.sweep(workload, sweep: sweep, folder: variantFolder, progress: progress, etcdBinary: etcd)
                 try outcome.csv.write(to: variantFolder.appendingPathComponent("sweep.csv"), atomically: true, encoding: .utf8)
                 let header = (["variant"] + comparison.fields).joined(separator: ",") + ","

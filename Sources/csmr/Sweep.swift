@@ -67,20 +67,13 @@ struct Sweep: ParsableCommand {
             swept.sweep = sweep
             return try EtcdDelegate.sweep(swept, binary: try etcdBinary ?? EtcdDelegate.binary(), folder: folder, quiet: progress == nil)
         }
-        var stepIndex = 0
-        let outcome = try SweepRunner.run(spec, sweep: sweep, progress: progress) { step in
-            stepIndex += 1
-            let stepFolder = folder.appendingPathComponent("step-\(stepIndex)")
+        return try SweepRunner.run(spec, sweep: sweep, folder: folder, progress: progress) { step, stepFolder in
             var step = step
             if step.group.durability != .none, spec.group.dataDirectory == nil {
                 step.group.dataDirectory = stepFolder.appendingPathComponent("data").path
             }
-            let outcome = try WorkloadRunner.run(step, folder: stepFolder.path)
-            try FileManager.default.createDirectory(at: stepFolder, withIntermediateDirectories: true)
-            try outcome.summary.timeseriesCSV.write(to: stepFolder.appendingPathComponent("timeseries.csv"), atomically: true, encoding: .utf8)
-            return outcome
+            return try WorkloadRunner.run(step, folder: stepFolder.path)
         }
-        return outcome
     }
 
     static func table(_ outcome: SweepRunner.Outcome, sweep: SweepSpec) -> String {

@@ -46,14 +46,8 @@ public enum EtcdRunner {
     /// the knee `SweepRunner`'s.
     public static func sweep(_ spec: WorkloadSpec, sweep: SweepSpec, folder: URL,
                              progress: (@Sendable (String) -> Void)? = nil) throws -> SweepRunner.Outcome {
-        var stepIndex = 0
-        return try SweepRunner.run(spec, sweep: sweep, progress: progress) { step in
-            stepIndex += 1
-            let stepFolder = folder.appendingPathComponent("step-\(stepIndex)")
-            let outcome = try run(step, folder: stepFolder, progress: progress)
-            try FileManager.default.createDirectory(at: stepFolder, withIntermediateDirectories: true)
-            try outcome.summary.timeseriesCSV.write(to: stepFolder.appendingPathComponent("timeseries.csv"), atomically: true, encoding: .utf8)
-            return outcome
+        try SweepRunner.run(spec, sweep: sweep, folder: folder, progress: progress) { step, stepFolder in
+            try run(step, folder: stepFolder, progress: progress)
         }
     }
 

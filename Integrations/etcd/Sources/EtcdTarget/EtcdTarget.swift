@@ -91,7 +91,7 @@ public final class EtcdTarget: LoadTarget, @unchecked Sendable {
         let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1_000))
         var request = Etcdserverpb_RangeRequest()
         request.key = Data("csmr-health".utf8)
-        let message = ByteBuffer(bytes: try request.serializedBytes() as [UInt8])
+        let message: [UInt8] = try request.serializedBytes()
         for connection in connections {
             while true {
                 let result = await withCheckedContinuation { continuation in
@@ -148,16 +148,18 @@ public final class EtcdTarget: LoadTarget, @unchecked Sendable {
     static let attemptsMax = 3
 
     private func send(_ request: Request, path: String, message: some SwiftProtobuf.Message, attempt: Int) {
-        let bytes: [UInt8]
         do {
-            bytes = try message.serializedBytes()
+            send(request, path: path, bytes: try message.serializedBytes(), attempt: attempt)
         } catch {
             // Only a message with unset required fields fails to encode; kv messages have none.
             reply(ClientReply(client: request.client, sequence: request.sequence, reply: .failure(.outcomeUnknown)))
-            return
         }
+    }
+
+    /// Calls `path` with the serialized message; a call sent again reuses the bytes.
+    private func send(_ request: Request, path: String, bytes: [UInt8], attempt: Int) {
         let connection = connections[Int(request.client.rawValue % UInt64(connections.count))]
-        connection.call(path: path, message: ByteBuffer(bytes: bytes)) { [self] result in
+        connection.call(path: path, message: bytes) { [self] result in
             switch result {
             case let .success(response):
                 answer(request, response: response)
@@ -167,7 +169,7 @@ public final class EtcdTarget: LoadTarget, @unchecked Sendable {
                     && (error.neverApplied || (isRead && error.isUnavailable))
                 failed(request, on: connection, error: error, retried: again)
                 if again {
-                    send(request, path: path, message: message, attempt: attempt + 1)
+                    send(request, path: path, bytes: bytes, attempt: attempt + 1)
                 } else {
                     reply(ClientReply(client: request.client, sequence: request.sequence, reply: .failure(.outcomeUnknown)))
                 }

@@ -82,7 +82,7 @@ final class UnaryGRPCConnection: @unchecked Sendable {
 
     /// Calls `path` with `message` (a serialized protobuf message, without gRPC's prefix) and
     /// hands the response message's bytes to `completion`, on `loop`.
-    func call(path: String, message: ByteBuffer, timeout: TimeAmount? = nil, completion: @escaping UnaryCompletion) {
+    func call(path: String, message: [UInt8], timeout: TimeAmount? = nil, completion: @escaping UnaryCompletion) {
         if loop.inEventLoop {
             start(path: path, message: message, timeout: timeout, completion: completion)
         } else {
@@ -106,7 +106,7 @@ final class UnaryGRPCConnection: @unchecked Sendable {
         }
     }
 
-    private func start(path: String, message: ByteBuffer, timeout: TimeAmount?, completion: @escaping UnaryCompletion) {
+    private func start(path: String, message: [UInt8], timeout: TimeAmount?, completion: @escaping UnaryCompletion) {
         loop.preconditionInEventLoop()
         if closed {
             completion(.failure(.notProcessed("the client is closed")))
@@ -219,7 +219,8 @@ final class UnaryCallHandler: ChannelInboundHandler, RemovableChannelHandler {
         /// Unique within the connection, to find the call when its timeout passes.
         var id: UInt64
         var path: String
-        var message: ByteBuffer
+        /// The serialized request, framed (the 5-byte prefix) only when it is written.
+        var message: [UInt8]
         var completion: UnaryCompletion
     }
 
@@ -274,10 +275,10 @@ final class UnaryCallHandler: ChannelInboundHandler, RemovableChannelHandler {
             "content-type": "application/grpc", "te": "trailers",
         ]
         context.write(wrapOutboundOut(HTTP2Frame(streamID: streamID, payload: .headers(.init(headers: headers)))), promise: nil)
-        var framed = context.channel.allocator.buffer(capacity: 5 + call.message.readableBytes)
+        var framed = context.channel.allocator.buffer(capacity: 5 + call.message.count)
         framed.writeInteger(UInt8(0))  // not compressed
-        framed.writeInteger(UInt32(call.message.readableBytes))
-        framed.writeImmutableBuffer(call.message)
+        framed.writeInteger(UInt32(call.message.count))
+        framed.writeBytes(call.message)
         context.write(wrapOutboundOut(HTTP2Frame(streamID: streamID, payload: .data(.init(data: .byteBuffer(framed), endStream: true)))), promise: nil)
         flushSoon()
         if nextStreamID > Self.streamIDMax { stopAccepting() }

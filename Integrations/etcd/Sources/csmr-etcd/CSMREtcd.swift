@@ -22,22 +22,15 @@ struct RunEtcd: ParsableCommand {
         discussion: "A local cluster's data directories (etcd-data/) and member logs (etcd-mN.log) go to the output folder."
     )
 
-    @Argument(help: "The workload file (YAML), with target: etcd.")
-    var workload: String
-
-    @Option(help: "Output folder.")
-    var out: String
+    @OptionGroup var options: WorkloadOptions
 
     @Flag(help: "Also record every operation in history.jsonl (for csmr check).")
     var history = false
 
-    @Flag(help: "No progress lines on stderr.")
-    var quiet = false
-
     func run() throws {
-        let spec = try loadWorkload(workload)
-        let folder = URL(fileURLWithPath: out)
-        let outcome = try reportingFailures { try EtcdRunner.run(spec, folder: folder, recordHistory: history, progress: progressLines(quiet)) }
+        let spec = try options.load()
+        let folder = options.folder
+        let outcome = try reportingFailures { try EtcdRunner.run(spec, folder: folder, recordHistory: history, progress: options.progress) }
         try outcome.summary.write(to: folder)
         // csmr run / compare replace this with their full run.yaml (commit, machine).
         try ("# Written by csmr-etcd. `workload:` is the resolved workload file.\nworkload:\n"
@@ -62,7 +55,23 @@ struct SweepEtcd: ParsableCommand {
         abstract: "Sweep a target: etcd workload's sweep: block; writes sweep.csv and step-N/timeseries.csv as csmr sweep does."
     )
 
-    @Argument(help: "The workload file (YAML), with target: etcd and a sweep: block.")
+    @OptionGroup var options: WorkloadOptions
+
+    func run() throws {
+        let spec = try options.load()
+        guard let sweep = spec.sweep else {
+            FileHandle.standardError.write(Data("csmr-etcd: \(options.workload) has no sweep: block; nothing ran.\n".utf8))
+            throw ExitCode(2)
+        }
+        let folder = options.folder
+        let outcome = try reportingFailures { try EtcdRunner.sweep(spec, sweep: sweep, folder: folder, progress: options.progress) }
+        try outcome.csv.write(to: folder.appendingPathComponent("sweep.csv"), atomically: true, encoding: .utf8)
+    }
+}
+
+/// What both subcommands take: the workload file, where results go, and whether to be quiet.
+struct WorkloadOptions: ParsableArguments {
+    @Argument(help: "The workload file (YAML), with target: etcd (and, for sweep, a sweep: block).")
     var workload: String
 
     @Option(help: "Output folder.")
@@ -71,30 +80,21 @@ struct SweepEtcd: ParsableCommand {
     @Flag(help: "No progress lines on stderr.")
     var quiet = false
 
-    func run() throws {
-        let spec = try loadWorkload(workload)
-        guard let sweep = spec.sweep else {
-            FileHandle.standardError.write(Data("csmr-etcd: \(workload) has no sweep: block; nothing ran.\n".utf8))
+    var folder: URL { URL(fileURLWithPath: out) }
+
+    var progress: (@Sendable (String) -> Void)? {
+        quiet ? nil : { @Sendable (line: String) in FileHandle.standardError.write(Data((line + "\n").utf8)) }
+    }
+
+    /// The workload, or exit 2 with its errors.
+    func load() throws -> WorkloadSpec {
+        do {
+            return try WorkloadSpec.load(path: workload)
+        } catch {
+            FileHandle.standardError.write(Data("csmr-etcd: the workload file has errors; nothing ran.\n\(error)\n".utf8))
             throw ExitCode(2)
         }
-        let folder = URL(fileURLWithPath: out)
-        let progress = progressLines(quiet)
-        let outcome = try reportingFailures { try EtcdRunner.sweep(spec, sweep: sweep, folder: folder, progress: progress) }
-        try outcome.csv.write(to: folder.appendingPathComponent("sweep.csv"), atomically: true, encoding: .utf8)
     }
-}
-
-func loadWorkload(_ path: String) throws -> WorkloadSpec {
-    do {
-        return try WorkloadSpec.load(path: path)
-    } catch {
-        FileHandle.standardError.write(Data("csmr-etcd: the workload file has errors; nothing ran.\n\(error)\n".utf8))
-        throw ExitCode(2)
-    }
-}
-
-func progressLines(_ quiet: Bool) -> (@Sendable (String) -> Void)? {
-    quiet ? nil : { @Sendable (line: String) in FileHandle.standardError.write(Data((line + "\n").utf8)) }
 }
 
 /// Runs `body`; a workload it cannot run exits 2, any other failure 1, each with its reason.

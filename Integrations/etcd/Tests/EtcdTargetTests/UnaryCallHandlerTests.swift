@@ -36,7 +36,7 @@ struct UnaryCallHandlerTests {
     }
 
     func call(_ id: UInt64, _ outcomes: Outcomes, message: [UInt8] = [1, 2, 3]) -> UnaryCallHandler.Call {
-        UnaryCallHandler.Call(id: id, path: "/etcdserverpb.KV/Put", message: ByteBuffer(bytes: message), completion: outcomes.completion(id))
+        UnaryCallHandler.Call(id: id, path: "/etcdserverpb.KV/Put", message: message, completion: outcomes.completion(id))
     }
 
     func written(_ channel: EmbeddedChannel) throws -> [HTTP2Frame] {
