@@ -20,9 +20,14 @@ public struct CPUQuota: Sendable {
 
     public let hierarchy: Hierarchy
     public let cores: Double
-    /// Bandwidth period: 100 ms is the kernel's default and fine-grained enough that a capped
-    /// replica is throttled in slices a few milliseconds long at half a core.
-    public static let periodMicroseconds = 100_000
+    /// Bandwidth period: the group may run `quotaMicroseconds` per period and is frozen for the
+    /// rest of it once that is used up. The kernel's default (100 ms) would freeze a replica capped
+    /// at a third of a core for 67 ms at a time, which no machine a third as fast ever does, and
+    /// which costs multi-leader more than single-leader: every leader's slots wait for every other
+    /// leader, so one frozen replica stops the whole group, where a frozen single-leader follower
+    /// stops nothing. 5 ms bounds such a pause to a few milliseconds; the period grows only for
+    /// budgets under 0.2 core, so the quota never falls below the kernel's 1 ms minimum.
+    public var periodMicroseconds: Int { max(5_000, Int((1_000 / cores).rounded(.up))) }
 
     public struct Unavailable: Error, CustomStringConvertible {
         public let reason: String
@@ -59,7 +64,7 @@ public struct CPUQuota: Sendable {
     }
 
     /// The quota in microseconds per period.
-    public var quotaMicroseconds: Int { max(1_000, Int((cores * Double(Self.periodMicroseconds)).rounded())) }
+    public var quotaMicroseconds: Int { max(1_000, Int((cores * Double(periodMicroseconds)).rounded())) }
 
     /// Moves `pid` (all its threads) into the group for `name`, made with the quota if new.
     public func apply(pid: Int32, name: String) throws {
@@ -70,10 +75,10 @@ public struct CPUQuota: Sendable {
             }
             switch hierarchy {
             case .v1:
-                try write("\(Self.periodMicroseconds)", to: "\(folder)/cpu.cfs_period_us")
+                try write("\(periodMicroseconds)", to: "\(folder)/cpu.cfs_period_us")
                 try write("\(quotaMicroseconds)", to: "\(folder)/cpu.cfs_quota_us")
             case .v2:
-                try write("\(quotaMicroseconds) \(Self.periodMicroseconds)", to: "\(folder)/cpu.max")
+                try write("\(quotaMicroseconds) \(periodMicroseconds)", to: "\(folder)/cpu.max")
             }
             try write("\(pid)", to: "\(folder)/cgroup.procs")
         } catch let error as Unavailable {

@@ -108,8 +108,29 @@ public final class ProcessCluster: LoadTarget, @unchecked Sendable {
         return ClusterSpec(name: name, groups: groups)
     }
 
-    /// A port nobody listens on now (the kernel's choice for port 0), for a replica to bind.
+    /// Ports this process handed out lately, oldest first: the kernel may offer a port again as
+    /// soon as the probing socket closes, and a cluster whose replica got the same port for its
+    /// peers and its clients cannot start (seen once in a long comparison).
+    private static let recentPorts = NIOLockedValueBox<[Int]>([])
+    private static let recentPortsMax = 4_096
+
+    /// A port nobody listens on now (the kernel's choice for port 0) and that this process has not
+    /// handed out among its last `recentPortsMax`, for a replica to bind.
     public static func freePort() throws -> Int {
+        for _ in 0..<64 {
+            let port = try kernelChosenPort()
+            let fresh = recentPorts.withLockedValue { recent in
+                guard !recent.contains(port) else { return false }
+                recent.append(port)
+                if recent.count > recentPortsMax { recent.removeFirst(recent.count - recentPortsMax) }
+                return true
+            }
+            if fresh { return port }
+        }
+        throw ServerError.unsupported("no free port: the kernel offered only ports handed out lately")
+    }
+
+    private static func kernelChosenPort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ServerError.unsupported("socket: errno \(errno)") }
         defer { close(fd) }
