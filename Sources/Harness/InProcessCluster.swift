@@ -323,8 +323,7 @@ final class ReplicaHost: @unchecked Sendable {
             return
         }
         guard node != nil else { return }
-        let output = node!.clientRequest(request, now: Self.now(), sampled: sampled)
-        carryOut(output)
+        carryOut(node!.clientRequest(request, now: Self.now(), sampled: sampled))
     }
 
     func receive(_ message: PaxosMessage, from sender: Int) {
@@ -333,8 +332,7 @@ final class ReplicaHost: @unchecked Sendable {
             return
         }
         guard node != nil else { return }
-        let output = node!.receive(message, from: ReplicaID(sender), now: Self.now())
-        carryOut(output)
+        carryOut(node!.receive(message, from: ReplicaID(sender), now: Self.now()))
     }
 
     /// An execution job came back from the executor's lane.
@@ -349,8 +347,7 @@ final class ReplicaHost: @unchecked Sendable {
 
     func tick() {
         guard node != nil, held == nil else { return }
-        let output = node!.tick(now: Self.now())
-        carryOut(output)
+        carryOut(node!.tick(now: Self.now()))
     }
 
     /// The process dies: everything in memory is lost, including effects still waiting for a
@@ -405,12 +402,15 @@ final class ReplicaHost: @unchecked Sendable {
     /// Incarnation of `node`: a checkpoint encoded for an earlier one is dropped.
     private var incarnation = 0
 
-    private func carryOut(_ output: NodeOutput) {
-        if let pending = output.pendingCheckpoint {
+    private func carryOut(_ output: consuming NodeOutput) {
+        if output.pendingCheckpoint != nil {
             let current = incarnation
             // Encoded off the loop, which keeps serving, at low priority (`BackgroundQueue`);
-            // handed back to the same incarnation.
+            // handed back to the same incarnation. Handed over, not copied: the encoding thread
+            // must hold the state's copy alone (`PendingCheckpoint.encode`).
+            let handoff = NIOLockedValueBox(output.takePendingCheckpoint())
             BackgroundQueue.checkpoints.async { [self] in
+                guard var pending = handoff.withLockedValue({ $0.take() }) else { return }
                 let encoded = pending.encode()
                 backOnLoop { [self] in
                     guard incarnation == current, node != nil else { return }

@@ -404,10 +404,14 @@ public final class ReplicaServer: @unchecked Sendable {
 
     // MARK: Effects
 
-    private func carryOut(_ output: NodeOutput) {
-        if let pending = output.pendingCheckpoint {
+    private func carryOut(_ output: consuming NodeOutput) {
+        if output.pendingCheckpoint != nil {
             // Encoded off the loop, which keeps serving, at low priority (`BackgroundQueue`).
+            // Handed over, not copied: the encoding thread must hold the state's copy alone
+            // (`PendingCheckpoint.encode`).
+            let handoff = NIOLockedValueBox(output.takePendingCheckpoint())
             BackgroundQueue.checkpoints.async { [self] in
+                guard var pending = handoff.withLockedValue({ $0.take() }) else { return }
                 let encoded = pending.encode()
                 loop.execute { [self] in node?.checkpointEncoded(encoded) }
             }

@@ -54,6 +54,10 @@ public struct NodeOutput: Sendable {
     /// A checkpoint for the driver to encode and return through `checkpointEncoded` (only when
     /// the node does not encode checkpoints inline).
     public internal(set) var pendingCheckpoint: PendingCheckpoint?
+
+    /// Moves the pending checkpoint out, so that the caller's copy of the state is the only one
+    /// besides the live state (see `PendingCheckpoint.encode`).
+    public mutating func takePendingCheckpoint() -> PendingCheckpoint? { pendingCheckpoint.take() }
     /// Delivered slots for the driver to execute off the loop, in order, and hand back through
     /// `executed(_:now:)` (only when the node does not execute inline).
     public internal(set) var executions: [ExecutionJob] = []
@@ -77,13 +81,23 @@ public struct PendingCheckpoint: Sendable {
     public let slot: UInt64
     public let position: UInt64
     let extensionStepCount: UInt64
-    let machine: StateMachine
+    var machine: StateMachine
     let acceptor: [PersistRecord]
 
     /// The checkpoint's bytes; pure, so any thread may call it. The result holds no reference to
     /// the state machine: the thread that encodes also drops the copy, whose release (the table
-    /// shards and log chunks written since) then stays off the replica's loop.
-    public func encode() -> EncodedCheckpoint {
+    /// shards and log chunks written since) then stays off the replica's loop. It first gives the
+    /// copy tables of its own (`StateMachine.unshareTables`), so the live tables' next writes do
+    /// not copy shards on the replica's loop; that only works when this value holds the copy
+    /// alone, so a driver hands it over with `NodeOutput.takePendingCheckpoint()` and keeps none.
+    public mutating func encode() -> EncodedCheckpoint {
+        machine.unshareTables()
+        return encodedAsIs()
+    }
+
+    /// The bytes without unsharing first: for a copy encoded on the thread that executes, where
+    /// copying the tables would only add work.
+    func encodedAsIs() -> EncodedCheckpoint {
         EncodedCheckpoint(slot: slot, position: position, bytes: CheckpointPayload(
             slot: slot, extensionStepCount: extensionStepCount, machine: machine.snapshot(canonical: false), acceptor: acceptor).encode())
     }
@@ -399,7 +413,7 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
                                         machine: machine, acceptor: claim.acceptor)
         output.checkpoints.append(claim.slot)
         if encodesCheckpointsInline || claim.encodeInline {
-            checkpointEncoded(pending.encode())
+            checkpointEncoded(pending.encodedAsIs())
         } else {
             output.pendingCheckpoint = pending
         }

@@ -42,6 +42,9 @@ public struct KeyValueStore: Hashable, Sendable, CanonicallyEncoded {
 
     public init(entries: [String: String]) { self.entries = ShardedTable(entries) }
 
+    /// See `ShardedTable.unshare`.
+    public mutating func unshare() { entries.unshare() }
+
     /// Runs a kv command; nil for any other service's command.
     public mutating func execute(_ command: Command) -> Reply? {
         switch command {
@@ -100,6 +103,9 @@ public struct LockTable: Hashable, Sendable, CanonicallyEncoded {
     public init() {}
 
     public init(holders: ShardedTable<String, ClientID>) { self.holders = holders }
+
+    /// See `ShardedTable.unshare`.
+    public mutating func unshare() { holders.unshare() }
 
     public init(holders: [String: ClientID]) { self.holders = ShardedTable(holders) }
 

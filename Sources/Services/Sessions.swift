@@ -30,6 +30,9 @@ public struct SessionTable: Hashable, Sendable, CanonicallyEncoded {
 
     /// Sharded, as `KeyValueStore`'s table: a checkpoint's copy shares it.
     public private(set) var entries: ShardedTable<ClientID, Entry> = [:]
+
+    /// See `ShardedTable.unshare`.
+    public mutating func unshare() { entries.unshare() }
     /// Logical time: the number of requests recorded so far.
     public private(set) var clock: UInt64 = 0
     /// The id the next opened session gets.

@@ -11,6 +11,14 @@ public struct StateMachine: Hashable, Sendable {
     public private(set) var sessions: SessionTable
     public let limits: ServiceLimits
 
+    /// Gives this copy storage of its own for the tables it shares with another copy (see
+    /// `ShardedTable.unshare`); the log's chunks stay shared (only the last one is ever written).
+    public mutating func unshareTables() {
+        kv.unshare()
+        locks.unshare()
+        sessions.unshare()
+    }
+
     /// Snapshot format version, first byte of every snapshot.
     public static let snapshotVersion: UInt8 = 1
 

@@ -355,6 +355,43 @@ private struct Driver {
 }
 
 @Suite struct ShardedTableTests {
+    /// A copy that takes storage of its own (`unshare`, as a checkpoint's copy does on the
+    /// encoding thread) keeps its contents, and writes to either side stay on that side, whether
+    /// the live table wrote before the copy unshared or after.
+    @Test func anUnsharedCopyKeepsItsContentsAndBothSidesStayIndependent() {
+        var live = ShardedTable<String, String>()
+        for index in 0..<10_000 { live["k\(index)"] = "v\(index)" }
+        let before = Dictionary(uniqueKeysWithValues: live.map { ($0.key, $0.value) })
+        var copy = live
+        live["k1"] = "written before unsharing"
+        copy.unshare()
+        live["k2"] = "written after unsharing"
+        live["new"] = "added"
+        #expect(Dictionary(uniqueKeysWithValues: copy.map { ($0.key, $0.value) }) == before)
+        #expect(copy.count == 10_000 && live.count == 10_001)
+        copy["k3"] = "the copy's own write"
+        #expect(live["k3"] == "v3" && live["k1"] == "written before unsharing" && live["k2"] == "written after unsharing")
+        var again = copy
+        again.unshare()
+        again.unshare()
+        #expect(again == copy)
+    }
+
+    /// Unsharing a state machine's copy changes nothing a checkpoint encodes, and the live
+    /// machine's next writes leave the copy as it was.
+    @Test func unsharingAMachineKeepsItsSnapshot() {
+        var harness = Driver(clients: 2)
+        for index in 0..<2_000 { _ = harness.call(ClientID(1), .kvPut(key: "k\(index)", value: "v\(index)")) }
+        _ = harness.call(ClientID(2), .lockAcquire(name: "l"))
+        _ = harness.call(ClientID(2), .logAppend(entry: "e"))
+        var copy = harness.machine
+        let snapshot = copy.snapshot()
+        copy.unshareTables()
+        #expect(copy.snapshot() == snapshot && copy.digest == harness.machine.digest)
+        _ = harness.call(ClientID(1), .kvPut(key: "k1", value: "changed"))
+        #expect(copy.snapshot() == snapshot && copy.digest != harness.machine.digest)
+    }
+
     /// Random puts and removals against a `Dictionary`: same lookups, count, contents and
     /// equality, and a copy taken along the way keeps its own contents.
     @Test(arguments: [1, 2, 3]) func randomOperationsMatchADictionary(seed: UInt64) {
