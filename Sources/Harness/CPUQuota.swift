@@ -63,8 +63,8 @@ public struct CPUQuota: Sendable {
         }
     }
 
-    /// The quota in microseconds per period.
-    public var quotaMicroseconds: Int { max(1_000, Int((cores * Double(periodMicroseconds)).rounded())) }
+    /// The quota in microseconds per period (at least the kernel's 1 ms: the period is chosen so).
+    public var quotaMicroseconds: Int { Int((cores * Double(periodMicroseconds)).rounded()) }
 
     /// Moves `pid` (all its threads) into the group for `name`, made with the quota if new.
     public func apply(pid: Int32, name: String) throws {
