@@ -70,9 +70,10 @@ public struct SessionTable: Hashable, Sendable, CanonicallyEncoded {
 
     /// Stores `reply` as the latest of `request`'s (open) session.
     public mutating func record(_ request: Request, reply: Reply) {
-        precondition(entries[request.client] != nil, "recording \(request) for a session that is not open")
         clock += 1
-        entries[request.client] = Entry(sequence: request.sequence, reply: reply, lastActive: clock)
+        // One lookup, not a check and then a store: every replica records every command.
+        let previous = entries.updateValue(Entry(sequence: request.sequence, reply: reply, lastActive: clock), forKey: request.client)
+        precondition(previous != nil, "recording \(request) for a session that is not open")
     }
 
     public func encode(into writer: inout ByteWriter) {

@@ -44,6 +44,34 @@ import Testing
         #expect(throws: DecodeError.invalidUTF8(offset: 0)) { try reader.readString(maxBytes: 10) }
     }
 
+    /// The ASCII fast path agrees with the standard library's validation on every input: ASCII,
+    /// valid multi-byte UTF-8 and invalid bytes, of every length around the eight-byte step, read
+    /// from a slice that does not start at index 0.
+    @Test func stringsDecodeAsTheStandardValidatorSays() throws {
+        var random = SplitMix64(seed: 12)
+        let alphabets: [[UInt8]] = [
+            Array(0x20...0x7E),
+            Array("aé€😀".utf8),
+            [0x41, 0x7F, 0x80, 0xC3, 0xA9, 0xE2, 0xFF, 0xF0, 0x9F],
+        ]
+        for round in 0..<3_000 {
+            let alphabet = alphabets[round % alphabets.count]
+            let length = Int(random.next() % 40)
+            let body = (0..<length).map { _ in alphabet[Int(random.next() % UInt64(alphabet.count))] }
+            var writer = ByteWriter()
+            writer.write(UInt8(9))
+            writer.write(bytes: body)
+            var reader = ByteReader(writer.bytes[1...])
+            let expected = String(validating: body, as: UTF8.self)
+            if let expected {
+                #expect(try reader.readString(maxBytes: 100) == expected)
+                try reader.expectEnd()
+            } else {
+                #expect(throws: DecodeError.invalidUTF8(offset: 0)) { try reader.readString(maxBytes: 100) }
+            }
+        }
+    }
+
     @Test func booleansOtherThanZeroOrOneAreRefused() {
         var reader = ByteReader([2])
         #expect(throws: DecodeError.self) { try reader.readBool() }
