@@ -151,14 +151,18 @@ public final class InProcessCluster: @unchecked Sendable {
 public struct ReplicaDurability: Hashable, Sendable {
     public var mode: DurabilityMode
     public var checkpointIntervalSlots: UInt64
+    /// A checkpoint every this many delivered commands too (0: only by slots).
+    public var checkpointIntervalCommands: UInt64
     /// The group's folder; replica r keeps its files in `r<r>/` inside it. Required unless `mode`
     /// is `none`.
     public var directory: String?
 
-    public init(mode: DurabilityMode = .none, checkpointIntervalSlots: UInt64 = 0, directory: String? = nil) {
+    public init(mode: DurabilityMode = .none, checkpointIntervalSlots: UInt64 = 0, checkpointIntervalCommands: UInt64 = 0,
+                directory: String? = nil) {
         precondition(mode == .none || directory != nil, "durability \(mode.rawValue) needs a directory")
         self.mode = mode
         self.checkpointIntervalSlots = checkpointIntervalSlots
+        self.checkpointIntervalCommands = checkpointIntervalCommands
         self.directory = directory
     }
 }
@@ -266,6 +270,7 @@ final class ReplicaHost: @unchecked Sendable {
             node = try ReplicaNode.recover(config: config, id: ReplicaID(index), now: Self.now(), storage: storage!, recovered: recovered,
                                            execution: execution, extensionOrigin: extensionOrigin,
                                            checkpointIntervalSlots: cluster.durability.checkpointIntervalSlots)
+            node!.checkpointIntervalCommands = cluster.durability.checkpointIntervalCommands
             node!.encodesCheckpointsInline = false
             // The loop serves clients: slots a checkpoint covers are forgotten a little per input.
             node!.compactionStepSlots = 1_024

@@ -243,6 +243,7 @@ public final class ReplicaServer: @unchecked Sendable {
                                        execution: WorkloadRunner.executionConfig(group: settings),
                                        extensionOrigin: extensionTarget == nil ? nil : UInt32(group),
                                        checkpointIntervalSlots: settings.checkpointIntervalSlots)
+        node!.checkpointIntervalCommands = settings.checkpointIntervalCommands
         node!.encodesCheckpointsInline = false
         // The loop serves clients: slots a checkpoint covers are forgotten a little per input.
         node!.compactionStepSlots = 1_024

@@ -89,7 +89,8 @@ public enum WorkloadRunner {
     /// files already: a fresh cluster started on another run's disk would resume that run.
     public static func durability(for spec: WorkloadSpec, dataDirectory: String?) throws -> (durability: ReplicaDurability, temporary: String?) {
         guard spec.group.durability != .none else {
-            return (ReplicaDurability(mode: .none, checkpointIntervalSlots: spec.group.checkpointIntervalSlots), nil)
+            return (ReplicaDurability(mode: .none, checkpointIntervalSlots: spec.group.checkpointIntervalSlots,
+                                      checkpointIntervalCommands: spec.group.checkpointIntervalCommands), nil)
         }
         var temporary: String?
         let directory: String
@@ -104,7 +105,8 @@ public enum WorkloadRunner {
                                                 problem: "\(directory) already holds files (\(contents.sorted().prefix(3).joined(separator: ", "))); remove it or name another folder")])
         }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        return (ReplicaDurability(mode: spec.group.durability, checkpointIntervalSlots: spec.group.checkpointIntervalSlots, directory: directory),
+        return (ReplicaDurability(mode: spec.group.durability, checkpointIntervalSlots: spec.group.checkpointIntervalSlots,
+                                  checkpointIntervalCommands: spec.group.checkpointIntervalCommands, directory: directory),
                 temporary)
     }
 

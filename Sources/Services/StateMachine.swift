@@ -22,6 +22,9 @@ public struct StateMachine: Hashable, Sendable {
     /// Snapshot format version, first byte of every snapshot.
     public static let snapshotVersion: UInt8 = 1
 
+    /// Keys, held locks, retained log entries and sessions: what a snapshot encodes one by one.
+    public var itemCount: Int { kv.entries.count + locks.holders.count + log.count + sessions.entries.count }
+
     public init(limits: ServiceLimits = ServiceLimits()) {
         self.limits = limits
         sessions = SessionTable(sessionsMax: limits.sessionsMax)

@@ -175,6 +175,7 @@ public struct ClusterSpec: Hashable, Sendable {
             lines.append("    workers: \(settings.workers)")
             lines.append("    cost_us: \(settings.costMicroseconds)")
             lines.append("    durability: \(settings.durability.rawValue)")
+            lines.append("    checkpoint_interval_commands: \(settings.checkpointIntervalCommands)")
             lines.append("    checkpoint_interval_slots: \(settings.checkpointIntervalSlots)")
             if let directory = settings.dataDirectory { lines.append("    data_dir: \(SpecFile.quoted(directory))") }
             if !settings.network.isEmpty { lines.append("    network: \(settings.network.yaml)") }

@@ -42,6 +42,7 @@ extension WorkloadSpec {
         lines.append("  threads: \(group.threads)")
         if group.cpuCoresPerReplica > 0 { lines.append("  cpu_cores_per_replica: \(group.cpuCoresPerReplica)") }
         lines.append("  durability: \(group.durability.rawValue)")
+        lines.append("  checkpoint_interval_commands: \(group.checkpointIntervalCommands)")
         lines.append("  checkpoint_interval_slots: \(group.checkpointIntervalSlots)")
         if let dataDirectory = group.dataDirectory { lines.append("  data_dir: \(Self.quoted(dataDirectory))") }
         if !group.network.isEmpty { lines.append("  network: \(group.network.yaml)") }

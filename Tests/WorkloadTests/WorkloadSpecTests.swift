@@ -77,7 +77,7 @@ func errors(_ text: String) -> [String] {
         ("group: {scheduler: eager}", "w.yaml:1:20: group.scheduler: expected one of sequential, early, graph, got \"eager\""),
         ("group: {cost_us: -5}", "w.yaml:1:18: group.cost_us: expected 0.0...1000000.0 µs, got -5.0"),
         ("keys: {conflict_rate: 2}", "w.yaml:1:23: keys.conflict_rate: expected 0.0...1.0 share of kv and lock commands, got 2.0"),
-        ("group: {replica: 3}", "w.yaml:1:9: group.replica: unknown field (expected one of: replicas, protocol, batch_commands_max, batch_bytes_max, batch_delay_us, pipeline_depth_max, batch_hold_inflight_min, batch_hold_us, skip_ahead_percent, scheduler, workers, cost_us, durability, checkpoint_interval_slots, data_dir, network, threads, cpu_cores_per_replica)"),
+        ("group: {replica: 3}", "w.yaml:1:9: group.replica: unknown field (expected one of: replicas, protocol, batch_commands_max, batch_bytes_max, batch_delay_us, pipeline_depth_max, batch_hold_inflight_min, batch_hold_us, skip_ahead_percent, scheduler, workers, cost_us, durability, checkpoint_interval_commands, checkpoint_interval_slots, data_dir, network, threads, cpu_cores_per_replica)"),
         ("group: {cpu_cores_per_replica: 0.5}", "w.yaml:1:32: group.cpu_cores_per_replica: caps the replica processes a run starts: it needs target: processes and no cluster: file"),
         ("target: processes\ngroup: {cpu_cores_per_replica: 0.01}", "w.yaml:2:32: group.cpu_cores_per_replica: expected 0 (uncapped) or at least 0.05 cores, got 0.01"),
         ("clients: {count: 0}", "w.yaml:1:18: clients.count: expected 1...100000, got 0"),
