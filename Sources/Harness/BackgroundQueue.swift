@@ -1,6 +1,8 @@
 import CProcessShims
 import DequeModule
 import Foundation
+import NIOConcurrencyHelpers
+import Runtime
 
 /// One thread, at the lowest scheduling priority, that runs closures one at a time in the order
 /// they were handed in: for work a replica's loop must not wait for and must not compete with,
@@ -38,5 +40,18 @@ public final class BackgroundQueue: @unchecked Sendable {
         pending.append(work)
         condition.signal()
         condition.unlock()
+    }
+}
+
+extension BackgroundQueue {
+    /// Encodes `pending` on this queue and hands the bytes to `done`, on this queue's thread.
+    /// Handed over, not copied: the encoding thread must hold the state's copy alone
+    /// (`PendingCheckpoint.encode`), so the value travels in a box the encoding thread empties.
+    public func encode(_ pending: consuming PendingCheckpoint, then done: @escaping @Sendable (EncodedCheckpoint) -> Void) {
+        let handoff = NIOLockedValueBox<PendingCheckpoint?>(pending)
+        async {
+            guard var pending = handoff.withLockedValue({ $0.take() }) else { return }
+            done(pending.encode())
+        }
     }
 }

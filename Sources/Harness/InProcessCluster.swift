@@ -411,12 +411,8 @@ final class ReplicaHost: @unchecked Sendable {
         if output.pendingCheckpoint != nil {
             let current = incarnation
             // Encoded off the loop, which keeps serving, at low priority (`BackgroundQueue`);
-            // handed back to the same incarnation. Handed over, not copied: the encoding thread
-            // must hold the state's copy alone (`PendingCheckpoint.encode`).
-            let handoff = NIOLockedValueBox(output.takePendingCheckpoint())
-            BackgroundQueue.checkpoints.async { [self] in
-                guard var pending = handoff.withLockedValue({ $0.take() }) else { return }
-                let encoded = pending.encode()
+            // handed back to the same incarnation.
+            BackgroundQueue.checkpoints.encode(output.takePendingCheckpoint()!) { [self] encoded in
                 backOnLoop { [self] in
                     guard incarnation == current, node != nil else { return }
                     node!.checkpointEncoded(encoded)

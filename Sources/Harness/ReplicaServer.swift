@@ -408,12 +408,7 @@ public final class ReplicaServer: @unchecked Sendable {
     private func carryOut(_ output: consuming NodeOutput) {
         if output.pendingCheckpoint != nil {
             // Encoded off the loop, which keeps serving, at low priority (`BackgroundQueue`).
-            // Handed over, not copied: the encoding thread must hold the state's copy alone
-            // (`PendingCheckpoint.encode`).
-            let handoff = NIOLockedValueBox(output.takePendingCheckpoint())
-            BackgroundQueue.checkpoints.async { [self] in
-                guard var pending = handoff.withLockedValue({ $0.take() }) else { return }
-                let encoded = pending.encode()
+            BackgroundQueue.checkpoints.encode(output.takePendingCheckpoint()!) { [self] encoded in
                 loop.execute { [self] in node?.checkpointEncoded(encoded) }
             }
         }

@@ -138,12 +138,10 @@ public struct ByteReader: Sendable {
     /// bytes are still validated, and invalid ones refused.
     public mutating func readString(maxBytes: Int) throws(DecodeError) -> String {
         let at = offset
-        let length = Int(try readUInt32())
-        guard length <= maxBytes else { throw .lengthTooLarge(offset: at, length: length, limit: maxBytes) }
-        try need(length)
-        let start = position
+        let length = try readLength(maxBytes: maxBytes)
+        let from = position - bytes.startIndex
         let string: String? = bytes.withUnsafeBufferPointer { all in
-            let body = UnsafeBufferPointer(rebasing: all[(start - bytes.startIndex)..<(start - bytes.startIndex + length)])
+            let body = UnsafeBufferPointer(rebasing: all[from..<(from + length)])
             if Self.isASCII(body) { return String(decoding: body, as: UTF8.self) }
             return String(validating: body, as: UTF8.self)
         }
@@ -172,12 +170,19 @@ public struct ByteReader: Sendable {
 
     /// A length-prefixed byte string of at most `maxBytes` bytes.
     public mutating func readBlob(maxBytes: Int) throws(DecodeError) -> ArraySlice<UInt8> {
+        let length = try readLength(maxBytes: maxBytes)
+        defer { position += length }
+        return bytes[position..<(position + length)]
+    }
+
+    /// A `UInt32` length prefix, checked against `maxBytes` and against the bytes left; the body
+    /// is not consumed.
+    private mutating func readLength(maxBytes: Int) throws(DecodeError) -> Int {
         let at = offset
         let length = Int(try readUInt32())
         guard length <= maxBytes else { throw .lengthTooLarge(offset: at, length: length, limit: maxBytes) }
         try need(length)
-        defer { position += length }
-        return bytes[position..<(position + length)]
+        return length
     }
 
     /// A `UInt32` element count, checked against `max` and against the bytes left, given that

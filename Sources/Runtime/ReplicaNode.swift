@@ -394,8 +394,8 @@ public struct ReplicaNode<Storage: ReplicaStorage>: Sendable where Storage: Send
         return output
     }
 
-    /// Takes a checkpoint now (also done every `checkpointIntervalSlots` delivered slots and every
-    /// `checkpointIntervalCommands` delivered commands).
+    /// Takes a checkpoint now (also done when `checkpointIntervalSlots` or
+    /// `checkpointIntervalCommands` comes due).
     public mutating func checkpointNow(now: Instant) -> NodeOutput {
         var output = NodeOutput()
         takeCheckpoint()
