@@ -331,7 +331,9 @@ def plot_breakdown_variants(folder, out, totals, label):
     """A stacked bar of stage means (all operations) per variant that recorded a breakdown."""
     bars = []
     for row in totals:
-        path = os.path.join(folder, f"variant-{row['variant']}", "breakdown.csv")
+        # With repeat, compare.csv's row is the variant's median run, kept in run-K/.
+        run = f"run-{row['repetition']}" if os.path.isdir(os.path.join(folder, f"variant-{row['variant']}", f"run-{row.get('repetition')}")) else ""
+        path = os.path.join(folder, f"variant-{row['variant']}", run, "breakdown.csv")
         if os.path.exists(path):
             means = {r["stage"]: float(r["mean_us"]) for r in csv.DictReader(open(path)) if r["op"] == "all"}
             bars.append((label(row), means))

@@ -183,10 +183,10 @@ import Testing
         let summary = RunSummary(spec: WorkloadSpec(), recorder: recorder, measuredSeconds: 1)
         let variant = CompareSpec.Variant(values: ["single-leader"], workload: WorkloadSpec(), label: "x")
         let lines = CompareSpec.csv(fields: ["group.protocol"], rows: [(variant, summary)]).split(separator: "\n", omittingEmptySubsequences: false)
-        #expect(lines[0].hasSuffix(",client_location"))
+        #expect(lines[0].hasSuffix(",client_location,repetition"))
         let rows = lines.dropFirst().filter { !$0.isEmpty }
-        #expect(rows.filter { $0.hasSuffix(",") }.count == 2, "all clients: kv.put and all, without a location")
-        #expect(rows.filter { $0.hasSuffix(",b") && $0.hasPrefix("1,single-leader,kv.put,1,") }.count == 1)
-        #expect(rows.filter { $0.hasSuffix(",a") }.count == 1, "location a: only its all row")
+        #expect(rows.filter { $0.hasSuffix(",,1") }.count == 2, "all clients: kv.put and all, without a location")
+        #expect(rows.filter { $0.hasSuffix(",b,1") && $0.hasPrefix("1,single-leader,kv.put,1,") }.count == 1)
+        #expect(rows.filter { $0.hasSuffix(",a,1") }.count == 1, "location a: only its all row")
     }
 }

@@ -164,9 +164,75 @@ func errors(_ text: String) -> [String] {
         let summary = RunSummary(spec: spec.variants[0].workload, recorder: LatencyRecorder(), measuredSeconds: 1)
         let csv = CompareSpec.csv(fields: spec.fields, rows: spec.variants.map { ($0, summary) })
         let lines = csv.split(separator: "\n")
-        #expect(lines[0] == "variant,group.batch_commands_max," + SummaryRow.header + "," + StorageSummary.header + ",client_location")
-        #expect(lines[1].hasPrefix("1,1,all,0,0,"))
+        #expect(lines[0] == "variant,group.batch_commands_max," + SummaryRow.header + "," + StorageSummary.header + ",client_location,repetition")
+        #expect(lines[1].hasPrefix("1,1,all,0,0,") && lines[1].hasSuffix(",1"))
         #expect(lines[2].hasPrefix("2,8,all,"))
+    }
+
+    @Test func repeatIsReadAndBounded() throws {
+        let folder = try write([
+            "base.yaml": "name: base\n",
+            "spec.yaml": "workload: base.yaml\nvary:\n  group.batch_commands_max: [1, 8]\nrepeat: 5\nmedian_by: p50_us\n",
+            "column.yaml": "workload: base.yaml\nvary:\n  group.batch_commands_max: [1, 8]\nmedian_by: p42_us\n",
+            "plain.yaml": "workload: base.yaml\nvary:\n  group.batch_commands_max: [1, 8]\n",
+            "zero.yaml": "workload: base.yaml\nvary:\n  group.batch_commands_max: [1, 8]\nrepeat: 0\n",
+            "swept.yaml": """
+                workload: base.yaml
+                variants:
+                  - {group.batch_commands_max: 8}
+                  - {sweep: {rates_ops_s: [1000, 2000]}}
+                repeat: 3
+                """,
+        ])
+        let spec = try CompareSpec.load(path: folder.appendingPathComponent("spec.yaml").path)
+        #expect(spec.repetitions == 5 && spec.medianBy == .p50)
+        let plain = try CompareSpec.load(path: folder.appendingPathComponent("plain.yaml").path)
+        #expect(plain.repetitions == 1 && plain.medianBy == .achievedOperationsPerSecond)
+        #expect { try CompareSpec.load(path: folder.appendingPathComponent("column.yaml").path) } throws: { error in
+            "\(error)".contains("column.yaml:4:12: median_by: expected one of achieved_ops_s, mean_us, p50_us") && "\(error)".contains("got \"p42_us\"")
+        }
+        #expect { try CompareSpec.load(path: folder.appendingPathComponent("zero.yaml").path) } throws: { error in
+            "\(error)".contains("zero.yaml:4") && "\(error)".contains("repeat: expected 1...25 runs of each variant, got 0")
+        }
+        #expect { try CompareSpec.load(path: folder.appendingPathComponent("swept.yaml").path) } throws: { error in
+            "\(error)".contains("swept.yaml:5") && "\(error)".contains("variant 2 is a sweep")
+        }
+    }
+
+    /// A run that completes `opsPerSecond`, with a p50 of `p50` µs.
+    func run(variant: Int, repetition: Int, opsPerSecond: Int, p50: Int = 1) -> CompareSpec.VariantRun {
+        let row = SummaryRow(csv: "all,\(opsPerSecond),0,0,\(opsPerSecond).0,\(opsPerSecond).0,1.0,\(p50),2000,3000,4000,5000,6000")!
+        return CompareSpec.VariantRun(variant: variant, repetition: repetition, values: ["v\(variant)"], rows: [row])
+    }
+
+    @Test func eachVariantIsReportedByItsMedianRun() throws {
+        let runs = [
+            run(variant: 1, repetition: 1, opsPerSecond: 300), run(variant: 2, repetition: 1, opsPerSecond: 50),
+            run(variant: 1, repetition: 2, opsPerSecond: 100), run(variant: 2, repetition: 2, opsPerSecond: 70),
+            run(variant: 1, repetition: 3, opsPerSecond: 200), run(variant: 2, repetition: 3, opsPerSecond: 60),
+            run(variant: 2, repetition: 4, opsPerSecond: 80),
+        ]
+        let medians = CompareSpec.medianRuns(runs)
+        #expect(medians.map(\.variant) == [1, 2])
+        #expect(medians[0].repetition == 3 && medians[0].achievedOperationsPerSecond == 200)
+        // Four runs (50, 70, 60, 80): the lower of the middle two.
+        #expect(medians[1].repetition == 3 && medians[1].achievedOperationsPerSecond == 60)
+        let lines = CompareSpec.csv(fields: ["f"], runs: medians).split(separator: "\n")
+        #expect(lines.count == 3)
+        #expect(lines[1].hasPrefix("1,v1,all,200,") && lines[1].hasSuffix(",3"))
+        #expect(lines[2].hasPrefix("2,v2,all,60,") && lines[2].hasSuffix(",3"))
+        // A single run is its own median.
+        #expect(CompareSpec.medianRuns([run(variant: 4, repetition: 1, opsPerSecond: 9)]).map(\.repetition) == [1])
+    }
+
+    @Test func aLatencyColumnPicksTheMedianRunByLatency() throws {
+        // At one offered rate every run achieves about the same; the p50 tells them apart.
+        let runs = [
+            run(variant: 1, repetition: 1, opsPerSecond: 25_001, p50: 140), run(variant: 1, repetition: 2, opsPerSecond: 25_003, p50: 90),
+            run(variant: 1, repetition: 3, opsPerSecond: 24_999, p50: 101),
+        ]
+        #expect(CompareSpec.medianRuns(runs, by: .p50).map(\.repetition) == [3])
+        #expect(CompareSpec.medianRuns(runs, by: .achievedOperationsPerSecond).map(\.repetition) == [1])
     }
 
     @Test func aMissingCompositionIsReportedAtTheWorkloadsOwnLine() throws {
