@@ -332,7 +332,8 @@ def plot_breakdown_variants(folder, out, totals, label):
     bars = []
     for row in totals:
         # With repeat, compare.csv's row is the variant's median run, kept in run-K/.
-        run = f"run-{row['repetition']}" if os.path.isdir(os.path.join(folder, f"variant-{row['variant']}", f"run-{row.get('repetition')}")) else ""
+        run = f"run-{row.get('repetition')}"
+        run = run if os.path.isdir(os.path.join(folder, f"variant-{row['variant']}", run)) else ""
         path = os.path.join(folder, f"variant-{row['variant']}", run, "breakdown.csv")
         if os.path.exists(path):
             means = {r["stage"]: float(r["mean_us"]) for r in csv.DictReader(open(path)) if r["op"] == "all"}

@@ -196,13 +196,14 @@ public struct CompareSpec: Sendable {
 
     /// Each variant's median run by `column` of all operations (the summary's last row), in
     /// variant order: a whole run, so its other columns are the ones measured with it. With an
-    /// even number of runs, the lower of the two middle ones (an odd `repeat` has a true median).
+    /// even number of runs, the worse of the two middle ones (lower throughput, higher latency;
+    /// an odd `repeat` has a true median).
     public static func medianRuns(_ runs: [VariantRun], by column: MedianColumn = .achievedOperationsPerSecond) -> [VariantRun] {
         Dictionary(grouping: runs, by: \.variant).sorted { $0.key < $1.key }.map { _, runs in
             let sorted = runs.sorted {
                 (column.value($0.all), $0.repetition) < (column.value($1.all), $1.repetition)
             }
-            return sorted[(sorted.count - 1) / 2]
+            return sorted[column == .achievedOperationsPerSecond ? (sorted.count - 1) / 2 : sorted.count / 2]
         }
     }
 

@@ -85,7 +85,7 @@ struct Compare: ParsableCommand {
                     try CompareSpec.csv(fields: comparison.fields, runs: runs)
                         .write(to: folder.appendingPathComponent("repetitions.csv"), atomically: true, encoding: .utf8)
                 }
-                let all = run.rows.last!
+                let all = run.all
                 print("\(which) \(variant.label): \(String(format: "%.0f", all.achievedOperationsPerSecond)) ops/s, p50 \(all.p50) µs, p99 \(all.p99) µs, errors \(all.errors)")
             }
         }

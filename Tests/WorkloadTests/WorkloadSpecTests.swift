@@ -215,7 +215,7 @@ func errors(_ text: String) -> [String] {
         let medians = CompareSpec.medianRuns(runs)
         #expect(medians.map(\.variant) == [1, 2])
         #expect(medians[0].repetition == 3 && medians[0].achievedOperationsPerSecond == 200)
-        // Four runs (50, 70, 60, 80): the lower of the middle two.
+        // Four runs (50, 70, 60, 80): the worse of the middle two, for throughput the lower.
         #expect(medians[1].repetition == 3 && medians[1].achievedOperationsPerSecond == 60)
         let lines = CompareSpec.csv(fields: ["f"], runs: medians).split(separator: "\n")
         #expect(lines.count == 3)
@@ -233,6 +233,9 @@ func errors(_ text: String) -> [String] {
         ]
         #expect(CompareSpec.medianRuns(runs, by: .p50).map(\.repetition) == [3])
         #expect(CompareSpec.medianRuns(runs, by: .achievedOperationsPerSecond).map(\.repetition) == [1])
+        // Of an even count, the worse middle run: for a latency, the higher.
+        let four = runs + [run(variant: 1, repetition: 4, opsPerSecond: 25_000, p50: 120)]
+        #expect(CompareSpec.medianRuns(four, by: .p50).map(\.repetition) == [4])
     }
 
     @Test func aMissingCompositionIsReportedAtTheWorkloadsOwnLine() throws {
