@@ -43,6 +43,9 @@ public struct CompareSpec: Sendable {
         case p99 = "p99_us"
         case p999 = "p999_us"
 
+        /// Throughput is better high; every latency column is better low.
+        public var higherIsBetter: Bool { self == .achievedOperationsPerSecond }
+
         public func value(_ row: SummaryRow) -> Double {
             switch self {
             case .achievedOperationsPerSecond: row.achievedOperationsPerSecond
@@ -203,7 +206,7 @@ public struct CompareSpec: Sendable {
             let sorted = runs.sorted {
                 (column.value($0.all), $0.repetition) < (column.value($1.all), $1.repetition)
             }
-            return sorted[column == .achievedOperationsPerSecond ? (sorted.count - 1) / 2 : sorted.count / 2]
+            return sorted[column.higherIsBetter ? (sorted.count - 1) / 2 : sorted.count / 2]
         }
     }
 
